@@ -1,0 +1,1 @@
+"""Application layer: the run pipeline, the audit, chaos and bench."""

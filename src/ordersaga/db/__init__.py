@@ -1,0 +1,27 @@
+"""Database access by URL: ``sqlite:///path/to/file.db`` or ``postgresql://user@host/db``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ordersaga.db.base import Database, Dialect, Row, Tx
+from ordersaga.errors import ConfigError
+
+__all__ = ["Database", "Dialect", "Row", "Tx", "open_database"]
+
+
+async def open_database(url: str, *, durable: bool = True, pool_size: int = 10) -> Database:
+    """Open the database named by ``url``; a bare path is taken as a SQLite file."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from ordersaga.db.postgres import PostgresDatabase
+
+        return await PostgresDatabase.connect(url, max_size=pool_size)
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+    elif "://" in url:
+        raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///FILE or postgresql://")
+    else:
+        path = Path(url)
+    from ordersaga.db.sqlite import SqliteDatabase
+
+    return SqliteDatabase(path, durable=durable)

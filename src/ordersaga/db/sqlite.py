@@ -1,0 +1,116 @@
+"""SQLite backend: one connection, WAL mode, durable (synchronous=FULL) commits.
+
+Statements run synchronously on the event loop. That is deliberate: a SQLite statement on a local
+file takes microseconds, far less than handing it to a thread, and a write transaction never
+awaits anything else, so no other coroutine of this process can interleave inside it. Other
+connections and other processes are kept out by ``BEGIN IMMEDIATE`` (the database write lock)
+with a busy timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from ordersaga.db.base import Database, Row, Tx
+from ordersaga.errors import ConflictError, StorageError, UnavailableError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _translate(exc: sqlite3.Error) -> StorageError:
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc).upper():
+        return ConflictError(f"unique key violated: {exc}")
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+        return UnavailableError(f"database busy: {exc}")
+    return StorageError(f"sqlite: {exc}")
+
+
+def _rows(cursor: sqlite3.Cursor) -> list[Row]:
+    names = [d[0] for d in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class _SqliteTx(Tx):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        rows = await self.fetchall(sql, *params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        try:
+            return _rows(self._conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            self._conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        # Held for a whole write transaction: a second coroutine waits instead of nesting.
+        self._write_lock = asyncio.Lock()
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        rows = await self.fetchall(sql, *params)
+        return rows[0] if rows else None
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        try:
+            return _rows(self._conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._write_lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _SqliteTx(self._conn)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._conn.execute("ROLLBACK")
+                    raise _translate(exc) from exc
+
+    async def executescript(self, sql: str) -> None:
+        async with self.transaction() as tx:
+            for statement in sql.split(";"):
+                if statement.strip():
+                    await tx.execute(statement)
+
+    async def close(self) -> None:
+        self._conn.close()

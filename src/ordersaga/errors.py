@@ -1,0 +1,63 @@
+"""Every error that ordersaga raises on purpose derives from :class:`OrderSagaError`.
+
+Foreign errors (sqlite3, asyncpg, httpx, OSError) are translated into these at the boundary
+where they occur, so callers classify failures by type and never by message::
+
+    OrderSagaError
+    ├── ConfigError              bad configuration or world file (a usage error: exit 2)
+    ├── DefinitionError          a saga definition is inconsistent (checked before it runs)
+    ├── StorageError             a database failed
+    │   ├── ConflictError        a concurrent writer won (version mismatch, unique key, busy)
+    │   └── UnavailableError     the database cannot be reached right now (retryable)
+    ├── TransportError           no definite answer from a service: the outcome is unknown
+    │   ├── RequestLost          the request did not reach the service
+    │   ├── ResponseLost         the service may have applied it; the answer did not come back
+    │   └── CircuitOpen          the service is considered down; the call was not attempted
+    └── CrashPoint               an armed crash point fired (tests only; the process exits)
+"""
+
+from __future__ import annotations
+
+
+class OrderSagaError(Exception):
+    """The root of every error ordersaga raises on purpose."""
+
+
+class ConfigError(OrderSagaError):
+    """A configuration value or world file is unusable; the message says which and why."""
+
+
+class DefinitionError(OrderSagaError):
+    """A saga definition breaks a structural rule (a compensatable step without compensation)."""
+
+
+class StorageError(OrderSagaError):
+    """A database operation failed."""
+
+
+class ConflictError(StorageError):
+    """A concurrent writer won: the caller should re-read and retry."""
+
+
+class UnavailableError(StorageError):
+    """The database is unreachable or busy for now; retrying later may succeed."""
+
+
+class TransportError(OrderSagaError):
+    """A call to a service ended without a definite answer: its outcome is unknown."""
+
+
+class RequestLost(TransportError):
+    """The request never reached the service (connect failure, lost packet)."""
+
+
+class ResponseLost(TransportError):
+    """The request may have been applied; the response did not come back (timeout, reset, 5xx)."""
+
+
+class CircuitOpen(TransportError):
+    """The service's circuit breaker is open: the call was not attempted."""
+
+
+class CrashPoint(OrderSagaError):
+    """An armed crash point fired."""

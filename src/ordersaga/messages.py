@@ -1,0 +1,169 @@
+"""The messages that travel between the orchestrator and the participant services.
+
+This module is the only vocabulary that the saga engine, the transports and the services share.
+It knows nothing about sagas or orders: a :class:`Command` asks a named service to perform a named
+action under an idempotency key, and a :class:`Reply` says what the service made of it.
+
+Idempotency keys have the form ``<saga id>:<step>:<phase>`` where phase is one of ``action``,
+``compensate`` or ``confirm``. The part before the last colon, ``<saga id>:<step>``, names the
+*resource* that the step creates in the service (a reservation, a shipment, a payment); the
+action, its compensation and its confirmation all act on that one resource. The saga id may itself
+contain colons, so keys are always split from the right.
+
+Reply statuses (each is a definite answer from the service; a transport that got no answer raises
+:class:`ordersaga.errors.TransportError` instead)::
+
+    ok          the command was applied now, or earlier (a repeat gets the stored reply)
+    refused     a definite business refusal; nothing was applied (no stock, card declined, ...)
+    invalid     the command was malformed (bad key, bad payload); nothing was applied
+    conflict    the key was used before with a different request body; nothing was applied
+    in_flight   the same key is being processed right now; ask again later (retryable)
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "Command",
+    "KeyState",
+    "Phase",
+    "Probe",
+    "Reply",
+    "ReplyStatus",
+    "canonical_json",
+    "fingerprint",
+    "make_key",
+    "parse_key",
+]
+
+JSON = Any
+MAX_KEY_LENGTH = 512
+
+
+class Phase(enum.StrEnum):
+    """Which part of a step's life a command belongs to."""
+
+    ACTION = "action"
+    COMPENSATE = "compensate"
+    CONFIRM = "confirm"
+
+
+class ReplyStatus(enum.StrEnum):
+    OK = "ok"
+    REFUSED = "refused"
+    INVALID = "invalid"
+    CONFLICT = "conflict"
+    IN_FLIGHT = "in_flight"
+
+    @property
+    def definite(self) -> bool:
+        """True when the reply is final for this key (everything but ``in_flight``)."""
+        return self is not ReplyStatus.IN_FLIGHT
+
+
+class KeyState(enum.StrEnum):
+    """What a service knows of an idempotency key (the answer to a status probe)."""
+
+    APPLIED = "applied"  # the command took effect; the stored reply is attached
+    REFUSED = "refused"  # the command was refused (or cancelled by a tombstone); nothing applied
+    UNKNOWN = "unknown"  # the service never saw the key
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A request to ``service`` to perform ``action`` with ``payload`` under ``key``."""
+
+    service: str
+    action: str
+    key: str
+    payload: Mapping[str, JSON] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A digest of what the command asks for (action and payload, not the key)."""
+        return fingerprint({"action": self.action, "payload": self.payload})
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "service": self.service,
+            "action": self.action,
+            "key": self.key,
+            "payload": dict(self.payload),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A service's definite answer to a command."""
+
+    status: ReplyStatus
+    body: Mapping[str, JSON] = field(default_factory=dict)
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ReplyStatus.OK
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"status": self.status.value, "body": dict(self.body), "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, JSON]) -> Reply:
+        return cls(ReplyStatus(data["status"]), dict(data.get("body") or {}), data.get("reason"))
+
+    @classmethod
+    def refused(cls, reason: str, **body: JSON) -> Reply:
+        return cls(ReplyStatus.REFUSED, body, reason)
+
+    @classmethod
+    def invalid(cls, reason: str) -> Reply:
+        return cls(ReplyStatus.INVALID, {}, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """The answer to "what became of key K?"; ``reply`` is the stored reply when known."""
+
+    state: KeyState
+    reply: Reply | None = None
+
+
+def canonical_json(value: JSON) -> str:
+    """JSON with sorted keys and no spaces: equal values give equal strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(value: JSON) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def make_key(saga_id: str, step: str, phase: Phase) -> str:
+    return f"{saga_id}:{step}:{phase.value}"
+
+
+def parse_key(key: str) -> tuple[str, str, Phase]:
+    """Split a key into (saga id, step, phase); raise ValueError when it is malformed."""
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError("idempotency key must be a non-empty string of at most 512 characters")
+    if not key.isprintable() or any(c.isspace() for c in key):
+        raise ValueError("idempotency key must be printable and contain no whitespace")
+    parts = key.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise ValueError("idempotency key must look like <saga id>:<step>:<phase>")
+    try:
+        phase = Phase(parts[2])
+    except ValueError:
+        raise ValueError(f"unknown phase {parts[2]!r} in idempotency key") from None
+    return parts[0], parts[1], phase
+
+
+def resource_of(key: str) -> str:
+    """The resource a key acts on: ``<saga id>:<step>``."""
+    saga_id, step, _ = parse_key(key)
+    return f"{saga_id}:{step}"

@@ -1,0 +1,1 @@
+"""The order domain: model, stream parsing, world file, the order saga."""

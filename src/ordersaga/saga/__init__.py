@@ -1,0 +1,1 @@
+"""The saga engine: generic, knows nothing about orders."""

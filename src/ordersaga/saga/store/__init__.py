@@ -1,0 +1,1 @@
+"""The saga log behind a store protocol (SQLite, PostgreSQL, memory)."""

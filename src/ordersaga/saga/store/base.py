@@ -1,0 +1,170 @@
+"""The saga log: the durable truth about every saga, behind a small store protocol.
+
+A saga's record holds its input, its status, and one :class:`StepRecord` per (step, phase) that
+has a known outcome. The engine writes through :meth:`SagaStore.create` and
+:meth:`SagaStore.update`; each call is one atomic, durable write: when the awaited call returns,
+the write survives a crash (a backend may batch the writes of concurrent sagas into one commit —
+group commit — but never returns before that commit). A decision is therefore durable before the
+engine acts on it, and a terminal status is written in the same write as the last step records.
+
+Status life cycle (anything else is refused with :class:`ordersaga.errors.ConflictError`)::
+
+    running ──► confirming ──► confirmed
+       │
+       └──────► compensating ──► failed
+    (running may also go straight to failed when nothing needs compensating)
+
+Backends: SQLite (the embedded default, a file in the data dir), PostgreSQL, and an in-memory one
+(for ``--no-durability`` and tests). All of them pass one contract test suite.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordersaga.messages import Phase
+
+__all__ = [
+    "TERMINAL",
+    "SagaRecord",
+    "SagaStatus",
+    "SagaStore",
+    "StepRecord",
+    "StepStatus",
+    "StoreStats",
+]
+
+
+class SagaStatus(enum.StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    CONFIRMING = "confirming"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({SagaStatus.CONFIRMED, SagaStatus.FAILED})
+
+ALLOWED_TRANSITIONS: Mapping[SagaStatus, frozenset[SagaStatus]] = {
+    SagaStatus.RUNNING: frozenset(
+        {SagaStatus.RUNNING, SagaStatus.CONFIRMING, SagaStatus.COMPENSATING, SagaStatus.FAILED}
+    ),
+    SagaStatus.CONFIRMING: frozenset({SagaStatus.CONFIRMING, SagaStatus.CONFIRMED}),
+    SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATING, SagaStatus.FAILED}),
+    SagaStatus.CONFIRMED: frozenset(),
+    SagaStatus.FAILED: frozenset(),
+}
+
+
+class StepStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"  # the service applied it (result holds its reply body)
+    REFUSED = "refused"  # a definite refusal: nothing applied, never compensated
+    UNKNOWN = "unknown"  # retries and the probe could not tell: compensated to be safe
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """The known outcome of one phase of one step."""
+
+    step: str
+    phase: Phase
+    status: StepStatus
+    result: Mapping[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    attempts: int = 1
+    started_at: float = 0.0  # wall-clock seconds (time.time())
+    ended_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class SagaRecord:
+    saga_id: str
+    definition: str
+    input: Mapping[str, Any]
+    fingerprint: str
+    status: SagaStatus
+    steps: tuple[StepRecord, ...] = ()
+    reason: str | None = None
+    needs_attention: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def step(self, step: str, phase: Phase = Phase.ACTION) -> StepRecord | None:
+        for record in self.steps:
+            if record.step == step and record.phase is phase:
+                return record
+        return None
+
+
+@dataclass(slots=True)
+class StoreStats:
+    """Counters a store keeps for benchmarks: durable commits and the writes they carried."""
+
+    commits: int = 0
+    writes: int = 0
+
+
+class SagaStore(abc.ABC):
+    """The saga log. Every method is safe to call from many coroutines at once."""
+
+    stats: StoreStats
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        saga_id: str,
+        definition: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        status: SagaStatus = SagaStatus.RUNNING,
+        reason: str | None = None,
+    ) -> tuple[SagaRecord, bool]:
+        """Insert a new saga, durably; if ``saga_id`` exists, change nothing.
+
+        Returns the stored record and whether this call created it. The caller compares
+        fingerprints to tell a resubmission from a different saga reusing the id. ``status`` may
+        be terminal (``failed``) to record a saga that was decided without any step.
+        """
+
+    @abc.abstractmethod
+    async def update(
+        self,
+        saga_id: str,
+        *,
+        steps: Sequence[StepRecord] = (),
+        status: SagaStatus | None = None,
+        reason: str | None = None,
+        needs_attention: bool | None = None,
+    ) -> None:
+        """Atomically and durably upsert step records (by step and phase) and change status.
+
+        Raises :class:`ordersaga.errors.ConflictError` for an unknown saga or a status change
+        that :data:`ALLOWED_TRANSITIONS` forbids (in particular any change to a finished saga).
+        """
+
+    @abc.abstractmethod
+    async def load(self, saga_id: str) -> SagaRecord | None: ...
+
+    @abc.abstractmethod
+    async def unfinished(self) -> list[SagaRecord]:
+        """Every saga whose status is not terminal, oldest first."""
+
+    @abc.abstractmethod
+    def scan(self, batch_size: int = 500) -> AsyncIterator[SagaRecord]:
+        """Every saga, in creation order, read in batches (for the audit)."""
+
+    @abc.abstractmethod
+    async def count_by_status(self) -> dict[SagaStatus, int]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush pending writes and release the database."""

@@ -1,0 +1,1 @@
+"""The participant services (inventory, shipping, payment) and their shared kit."""

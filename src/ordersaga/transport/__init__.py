@@ -1,0 +1,1 @@
+"""Transports between the orchestrator and the services, and the fault injector."""
