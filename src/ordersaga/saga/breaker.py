@@ -1,0 +1,103 @@
+"""A per-service circuit breaker, shared by all sagas.
+
+After ``threshold`` consecutive transport failures the breaker opens: for ``cooldown`` seconds no
+call is attempted, and callers *wait* (they do not spend retry attempts). Then one trial call is
+let through (half-open); its success closes the breaker, its failure opens it again. A dead
+service thus costs one probe call per cooldown instead of a retry storm from every saga.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from ordersaga.saga.clock import Clock
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    threshold: int = 12
+    cooldown: float = 0.25
+
+
+class CircuitBreaker:
+    def __init__(self, name: str, clock: Clock, settings: BreakerSettings | None = None) -> None:
+        self.name = name
+        self._clock = clock
+        self._settings = settings or BreakerSettings()
+        self.state = BreakerState.CLOSED
+        self._failures = 0
+        self._opened_at = 0.0
+        self._trial_running = False
+        self._changed = asyncio.Event()
+        self.opened = 0  # how many times it opened (for reports and tests)
+        self.waits = 0  # how many times a caller waited instead of calling
+
+    async def acquire(self) -> None:
+        """Wait until a call may be attempted."""
+        while True:
+            if self.state is BreakerState.CLOSED:
+                return
+            if self.state is BreakerState.OPEN:
+                remaining = self._opened_at + self._settings.cooldown - self._clock.monotonic()
+                if remaining > 0:
+                    self.waits += 1
+                    await self._clock.sleep(remaining)
+                    continue
+                self.state = BreakerState.HALF_OPEN
+            if not self._trial_running:
+                self._trial_running = True
+                return
+            self.waits += 1
+            self._changed.clear()
+            await self._changed.wait()
+
+    def record_success(self) -> None:
+        self._failures = 0
+        if self.state is not BreakerState.CLOSED:
+            self.state = BreakerState.CLOSED
+            self._release_trial()
+
+    def record_failure(self) -> None:
+        self._failures += 1
+        if self.state is BreakerState.HALF_OPEN or self._failures >= self._settings.threshold:
+            if self.state is not BreakerState.OPEN:
+                self.opened += 1
+            self.state = BreakerState.OPEN
+            self._opened_at = self._clock.monotonic()
+            self._release_trial()
+
+    def release(self) -> None:
+        """Give back a trial slot without a verdict (the trial call was cancelled)."""
+        if self._trial_running:
+            self._release_trial()
+
+    def _release_trial(self) -> None:
+        self._trial_running = False
+        self._changed.set()
+
+
+class Breakers:
+    """One breaker per service name, created on first use."""
+
+    def __init__(self, clock: Clock, settings: BreakerSettings | None = None) -> None:
+        self._clock = clock
+        self._settings = settings
+        self._by_service: dict[str, CircuitBreaker] = {}
+
+    def __getitem__(self, service: str) -> CircuitBreaker:
+        breaker = self._by_service.get(service)
+        if breaker is None:
+            breaker = CircuitBreaker(service, self._clock, self._settings)
+            self._by_service[service] = breaker
+        return breaker
+
+    def all(self) -> list[CircuitBreaker]:
+        return list(self._by_service.values())

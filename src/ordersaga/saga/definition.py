@@ -1,0 +1,119 @@
+"""Saga definitions: inert, frozen data. Only the executor runs them.
+
+A definition is an ordered list of steps. Each step names how to build its service call from the
+saga's context (input and the results of earlier steps), and has a kind:
+
+``compensatable``
+    may fail; when a later step fails, its compensation undoes it. Must have a compensation.
+``pivot``
+    the last step that can still fail. Its success decides the saga: from then on it can only go
+    forward. Its compensation is used only when its own outcome stays unknown.
+``retriable``
+    after the pivot; retried until it succeeds, never compensated (so it has no compensation).
+
+Order: compensatable steps, then at most one pivot, then retriable steps. A definition without a
+pivot is decided by the success of its last compensatable step.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordersaga.errors import DefinitionError
+from ordersaga.saga.retry import RetryPolicy
+
+
+class StepKind(enum.StrEnum):
+    COMPENSATABLE = "compensatable"
+    PIVOT = "pivot"
+    RETRIABLE = "retriable"
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One call to a service: which service, which action, with what payload."""
+
+    service: str
+    action: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SagaContext:
+    """What a step's call builder may read: the saga's input and earlier steps' results."""
+
+    saga_id: str
+    input: Mapping[str, Any]
+    results: Mapping[str, Mapping[str, Any]]
+
+
+Builder = Callable[[SagaContext], Invocation]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    kind: StepKind
+    action: Builder
+    compensation: Builder | None = None
+    retry: RetryPolicy | None = None  # for the action; None takes the engine's default
+
+
+@dataclass(frozen=True, slots=True)
+class SagaDefinition:
+    name: str
+    steps: tuple[Step, ...]
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    @property
+    def forward_steps(self) -> tuple[Step, ...]:
+        """The steps that can still fail: compensatable ones and the pivot."""
+        return tuple(s for s in self.steps if s.kind is not StepKind.RETRIABLE)
+
+    @property
+    def retriable_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.kind is StepKind.RETRIABLE)
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)
+
+
+_RANK = {StepKind.COMPENSATABLE: 0, StepKind.PIVOT: 1, StepKind.RETRIABLE: 2}
+
+
+def check(definition: SagaDefinition) -> None:
+    """Raise :class:`DefinitionError` when ``definition`` breaks a structural rule."""
+    name = definition.name
+    if not name:
+        raise DefinitionError("a saga definition needs a name")
+    if not definition.steps:
+        raise DefinitionError(f"saga {name!r} has no steps")
+    seen: set[str] = set()
+    rank = 0
+    for step in definition.steps:
+        where = f"saga {name!r}, step {step.name!r}"
+        if not step.name or ":" in step.name or any(c.isspace() for c in step.name):
+            raise DefinitionError(f"{where}: a step name is non-empty, without ':' or spaces")
+        if step.name in seen:
+            raise DefinitionError(f"{where}: duplicate step name")
+        seen.add(step.name)
+        if _RANK[step.kind] < rank or (step.kind is StepKind.PIVOT and rank == 1):
+            raise DefinitionError(
+                f"{where}: steps must be compensatable, then one pivot, then retriable"
+            )
+        rank = _RANK[step.kind]
+        if step.kind is not StepKind.RETRIABLE and step.compensation is None:
+            # A pivot needs one too: it is used when the pivot's own outcome stays unknown.
+            raise DefinitionError(f"{where}: a {step.kind} step needs a compensation")
+        if step.kind is StepKind.RETRIABLE and step.compensation is not None:
+            raise DefinitionError(f"{where}: a retriable step is never compensated")
+    if all(s.kind is StepKind.RETRIABLE for s in definition.steps):
+        raise DefinitionError(f"saga {name!r}: at least one step must be able to fail")
