@@ -60,6 +60,13 @@ class Step:
     action: Builder
     compensation: Builder | None = None
     retry: RetryPolicy | None = None  # for the action; None takes the engine's default
+    #: For a retriable step that confirms what an earlier step did: that step's name. Its calls
+    #: then use the earlier step's resource key (``<saga>:<confirmed step>:confirm``).
+    confirms: str | None = None
+
+    def key_name(self) -> str:
+        """The step name used in this step's idempotency keys."""
+        return self.confirms or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,5 +122,18 @@ def check(definition: SagaDefinition) -> None:
             raise DefinitionError(f"{where}: a {step.kind} step needs a compensation")
         if step.kind is StepKind.RETRIABLE and step.compensation is not None:
             raise DefinitionError(f"{where}: a retriable step is never compensated")
+        if step.confirms is not None:
+            _check_confirms(definition, step, where)
     if all(s.kind is StepKind.RETRIABLE for s in definition.steps):
         raise DefinitionError(f"saga {name!r}: at least one step must be able to fail")
+
+
+def _check_confirms(definition: SagaDefinition, step: Step, where: str) -> None:
+    if step.kind is not StepKind.RETRIABLE:
+        raise DefinitionError(f"{where}: only a retriable step confirms another step")
+    targets = [s for s in definition.steps if s.name == step.confirms]
+    if not targets or targets[0].kind is StepKind.RETRIABLE:
+        raise DefinitionError(f"{where}: confirms {step.confirms!r}, not a forward step")
+    others = [s for s in definition.steps if s.confirms == step.confirms]
+    if len(others) > 1:
+        raise DefinitionError(f"{where}: {step.confirms!r} is confirmed by two steps")

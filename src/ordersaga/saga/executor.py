@@ -333,7 +333,7 @@ class SagaEngine:
         command = Command(
             invocation.service,
             invocation.action,
-            make_key(run.saga_id, step.name, phase),
+            make_key(run.saga_id, step.key_name(), phase),
             invocation.payload,
         )
 

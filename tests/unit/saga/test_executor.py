@@ -1,0 +1,174 @@
+import random
+from collections.abc import Callable
+
+import pytest
+
+from ordersaga.messages import Command, Phase
+from ordersaga.saga.clock import FakeClock
+from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
+from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine
+from ordersaga.saga.recovery import recover
+from ordersaga.saga.store.base import SagaStatus, StepStatus
+from ordersaga.saga.store.memory import MemoryStore
+
+from .fakes import Ledger, ScriptedTransport
+
+
+def builder(service: str, action: str) -> Callable[[SagaContext], Invocation]:
+    return lambda ctx: Invocation(service, action, {"input": dict(ctx.input)})
+
+
+def make_definition() -> SagaDefinition:
+    C, P, R = StepKind.COMPENSATABLE, StepKind.PIVOT, StepKind.RETRIABLE
+    return SagaDefinition(
+        "trip",
+        (
+            Step("a", C, builder("A", "do"), builder("A", "undo")),
+            Step("b", C, builder("B", "do"), builder("B", "undo")),
+            Step("c", P, builder("C", "do"), builder("C", "undo")),
+            Step("a_ok", R, builder("A", "confirm"), confirms="a"),
+            Step("c_ok", R, builder("C", "confirm"), confirms="c"),
+        ),
+    )
+
+
+def world(
+    refuse: dict[str, Callable[[Command], bool]] | None = None,
+    fail: Callable[[Command], str | None] = lambda c: None,
+    probe_fails: bool = False,
+) -> tuple[SagaEngine, dict[str, Ledger], ScriptedTransport, FakeClock]:
+    refuse = refuse or {}
+    ledgers = {n: Ledger(n, refuse.get(n, lambda c: False)) for n in "ABC"}
+    transport = ScriptedTransport(ledgers, fail, probe_fails)
+    clock = FakeClock()
+    engine = SagaEngine(
+        MemoryStore(), transport, [make_definition()], clock=clock, rng=random.Random(3)
+    )
+    return engine, ledgers, transport, clock
+
+
+async def test_happy_path_confirms_and_logs_each_phase() -> None:
+    engine, ledgers, transport, _ = world()
+    result = await engine.start("trip", "s1", {"x": 1}, "fp1")
+    assert result.status is SagaStatus.CONFIRMED and result.retries == 0
+    assert ledgers["A"].state == {"s1:a": "confirmed"}
+    assert ledgers["B"].state == {"s1:b": "applied"}
+    assert ledgers["C"].state == {"s1:c": "confirmed"}
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.CONFIRMED
+    assert {(r.step, r.phase) for r in record.steps} == {
+        ("a", Phase.ACTION),
+        ("b", Phase.ACTION),
+        ("c", Phase.ACTION),
+        ("a_ok", Phase.CONFIRM),
+        ("c_ok", Phase.CONFIRM),
+    }
+    assert all(n == 1 for n in transport.sent.values())
+
+
+async def test_refusal_compensates_earlier_steps_in_reverse_but_not_itself() -> None:
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: True})
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.FAILED
+    assert result.reason is not None and "no" in result.reason
+    assert result.compensations == 2
+    assert ledgers["A"].state["s1:a"] == "compensated"
+    assert ledgers["B"].state["s1:b"] == "compensated"
+    assert "s1:c:compensate" not in transport.sent  # a refusal is never compensated
+    assert transport.sent["s1:c:action"] == 1  # ... nor retried
+
+
+async def test_refusal_at_first_step_fails_without_compensation() -> None:
+    engine, _, transport, _ = world(refuse={"A": lambda c: True})
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.FAILED and result.compensations == 0
+    assert set(transport.sent) == {"s1:a:action"}
+
+
+async def test_lost_messages_are_retried_under_the_same_key_and_take_effect_once() -> None:
+    rng = random.Random(5)
+    engine, ledgers, _, clock = world(
+        fail=lambda c: rng.choice([None, None, "request", "response"])
+    )
+    for i in range(30):
+        result = await engine.start("trip", f"s{i}", {}, "fp")
+        assert result.status is SagaStatus.CONFIRMED
+    assert sum(len(lg.effects) for lg in ledgers.values()) == 30 * 5
+    assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+    assert engine.caller.stats.retries > 0 and clock.sleeps  # backoff happened, without waiting
+
+
+async def test_applied_but_unanswered_step_is_settled_by_the_probe() -> None:
+    engine, ledgers, _, _ = world(fail=lambda c: "response" if c.key == "s1:b:action" else None)
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMED
+    assert engine.caller.stats.probes >= 1
+    assert ledgers["B"].effects["s1:b:action"] == 1
+
+
+async def test_unknown_outcome_is_compensated_too_and_the_tombstone_stops_a_late_arrival() -> None:
+    engine, ledgers, transport, _ = world(
+        fail=lambda c: "request" if c.key == "s1:b:action" else None, probe_fails=True
+    )
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.FAILED and "unknown" in (result.reason or "")
+    assert transport.sent["s1:b:compensate"] == 1
+    record = await engine.store.load("s1")
+    assert record is not None
+    step_b = record.step("b")
+    assert step_b is not None and step_b.status is StepStatus.UNKNOWN
+    late = await ledgers["B"].handle(Command("B", "do", "s1:b:action", {"input": {}}))
+    assert not late.ok and ledgers["B"].state["s1:b"] == "compensated"
+
+
+async def test_same_id_same_input_replays_and_other_input_is_a_mismatch() -> None:
+    engine, _, transport, _ = world()
+    first = await engine.start("trip", "s1", {"x": 1}, "fp1")
+    sent = sum(transport.sent.values())
+    again = await engine.start("trip", "s1", {"x": 1}, "fp1")
+    other = await engine.start("trip", "s1", {"x": 2}, "fp2")
+    assert again.replayed and again.status is first.status
+    assert other.mismatch and other.status is SagaStatus.FAILED and other.reason == MISMATCH_REASON
+    assert sum(transport.sent.values()) == sent  # nothing executed again
+
+
+async def test_concurrent_starts_of_one_id_run_it_once() -> None:
+    import asyncio
+
+    engine, ledgers, _, _ = world()
+    results = await asyncio.gather(*(engine.start("trip", "s1", {}, "fp") for _ in range(5)))
+    assert [r.status for r in results] == [SagaStatus.CONFIRMED] * 5
+    assert sum(r.replayed for r in results) == 4
+    assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+
+
+@pytest.mark.parametrize("status", [SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+async def test_recovery_finishes_unfinished_sagas_and_is_harmless_twice(
+    status: SagaStatus,
+) -> None:
+    engine, ledgers, _, _ = world(refuse={"C": lambda c: status is SagaStatus.COMPENSATING})
+    store = engine.store
+    await store.create("s1", "trip", {}, "fp")
+    # Simulate a crash after step a was applied but before its result was logged.
+    await ledgers["A"].handle(Command("A", "do", "s1:a:action", {"input": {}}))
+    results = await recover(engine)
+    again = await recover(engine)
+    assert [r.saga_id for r in results] == ["s1"] and again == []
+    record = await store.load("s1")
+    assert record is not None and record.status.terminal
+    assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+
+
+async def test_confirmations_retry_until_they_succeed() -> None:
+    failures = {"n": 0}
+
+    def fail(c: Command) -> str | None:
+        if c.key == "s1:c:confirm" and failures["n"] < 40:
+            failures["n"] += 1
+            return "request"
+        return None
+
+    engine, ledgers, _, _ = world(fail=fail)
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMED and result.retries == 40
+    assert ledgers["C"].state["s1:c"] == "confirmed"
