@@ -29,6 +29,7 @@ from typing import Any
 from ordersaga.messages import Phase
 
 __all__ = [
+    "ALLOWED_TRANSITIONS",
     "TERMINAL",
     "SagaRecord",
     "SagaStatus",
@@ -86,6 +87,13 @@ class StepRecord:
 
 @dataclass(frozen=True, slots=True)
 class SagaRecord:
+    """A saga as the log knows it.
+
+    ``steps`` holds one record per (step, phase), ordered by ``started_at`` and then by when the
+    (step, phase) was first written (rewriting it keeps its place). ``input`` and each step's
+    ``result`` went through JSON, as stored: a tuple comes back as a list.
+    """
+
     saga_id: str
     definition: str
     input: Mapping[str, Any]
@@ -113,7 +121,12 @@ class StoreStats:
 
 
 class SagaStore(abc.ABC):
-    """The saga log. Every method is safe to call from many coroutines at once."""
+    """The saga log. Every method is safe to call from many coroutines at once.
+
+    A value that is not JSON (in ``input`` or a step's ``result``) fails its own call
+    (``TypeError``/``ValueError``) before anything is written. A call cancelled while it waits
+    for its commit may still have been written (as with any cancelled commit); the log tells.
+    """
 
     stats: StoreStats
 
@@ -130,9 +143,10 @@ class SagaStore(abc.ABC):
     ) -> tuple[SagaRecord, bool]:
         """Insert a new saga, durably; if ``saga_id`` exists, change nothing.
 
-        Returns the stored record and whether this call created it. The caller compares
-        fingerprints to tell a resubmission from a different saga reusing the id. ``status`` may
-        be terminal (``failed``) to record a saga that was decided without any step.
+        Returns the stored record and whether this call created it (of two concurrent creates of
+        one id, the first made wins). The caller compares fingerprints to tell a resubmission
+        from a different saga reusing the id. ``status`` may be terminal (``failed``) to record a
+        saga that was decided without any step.
         """
 
     @abc.abstractmethod
@@ -146,6 +160,10 @@ class SagaStore(abc.ABC):
         needs_attention: bool | None = None,
     ) -> None:
         """Atomically and durably upsert step records (by step and phase) and change status.
+
+        ``status``, ``reason`` and ``needs_attention`` left at None stay as they are. Updates of
+        one saga apply in the order the calls were made, even when they share a commit. A finished
+        saga takes no update at all, not even one that only adds step records.
 
         Raises :class:`ordersaga.errors.ConflictError` for an unknown saga or a status change
         that :data:`ALLOWED_TRANSITIONS` forbids (in particular any change to a finished saga).

@@ -1,0 +1,132 @@
+"""An in-memory saga log: the same semantics as the SQL stores, without durability.
+
+Used for ``--no-durability`` benchmarks and for tests of the engine. Each ``create``/``update``
+counts as one write in one commit, as if every call committed on its own. Values go through JSON
+like in the SQL stores, so a record read back is a fresh copy that callers may not corrupt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordersaga.errors import StorageError
+from ordersaga.messages import Phase
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
+from ordersaga.saga.store.model import (
+    CreateWrite,
+    Head,
+    StepRow,
+    check_update,
+    make_create,
+    make_update,
+)
+
+
+@dataclass(slots=True)
+class _Saga:
+    create: CreateWrite
+    head: Head
+    # (step, phase) -> (ordinal of first insertion, row); the ordinal keeps a stable order.
+    steps: dict[tuple[str, Phase], tuple[int, StepRow]] = field(default_factory=dict)
+
+    def record(self) -> SagaRecord:
+        ordered = sorted(self.steps.values(), key=lambda item: (item[1].started_at, item[0]))
+        return SagaRecord(
+            self.create.saga_id,
+            self.create.definition,
+            json.loads(self.create.input),
+            self.create.fingerprint,
+            self.head.status,
+            tuple(row.to_record() for _, row in ordered),
+            self.head.reason,
+            self.head.needs_attention,
+            self.create.at,
+            self.head.updated_at,
+        )
+
+
+class MemoryStore(SagaStore):
+    """A saga log in a dict; insertion order is creation order."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.stats = StoreStats()
+        self._clock = clock
+        self._sagas: dict[str, _Saga] = {}
+        self._ordinals = itertools.count()
+        self._closed = False
+
+    def _count_write(self) -> None:
+        if self._closed:
+            raise StorageError("the saga store is closed")
+        self.stats.writes += 1
+        self.stats.commits += 1
+
+    async def create(
+        self,
+        saga_id: str,
+        definition: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        status: SagaStatus = SagaStatus.RUNNING,
+        reason: str | None = None,
+    ) -> tuple[SagaRecord, bool]:
+        write = make_create(saga_id, definition, input, fingerprint, status, reason, self._clock())
+        self._count_write()
+        existing = self._sagas.get(saga_id)
+        if existing is not None:
+            return existing.record(), False
+        self._sagas[saga_id] = _Saga(write, Head.of_create(write))
+        return write.record(), True
+
+    async def update(
+        self,
+        saga_id: str,
+        *,
+        steps: Sequence[StepRecord] = (),
+        status: SagaStatus | None = None,
+        reason: str | None = None,
+        needs_attention: bool | None = None,
+    ) -> None:
+        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock())
+        self._count_write()
+        saga = self._sagas.get(saga_id)
+        if saga is None:
+            check_update(saga_id, None, write.status)  # raises: unknown saga
+            return
+        saga.head.apply(write, saga_id)
+        for row in write.steps:
+            key = (row.step, row.phase)
+            previous = saga.steps.get(key)
+            ordinal = previous[0] if previous is not None else next(self._ordinals)
+            saga.steps[key] = (ordinal, row)
+
+    async def load(self, saga_id: str) -> SagaRecord | None:
+        saga = self._sagas.get(saga_id)
+        return None if saga is None else saga.record()
+
+    async def unfinished(self) -> list[SagaRecord]:
+        return [s.record() for s in self._sagas.values() if not s.head.status.terminal]
+
+    async def scan(self, batch_size: int = 500) -> AsyncIterator[SagaRecord]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        # A snapshot of the ids: sagas created during the scan may or may not be seen.
+        ids = list(self._sagas)
+        for start in range(0, len(ids), batch_size):
+            for saga_id in ids[start : start + batch_size]:
+                yield self._sagas[saga_id].record()
+
+    async def count_by_status(self) -> dict[SagaStatus, int]:
+        counts = dict.fromkeys(SagaStatus, 0)
+        for saga in self._sagas.values():
+            counts[saga.head.status] += 1
+        return counts
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,214 @@
+"""What every store backend shares: the write values, the transition check, record building.
+
+A ``create`` or ``update`` call becomes a :class:`CreateWrite` or :class:`UpdateWrite` in the
+caller's coroutine (JSON is serialised there, so a value that is not JSON fails in its own caller,
+before anything is queued). Backends replay writes against a :class:`Head` — the mutable part of a
+saga's row — with :func:`check_update` deciding whether an update is allowed, so the in-memory and
+the SQL backends cannot disagree about the life cycle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ordersaga.errors import ConflictError
+from ordersaga.messages import Phase, canonical_json
+from ordersaga.saga.store.base import (
+    ALLOWED_TRANSITIONS,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+)
+
+UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """A :class:`StepRecord` with its result already serialised."""
+
+    step: str
+    phase: Phase
+    status: StepStatus
+    result: str
+    reason: str | None
+    attempts: int
+    started_at: float
+    ended_at: float
+
+    @classmethod
+    def of(cls, record: StepRecord) -> StepRow:
+        return cls(
+            record.step,
+            Phase(record.phase),
+            StepStatus(record.status),
+            canonical_json(dict(record.result)),
+            record.reason,
+            int(record.attempts),
+            float(record.started_at),
+            float(record.ended_at),
+        )
+
+    def to_record(self) -> StepRecord:
+        return StepRecord(
+            self.step,
+            self.phase,
+            self.status,
+            json.loads(self.result),
+            self.reason,
+            self.attempts,
+            self.started_at,
+            self.ended_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CreateWrite:
+    saga_id: str
+    definition: str
+    input: str  # canonical JSON
+    fingerprint: str
+    status: SagaStatus
+    reason: str | None
+    at: float
+
+    def record(self) -> SagaRecord:
+        """The record this write creates (what ``create`` returns when it inserted)."""
+        return SagaRecord(
+            self.saga_id,
+            self.definition,
+            json.loads(self.input),
+            self.fingerprint,
+            self.status,
+            (),
+            self.reason,
+            False,
+            self.at,
+            self.at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateWrite:
+    saga_id: str
+    steps: tuple[StepRow, ...]
+    status: SagaStatus | None
+    reason: str | None
+    needs_attention: bool | None
+    at: float
+
+
+Write = CreateWrite | UpdateWrite
+
+
+def make_create(
+    saga_id: str,
+    definition: str,
+    input: Mapping[str, Any],
+    fingerprint: str,
+    status: SagaStatus,
+    reason: str | None,
+    at: float,
+) -> CreateWrite:
+    return CreateWrite(
+        saga_id,
+        definition,
+        canonical_json(dict(input)),
+        fingerprint,
+        SagaStatus(status),
+        reason,
+        at,
+    )
+
+
+def make_update(
+    saga_id: str,
+    steps: Sequence[StepRecord],
+    status: SagaStatus | None,
+    reason: str | None,
+    needs_attention: bool | None,
+    at: float,
+) -> UpdateWrite:
+    return UpdateWrite(
+        saga_id,
+        tuple(StepRow.of(s) for s in steps),
+        None if status is None else SagaStatus(status),
+        reason,
+        needs_attention,
+        at,
+    )
+
+
+def check_update(saga_id: str, current: SagaStatus | None, target: SagaStatus | None) -> None:
+    """Raise :class:`ConflictError` unless a saga in ``current`` may take an update to ``target``.
+
+    ``current`` is None for an unknown saga. A finished saga takes no update at all, not even one
+    that only adds step records: its log is closed.
+    """
+    if current is None:
+        raise ConflictError(f"unknown saga {saga_id!r}")
+    if current.terminal:
+        raise ConflictError(f"saga {saga_id!r} is finished ({current.value}) and cannot change")
+    if target is not None and target not in ALLOWED_TRANSITIONS[current]:
+        raise ConflictError(
+            f"saga {saga_id!r}: transition {current.value} -> {target.value} is not allowed"
+        )
+
+
+@dataclass(slots=True)
+class Head:
+    """The mutable columns of a saga row, as a batch replays its writes."""
+
+    status: SagaStatus
+    reason: str | None
+    needs_attention: bool
+    updated_at: float
+    version: int
+
+    @classmethod
+    def of_create(cls, write: CreateWrite) -> Head:
+        return cls(write.status, write.reason, False, write.at, 1)
+
+    def apply(self, write: UpdateWrite, saga_id: str) -> None:
+        """Check ``write`` against the current status, then apply it (or raise ConflictError)."""
+        check_update(saga_id, self.status, write.status)
+        if write.status is not None:
+            self.status = write.status
+        if write.reason is not None:
+            self.reason = write.reason
+        if write.needs_attention is not None:
+            self.needs_attention = write.needs_attention
+        self.updated_at = write.at
+        self.version += 1
+
+
+def step_from_row(row: Mapping[str, Any]) -> StepRecord:
+    return StepRecord(
+        row["step"],
+        Phase(row["phase"]),
+        StepStatus(row["status"]),
+        json.loads(row["result"]),
+        row["reason"],
+        int(row["attempts"]),
+        float(row["started_at"]),
+        float(row["ended_at"]),
+    )
+
+
+def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> SagaRecord:
+    return SagaRecord(
+        row["saga_id"],
+        row["definition"],
+        json.loads(row["input"]),
+        row["fingerprint"],
+        SagaStatus(row["status"]),
+        tuple(steps),
+        row["reason"],
+        bool(row["needs_attention"]),
+        float(row["created_at"]),
+        float(row["updated_at"]),
+    )

@@ -1,0 +1,208 @@
+"""The saga log in a SQL database (SQLite or PostgreSQL), with group commit.
+
+Writes go through a :class:`~ordersaga.saga.store.batching.GroupCommitter`, which applies the
+writes of concurrent coroutines in one transaction (:func:`~ordersaga.saga.store.sqlbatch.
+apply_batch`) and returns from each call only after that transaction committed. Reads run outside
+the write path; the dialect subclasses (:mod:`.sqlite`, :mod:`.postgres`) supply the few hooks
+that differ: row locking, read snapshots and non-durable commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, Self
+
+from ordersaga.db import Database, Row, Tx, open_database
+from ordersaga.errors import StorageError
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
+from ordersaga.saga.store.batching import DEFAULT_MAX_BATCH, GroupCommitter
+from ordersaga.saga.store.model import (
+    UNFINISHED,
+    Write,
+    make_create,
+    make_update,
+    record_from_row,
+    step_from_row,
+)
+from ordersaga.saga.store.schema import ensure_schema
+from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
+
+SAGA_COLUMNS = (
+    "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
+    " created_at, updated_at"
+)
+STEP_COLUMNS = "saga_id, step, phase, status, result, reason, attempts, started_at, ended_at"
+
+
+class Reader(Protocol):
+    """What reads need: a database (SQLite) or a snapshot transaction (PostgreSQL)."""
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+class SqlSagaStore(SagaStore):
+    """A saga log in ``db``; use :meth:`open` to get one with its schema in place."""
+
+    #: Appended to the SELECT that reads a batch's sagas, to lock them until the commit.
+    lock_suffix = ""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        durable: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stats = StoreStats()
+        self.durable = durable
+        self._db = db
+        self._clock = clock
+        self._committer: GroupCommitter[Write, Outcome] = GroupCommitter(
+            self._apply, self.stats, max_batch=max_batch
+        )
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        durable: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        clock: Callable[[], float] = time.time,
+    ) -> Self:
+        """Open the database at ``url`` and create the schema if it is missing."""
+        db = await open_database(url, durable=durable)
+        try:
+            await ensure_schema(db)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, max_batch=max_batch, durable=durable, clock=clock)
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def max_batch(self) -> int:
+        return self._committer.max_batch
+
+    # -- writes ------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        saga_id: str,
+        definition: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        status: SagaStatus = SagaStatus.RUNNING,
+        reason: str | None = None,
+    ) -> tuple[SagaRecord, bool]:
+        write = make_create(saga_id, definition, input, fingerprint, status, reason, self._clock())
+        if await self._committer.submit(write):
+            return write.record(), True
+        existing = await self.load(saga_id)
+        if existing is None:  # sagas are never deleted
+            raise StorageError(f"saga {saga_id!r} exists but cannot be read back")
+        return existing, False
+
+    async def update(
+        self,
+        saga_id: str,
+        *,
+        steps: Sequence[StepRecord] = (),
+        status: SagaStatus | None = None,
+        reason: str | None = None,
+        needs_attention: bool | None = None,
+    ) -> None:
+        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock())
+        await self._committer.submit(write)
+
+    async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
+        async with self._db.transaction() as tx:
+            await self.begin_write(tx)
+            return await apply_batch(tx, writes, lock_suffix=self.lock_suffix)
+
+    async def begin_write(self, tx: Tx) -> None:
+        """Hook: the first statements of every write transaction."""
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def reading(self) -> AbstractAsyncContextManager[Reader]:
+        """Hook: where a read that spans several statements runs (a consistent snapshot)."""
+        return _plain(self._db)
+
+    async def load(self, saga_id: str) -> SagaRecord | None:
+        async with self.reading() as reader:
+            row = await reader.fetchone(
+                f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ?", saga_id
+            )
+            if row is None:
+                return None
+            return (await with_steps(reader, [row]))[0]
+
+    async def unfinished(self) -> list[SagaRecord]:
+        statuses = [s.value for s in UNFINISHED]
+        async with self.reading() as reader:
+            rows = await reader.fetchall(
+                f"SELECT {SAGA_COLUMNS} FROM sagas"
+                f" WHERE status IN ({placeholders(len(statuses))}) ORDER BY seq",
+                *statuses,
+            )
+            return await with_steps(reader, rows)
+
+    async def scan(self, batch_size: int = 500) -> AsyncIterator[SagaRecord]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        after = 0
+        while True:
+            async with self.reading() as reader:
+                rows = await reader.fetchall(
+                    f"SELECT {SAGA_COLUMNS} FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?",
+                    after,
+                    batch_size,
+                )
+                records = await with_steps(reader, rows)
+            for record in records:
+                yield record
+            if len(rows) < batch_size:
+                return
+            after = int(rows[-1]["seq"])
+
+    async def count_by_status(self) -> dict[SagaStatus, int]:
+        counts = dict.fromkeys(SagaStatus, 0)
+        rows = await self._db.fetchall("SELECT status, COUNT(*) AS n FROM sagas GROUP BY status")
+        for row in rows:
+            counts[SagaStatus(row["status"])] = int(row["n"])
+        return counts
+
+    async def close(self) -> None:
+        try:
+            await self._committer.close()
+        finally:
+            await self._db.close()
+
+
+@asynccontextmanager
+async def _plain(db: Database) -> AsyncIterator[Reader]:
+    yield db
+
+
+async def with_steps(reader: Reader, rows: Sequence[Row]) -> list[SagaRecord]:
+    """Attach to each saga row its step records, read in one query per 500 sagas."""
+    steps: dict[str, list[StepRecord]] = {row["saga_id"]: [] for row in rows}
+    for chunk in chunks(list(steps), 500):
+        step_rows = await reader.fetchall(
+            f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id IN ({placeholders(len(chunk))})"
+            " ORDER BY started_at, id",
+            *chunk,
+        )
+        for step_row in step_rows:
+            steps[step_row["saga_id"]].append(step_from_row(step_row))
+    return [record_from_row(row, steps[row["saga_id"]]) for row in rows]

@@ -1,0 +1,164 @@
+"""Apply one batch of saga log writes inside one SQL transaction.
+
+The batch is replayed in Python, in submission order, against the current rows of the sagas it
+touches (read once, locked on PostgreSQL), so each write is checked against the state left by the
+writes before it — including earlier writes of the same batch. A forbidden write becomes that
+write's error outcome and is skipped; it does not abort the transaction. What survives is folded
+into a few multi-row statements: one INSERT of the new sagas, one UPDATE of the changed ones, and
+one upsert of the step records (the last record per (saga, step, phase) wins, in the position of
+its first insertion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from ordersaga.db import Tx
+from ordersaga.errors import ConflictError
+from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.store.model import CreateWrite, Head, StepRow, UpdateWrite, Write, check_update
+
+#: Rows per multi-row statement: stays far below both dialects' limits on bound parameters.
+CHUNK_ROWS = 200
+
+Outcome = bool | None  # create: whether it inserted; update: nothing
+T = TypeVar("T")
+
+_INSERT_SAGAS = (
+    "INSERT INTO sagas (saga_id, definition, input, fingerprint, status, reason,"
+    " needs_attention, created_at, updated_at, version) VALUES "
+)
+_SAGA_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+# Casts give PostgreSQL the parameter types of a VALUES list; SQLite accepts them too.
+_UPDATE_SAGAS = (
+    "UPDATE sagas SET status = v.column2, reason = v.column3, needs_attention = v.column4,"
+    " updated_at = v.column5, version = v.column6 FROM (VALUES {rows}) AS v"
+    " WHERE sagas.saga_id = v.column1 AND sagas.version = v.column7"
+)
+_UPDATE_VALUES = (
+    "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),"
+    " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS BIGINT))"
+)
+
+_UPSERT_STEPS = (
+    "INSERT INTO saga_steps (saga_id, step, phase, status, result, reason, attempts,"
+    " started_at, ended_at) VALUES {rows} ON CONFLICT (saga_id, step, phase) DO UPDATE SET"
+    " status = excluded.status, result = excluded.result, reason = excluded.reason,"
+    " attempts = excluded.attempts, started_at = excluded.started_at,"
+    " ended_at = excluded.ended_at"
+)
+_STEP_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def placeholders(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+async def apply_batch(
+    tx: Tx, writes: Sequence[Write], *, lock_suffix: str = ""
+) -> list[Outcome | Exception]:
+    """Apply ``writes`` in ``tx``; return one outcome per write (see the module doc).
+
+    ``lock_suffix`` (``FOR UPDATE`` on PostgreSQL) locks the touched rows against other writer
+    processes until the commit; SQLite's ``BEGIN IMMEDIATE`` already holds the database lock.
+    Raises (and so rolls back) only on a database error, or ConflictError when another process
+    changed or created one of the sagas concurrently.
+    """
+    ids = list(dict.fromkeys(w.saga_id for w in writes))
+    heads = await _fetch_heads(tx, ids, lock_suffix)
+    versions = {saga_id: head.version for saga_id, head in heads.items()}
+    created: dict[str, CreateWrite] = {}
+    steps: dict[tuple[str, str, str], StepRow] = {}
+    outcomes: list[Outcome | Exception] = []
+    for write in writes:
+        if isinstance(write, CreateWrite):
+            if write.saga_id in heads:
+                outcomes.append(False)
+            else:
+                heads[write.saga_id] = Head.of_create(write)
+                created[write.saga_id] = write
+                outcomes.append(True)
+            continue
+        try:
+            _apply_update(heads.get(write.saga_id), write)
+        except ConflictError as exc:
+            outcomes.append(exc)
+            continue
+        for row in write.steps:
+            steps[(write.saga_id, row.step, row.phase.value)] = row
+        outcomes.append(None)
+    await _insert_sagas(tx, [(w, heads[saga_id]) for saga_id, w in created.items()])
+    changed = [
+        (saga_id, heads[saga_id], version)
+        for saga_id, version in versions.items()
+        if heads[saga_id].version != version
+    ]
+    await _update_sagas(tx, changed)
+    await _upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
+    return outcomes
+
+
+def _apply_update(head: Head | None, write: UpdateWrite) -> None:
+    if head is None:
+        check_update(write.saga_id, None, write.status)  # raises: unknown saga
+        return
+    head.apply(write, write.saga_id)
+
+
+async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str, Head]:
+    heads: dict[str, Head] = {}
+    for chunk in chunks(ids, 500):
+        rows = await tx.fetchall(
+            "SELECT saga_id, status, reason, needs_attention, updated_at, version FROM sagas"
+            f" WHERE saga_id IN ({placeholders(len(chunk))}) ORDER BY saga_id {lock_suffix}",
+            *chunk,
+        )
+        for row in rows:
+            heads[row["saga_id"]] = Head(
+                SagaStatus(row["status"]),
+                row["reason"],
+                bool(row["needs_attention"]),
+                float(row["updated_at"]),
+                int(row["version"]),
+            )
+    return heads
+
+
+async def _insert_sagas(tx: Tx, new: Sequence[tuple[CreateWrite, Head]]) -> None:
+    # A plain INSERT: if another process created one of these ids since we looked, the unique
+    # key raises ConflictError and the batch is retried one write at a time.
+    for chunk in chunks(new):
+        params: list[Any] = []
+        for write, head in chunk:
+            params += (write.saga_id, write.definition, write.input, write.fingerprint)
+            params += (head.status.value, head.reason, int(head.needs_attention))
+            params += (write.at, head.updated_at, head.version)
+        await tx.execute(_INSERT_SAGAS + ", ".join([_SAGA_VALUES] * len(chunk)), *params)
+
+
+async def _update_sagas(tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> None:
+    for chunk in chunks(changed):
+        params: list[Any] = []
+        for saga_id, head, version in chunk:
+            params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
+            params += (head.updated_at, head.version, version)
+        sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
+        if await tx.execute(sql, *params) != len(chunk):
+            raise ConflictError("a saga changed under a batch (concurrent writer)")
+
+
+async def _upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
+    for chunk in chunks(rows):
+        params: list[Any] = []
+        for saga_id, row in chunk:
+            params += (saga_id, row.step, row.phase.value, row.status.value, row.result)
+            params += (row.reason, row.attempts, row.started_at, row.ended_at)
+        sql = _UPSERT_STEPS.format(rows=", ".join([_STEP_VALUES] * len(chunk)))
+        await tx.execute(sql, *params)
