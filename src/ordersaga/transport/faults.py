@@ -52,8 +52,9 @@ class FaultInjector(Transport):
         self._settings = settings
         self._rng = random.Random(settings.seed)
         self.counts: Counter[str] = Counter({name: 0 for name in FAULT_CLASSES})
-        self.late_refused = 0  # late deliveries the service refused (tombstones at work)
-        self.late_applied_again = 0  # late deliveries answered ok (a stored reply replayed)
+        self.late_refused = 0  # late deliveries the service refused
+        self.late_tombstoned = 0  # ... because the step had been compensated (a tombstone)
+        self.late_replayed = 0  # late deliveries answered ok (a stored reply replayed)
         self._late: set[asyncio.Task[None]] = set()
 
     def _strikes(self, fault: str) -> bool:
@@ -105,9 +106,11 @@ class FaultInjector(Transport):
         except TransportError:
             return
         if reply.ok:
-            self.late_applied_again += 1
+            self.late_replayed += 1
         else:
             self.late_refused += 1
+            if (reply.reason or "").endswith("cancelled"):
+                self.late_tombstoned += 1
 
     @property
     def pending_late(self) -> int:

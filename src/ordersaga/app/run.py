@@ -1,0 +1,74 @@
+"""`ordersaga run`: recover unfinished sagas, then process a stream of order requests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TextIO
+
+from ordersaga.app.output import StreamSink, summary_lines
+from ordersaga.app.pipeline import Counts, Pipeline, read_lines
+from ordersaga.app.progress import live_progress
+from ordersaga.app.runtime import RuntimeSettings, open_runtime
+from ordersaga.orders.parse import MAX_LINE_BYTES
+from ordersaga.saga.recovery import recover
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    runtime: RuntimeSettings
+    concurrency: int = 32
+    ordered: bool = True
+    json_lines: bool = False
+    verbose: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    counts: Counts
+    elapsed: float
+    faults: dict[str, int] | None
+    late_refused: int | None
+
+    def lines(self) -> list[str]:
+        return summary_lines(self.counts, self.elapsed, self.faults, self.late_refused)
+
+
+async def run_orders(
+    options: RunOptions,
+    lines: AsyncIterator[tuple[int, bytes | None]],
+    out: TextIO,
+    err: TextIO,
+) -> RunReport:
+    def warn(message: str) -> None:
+        err.write(f"ordersaga: warning: {message}\n")
+
+    started = time.monotonic()
+    runtime = await open_runtime(options.runtime, warn)
+    try:
+        sink = StreamSink(out, err, options.json_lines, options.verbose)
+        pipeline = Pipeline(runtime.engine, sink, options.concurrency, options.ordered)
+        async with live_progress(pipeline.counts, options.progress):
+            # Every unfinished saga is finished before any new request is admitted.
+            resumed = await recover(runtime.engine, concurrency=options.concurrency)
+            pipeline.counts.resumed = len(resumed)
+            counts = await pipeline.run(lines)
+            await runtime.transport.drain()  # late deliveries land before the run ends
+    finally:
+        await runtime.close()
+    injector = runtime.injector
+    return RunReport(
+        counts,
+        time.monotonic() - started,
+        dict(injector.counts) if injector else None,
+        injector.late_tombstoned if injector else None,
+    )
+
+
+def lines_from(stream: object) -> AsyncIterator[tuple[int, bytes | None]]:
+    """Numbered lines from a binary file object (a pipe, a file, standard input)."""
+    raw = getattr(stream, "raw", stream)
+    read = getattr(raw, "read")  # noqa: B009 - any object with a blocking read(n)
+    return read_lines(read, max_line=MAX_LINE_BYTES + 2)
