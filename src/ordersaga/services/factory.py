@@ -1,0 +1,116 @@
+"""Opening the three services together, each on its own database.
+
+The embedded setup keeps one SQLite file per service in the data dir (``inventory.db``,
+``shipping.db``, ``payment.db``); the distributed one passes a PostgreSQL URL per service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TypeVar
+
+from ordersaga.db import Database, open_database
+from ordersaga.errors import ConfigError
+from ordersaga.services.base import Participant
+from ordersaga.services.config import InventoryConfig, PaymentConfig, ShippingConfig
+from ordersaga.services.inventory import InventoryService
+from ordersaga.services.kit import RunnerOptions
+from ordersaga.services.payment import PaymentService
+from ordersaga.services.shipping import ShippingService
+
+__all__ = ["SERVICE_NAMES", "ServiceConfigs", "Services", "data_dir_urls", "open_services"]
+
+SERVICE_NAMES = ("inventory", "shipping", "payment")
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfigs:
+    """The world, split by service: what a new set of databases is seeded from."""
+
+    inventory: InventoryConfig
+    shipping: ShippingConfig
+    payment: PaymentConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The three open services; closing them closes their databases."""
+
+    inventory: InventoryService
+    shipping: ShippingService
+    payment: PaymentService
+
+    def by_name(self) -> dict[str, Participant]:
+        return {"inventory": self.inventory, "shipping": self.shipping, "payment": self.payment}
+
+    async def close(self) -> None:
+        for service in (self.inventory, self.shipping, self.payment):
+            await service.close()
+
+
+def data_dir_urls(data_dir: Path | str) -> dict[str, str]:
+    """The SQLite URL of each service's database in ``data_dir``."""
+    root = Path(data_dir)
+    return {name: f"sqlite:///{root / f'{name}.db'}" for name in SERVICE_NAMES}
+
+
+async def open_services(
+    urls: Mapping[str, str],
+    configs: ServiceConfigs | None = None,
+    *,
+    durable: bool = True,
+    pool_size: int = 10,
+    options: RunnerOptions | None = None,
+    today: Callable[[], date] = date.today,
+) -> Services:
+    """Open the three services on ``urls`` (a URL per service name; see :func:`data_dir_urls`).
+
+    New databases are seeded from ``configs``; existing ones keep their stored state. Without
+    ``configs``, every database must exist already (else :class:`ConfigError`). If one service
+    fails to open, those already opened are closed again.
+    """
+    missing = [name for name in SERVICE_NAMES if name not in urls]
+    if missing:
+        raise ConfigError(f"no database URL for {', '.join(missing)}")
+    options = options or RunnerOptions()
+
+    async def open_one(name: str, opener: Callable[[Database], Awaitable[S]]) -> S:
+        db = await open_database(urls[name], durable=durable, pool_size=pool_size)
+        try:
+            return await opener(db)
+        except BaseException:
+            await db.close()
+            raise
+
+    opened: list[Participant] = []
+    try:
+        inventory = await open_one(
+            "inventory",
+            lambda db: InventoryService.open(
+                db, None if configs is None else configs.inventory, options=options
+            ),
+        )
+        opened.append(inventory)
+        shipping = await open_one(
+            "shipping",
+            lambda db: ShippingService.open(
+                db, None if configs is None else configs.shipping, options=options
+            ),
+        )
+        opened.append(shipping)
+        payment = await open_one(
+            "payment",
+            lambda db: PaymentService.open(
+                db, None if configs is None else configs.payment, options=options, today=today
+            ),
+        )
+    except BaseException:
+        for service in opened:
+            await service.close()
+        raise
+    return Services(inventory, shipping, payment)

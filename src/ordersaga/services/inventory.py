@@ -1,0 +1,291 @@
+"""The inventory service: reserves stock for an order, all items or none.
+
+Actions (``ref`` = ``<saga id>:<step>`` of the key, see :func:`ordersaga.messages.resource_of`)::
+
+    reserve  (action)      {"order_id": str, "items": [{"item_id": str, "quantity": int > 0}, ...]}
+        ok       {"items_cents": int, "weight_kg": "<decimal>",
+                  "lines": [{"item_id": str, "quantity": int, "price_cents": int}, ...]}
+                 (lines sorted by item id; an item listed twice is one line, quantities summed)
+        refused  "unknown item 'X'" | "insufficient stock for 'X': 0 available, 2 wanted"
+                 | "reservation cancelled" (a tombstone: it was released before it arrived)
+    release  (compensate)  {"order_id": str}              ok {"state": "released"}
+        held → released (stock back to available); unseen → tombstone; released → no-op;
+        committed → refused
+    commit   (confirm)     {"order_id": str (optional)}   ok {"state": "committed"}
+        held → committed (held stock becomes sold); committed → no-op; otherwise refused
+
+Tables (besides the kit's ``schema_version``, ``config``, ``idempotency``)::
+
+    items (item_id TEXT PK, price_cents BIGINT, weight_kg TEXT decimal, initial_stock BIGINT,
+           available BIGINT, held BIGINT, sold BIGINT, version BIGINT)
+        invariant: initial_stock = available + held + sold, all >= 0
+    reservations (ref TEXT PK, order_id TEXT, state TEXT 'held'|'committed'|'released',
+                  lines TEXT JSON [{"item_id", "quantity", "price_cents"}], tombstone BIGINT 0|1,
+                  version BIGINT, created_at, updated_at DOUBLE PRECISION)
+        a tombstone is a released reservation with no lines
+
+Items are updated in item-id order, so two transactions never wait on each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Any, Self
+
+from ordersaga.db import Database, Row
+from ordersaga.errors import ConfigError, StorageError
+from ordersaga.messages import Phase, Reply, ReplyStatus, canonical_json
+from ordersaga.services import fields
+from ordersaga.services.config import InventoryConfig
+from ordersaga.services.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.services.lifecycle import Lifecycle
+from ordersaga.services.participant import KitService
+
+__all__ = ["InventoryService", "ReserveRequest", "parse_reserve"]
+
+DDL = """
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    price_cents BIGINT NOT NULL,
+    weight_kg TEXT NOT NULL,
+    initial_stock BIGINT NOT NULL,
+    available BIGINT NOT NULL,
+    held BIGINT NOT NULL,
+    sold BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    CHECK (available >= 0 AND held >= 0 AND sold >= 0)
+);
+CREATE TABLE IF NOT EXISTS reservations (
+    ref TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('held', 'committed', 'released')),
+    lines TEXT NOT NULL DEFAULT '[]',
+    tombstone BIGINT NOT NULL DEFAULT 0,
+    version BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reservations_order ON reservations (order_id)
+"""
+
+LIFECYCLE = Lifecycle(
+    table="reservations",
+    noun="reservation",
+    initial="held",
+    confirmed="committed",
+    cancelled="released",
+    compensate_verb="release",
+    confirm_verb="commit",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    order_id: str
+    #: item id → summed quantity, in order of first appearance.
+    lines: Mapping[str, int]
+
+
+def parse_reserve(payload: Mapping[str, Any]) -> ReserveRequest:
+    order_id = fields.order_id(payload)
+    entries = fields.sequence(payload, "items")
+    if not entries:
+        raise fields.BadPayload("an order needs at least one item")
+    lines: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        try:
+            line = fields.mapping(entry, "an item")
+            item_id = fields.text(line, "item_id")
+            quantity = fields.integer(line, "quantity", minimum=1)
+        except fields.BadPayload as exc:
+            raise fields.BadPayload(f"items[{index}]: {exc}") from None
+        lines[item_id] = lines.get(item_id, 0) + quantity
+    return ReserveRequest(order_id, lines)
+
+
+def _parse_order(payload: Mapping[str, Any]) -> str:
+    return fields.order_id(payload)
+
+
+def _parse_optional_order(payload: Mapping[str, Any]) -> str | None:
+    return None if payload.get("order_id") is None else fields.order_id(payload)
+
+
+def config_to_json(config: InventoryConfig) -> dict[str, Any]:
+    """The stored form of ``config``, validated (a bad one is a :class:`ConfigError`)."""
+    items: dict[str, Any] = {}
+    for item_id, spec in config.items.items():
+        if not isinstance(item_id, str) or not item_id or len(item_id) > fields.MAX_TEXT:
+            raise ConfigError(f"inventory: bad item id {item_id!r}")
+        for name, value in (("price_cents", spec.price_cents), ("stock", spec.stock)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"inventory: item {item_id!r}: {name} must be an integer >= 0")
+        weight = Decimal(spec.weight_kg)
+        if not weight.is_finite() or weight < 0:
+            raise ConfigError(f"inventory: item {item_id!r}: weight must be a decimal >= 0")
+        items[item_id] = {
+            "price_cents": spec.price_cents,
+            "stock": spec.stock,
+            "weight_kg": format(weight, "f"),
+        }
+    return {"items": items}
+
+
+def _seed(stored: Mapping[str, Any]) -> list[Write]:
+    return [
+        Write(
+            "INSERT INTO items (item_id, price_cents, weight_kg, initial_stock, available,"
+            " held, sold, version) VALUES (?, ?, ?, ?, ?, 0, 0, 1)",
+            (item_id, spec["price_cents"], spec["weight_kg"], spec["stock"], spec["stock"]),
+        )
+        for item_id, spec in stored["items"].items()
+    ]
+
+
+def _item_update(item: Row, *, available: int, held: int, sold: int) -> Write:
+    return Write(
+        "UPDATE items SET available = ?, held = ?, sold = ?, version = version + 1"
+        " WHERE item_id = ? AND version = ?",
+        (available, held, sold, item["item_id"], item["version"]),
+    )
+
+
+async def _items(reader: Reader, item_ids: Iterable[str]) -> dict[str, Row]:
+    ids = sorted(set(item_ids))
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    rows = await reader.fetchall(f"SELECT * FROM items WHERE item_id IN ({marks})", *ids)
+    return {row["item_id"]: row for row in rows}
+
+
+class InventoryService(KitService):
+    """The inventory participant; see the module docstring for its commands and tables."""
+
+    name = "inventory"
+    ddl = DDL
+    lifecycle = LIFECYCLE
+
+    @classmethod
+    async def open(
+        cls,
+        db: Database,
+        config: InventoryConfig | None = None,
+        *,
+        options: RunnerOptions | None = None,
+    ) -> Self:
+        """Open (creating and seeding a new database from ``config``) the service on ``db``."""
+        options = options or RunnerOptions()
+        stored = None if config is None else config_to_json(config)
+        seed = [] if stored is None else _seed(stored)
+        await cls._prepare_database(db, stored, seed, options)
+        return cls(db, {}, options)
+
+    def _load_config(self, stored: Mapping[str, Any]) -> None:
+        # The items table is the live state; nothing else is needed at run time.
+        return None
+
+    def actions(self) -> Sequence[Action[Any]]:
+        return (
+            Action("reserve", Phase.ACTION, parse_reserve, self._reserve),
+            Action("release", Phase.COMPENSATE, _parse_order, self._release),
+            Action("commit", Phase.CONFIRM, _parse_optional_order, self._commit),
+        )
+
+    async def _reserve(self, reader: Reader, ref: str, req: ReserveRequest, now: float) -> Plan:
+        existing = await LIFECYCLE.load(reader, ref)
+        if existing is not None:
+            return LIFECYCLE.refuse_existing(existing)
+        items = await _items(reader, req.lines)
+        refusal = _refusal(items, req.lines)
+        if refusal is not None:
+            return Plan(refusal)
+        writes: list[Write] = []
+        lines: list[dict[str, Any]] = []
+        for item_id in sorted(req.lines):
+            item, quantity = items[item_id], req.lines[item_id]
+            writes.append(
+                _item_update(
+                    item,
+                    available=item["available"] - quantity,
+                    held=item["held"] + quantity,
+                    sold=item["sold"],
+                )
+            )
+            line = {"item_id": item_id, "quantity": quantity, "price_cents": item["price_cents"]}
+            lines.append(line)
+        writes.append(
+            Write(
+                "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
+                " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
+                (ref, req.order_id, canonical_json(lines), now, now),
+            )
+        )
+        body = {
+            "items_cents": sum(line["quantity"] * line["price_cents"] for line in lines),
+            "weight_kg": _total_weight(items, req.lines),
+            "lines": lines,
+        }
+        return Plan(Reply(ReplyStatus.OK, body), tuple(writes))
+
+    async def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
+        return await LIFECYCLE.compensate(reader, ref, order_id, now, _restock)
+
+    async def _commit(self, reader: Reader, ref: str, order_id: str | None, now: float) -> Plan:
+        return await LIFECYCLE.confirm(reader, ref, order_id, now, _sell)
+
+
+def _refusal(items: Mapping[str, Row], wanted: Mapping[str, int]) -> Reply | None:
+    for item_id in wanted:
+        if item_id not in items:
+            return Reply.refused(f"unknown item {item_id!r}")
+    for item_id, quantity in wanted.items():
+        available = items[item_id]["available"]
+        if available < quantity:
+            return Reply.refused(
+                f"insufficient stock for {item_id!r}: {available} available, {quantity} wanted"
+            )
+    return None
+
+
+def _total_weight(items: Mapping[str, Row], wanted: Mapping[str, int]) -> str:
+    with localcontext() as ctx:
+        ctx.prec = 100  # exact: weights have few digits, quantities fit in a BIGINT
+        total = sum(
+            (Decimal(items[i]["weight_kg"]) * q for i, q in wanted.items()), start=Decimal(0)
+        )
+        return format(total, "f")
+
+
+async def _reserved_items(reader: Reader, reservation: Row) -> list[tuple[Row, int]]:
+    lines = json.loads(reservation["lines"])
+    items = await _items(reader, (line["item_id"] for line in lines))
+    pairs = []
+    for line in sorted(lines, key=lambda line: line["item_id"]):
+        if line["item_id"] not in items:
+            raise StorageError(f"reservation {reservation['ref']!r} names a missing item")
+        pairs.append((items[line["item_id"]], int(line["quantity"])))
+    return pairs
+
+
+async def _restock(reader: Reader, reservation: Row) -> list[Write]:
+    """Held stock goes back to available."""
+    return [
+        _item_update(
+            item, available=item["available"] + q, held=item["held"] - q, sold=item["sold"]
+        )
+        for item, q in await _reserved_items(reader, reservation)
+    ]
+
+
+async def _sell(reader: Reader, reservation: Row) -> list[Write]:
+    """Held stock becomes sold."""
+    return [
+        _item_update(
+            item, available=item["available"], held=item["held"] - q, sold=item["sold"] + q
+        )
+        for item, q in await _reserved_items(reader, reservation)
+    ]

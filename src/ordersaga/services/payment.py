@@ -1,0 +1,330 @@
+"""The payment service: authorizes an amount against a user's credit limit, then captures it.
+
+Actions (``ref`` = ``<saga id>:<step>`` of the key)::
+
+    authorize (action)      {"order_id": str, "user_id": int >= 0, "amount_cents": int >= 0,
+                             "method": str, "card_number": str | null, "expiry": "MM/YY" | null}
+        ok       {"amount_cents": int, "state": "authorized"}
+        refused  "payment method 'X' is not accepted" | "card number fails the Luhn check"
+                 | "expiry 'X' is not MM/YY" | "card expired at the end of 01/24"
+                 | "credit limit exceeded for user 7: limit 50.00, in use 40.00, requested 12.00"
+                 | "payment cancelled" (a tombstone: it was voided before it arrived)
+                 every refusal but the tombstone one records a ``declined`` payment
+    void      (compensate)  {"order_id": str}              ok {"state": "voided" | "declined"}
+        authorized → voided (the account's authorized total drops); unseen → tombstone;
+        voided or declined → no-op; captured → refused
+    capture   (confirm)     {"order_id": str (optional)}   ok {"state": "captured"}
+        authorized → captured (authorized total moves to captured); captured → no-op;
+        otherwise refused
+
+A card is valid through the last day of month MM of year 20YY; "today" is injected.
+
+Tables (besides the kit's ``schema_version``, ``config``, ``idempotency``)::
+
+    accounts (user_id BIGINT PK, credit_limit_cents BIGINT, authorized_cents BIGINT,
+              captured_cents BIGINT, version BIGINT)
+        created on a user's first authorization, with the limit the config gives that user;
+        invariant (also a CHECK): authorized_cents + captured_cents <= credit_limit_cents
+    payments (ref TEXT PK, order_id TEXT, user_id BIGINT (null for a tombstone),
+              amount_cents BIGINT, method TEXT,
+              state TEXT 'authorized'|'captured'|'voided'|'declined', reason TEXT (a decline's),
+              tombstone BIGINT 0|1, version BIGINT, created_at, updated_at DOUBLE PRECISION)
+
+Stored config (``config`` table, service ``payment``)::
+
+    {"methods": [str, ...], "default_credit_limit_cents": int,
+     "credit_limits_cents": {"<user id>": int, ...}}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Self
+
+from ordersaga.db import Database, Row
+from ordersaga.errors import ConfigError, StorageError
+from ordersaga.messages import Phase, Reply, ReplyStatus
+from ordersaga.money import cents_to_str
+from ordersaga.services import fields
+from ordersaga.services.config import PaymentConfig
+from ordersaga.services.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.services.lifecycle import Lifecycle
+from ordersaga.services.participant import KitService
+
+__all__ = [
+    "AuthorizeRequest",
+    "PaymentService",
+    "card_refusal",
+    "luhn_valid",
+    "parse_authorize",
+]
+
+DDL = """
+CREATE TABLE IF NOT EXISTS accounts (
+    user_id BIGINT PRIMARY KEY,
+    credit_limit_cents BIGINT NOT NULL,
+    authorized_cents BIGINT NOT NULL,
+    captured_cents BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    CHECK (authorized_cents >= 0 AND captured_cents >= 0),
+    CHECK (authorized_cents + captured_cents <= credit_limit_cents)
+);
+CREATE TABLE IF NOT EXISTS payments (
+    ref TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL,
+    user_id BIGINT,
+    amount_cents BIGINT NOT NULL DEFAULT 0,
+    method TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL CHECK (state IN ('authorized', 'captured', 'voided', 'declined')),
+    reason TEXT,
+    tombstone BIGINT NOT NULL DEFAULT 0,
+    version BIGINT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payments_order ON payments (order_id);
+CREATE INDEX IF NOT EXISTS payments_user ON payments (user_id)
+"""
+
+LIFECYCLE = Lifecycle(
+    table="payments",
+    noun="payment",
+    initial="authorized",
+    confirmed="captured",
+    cancelled="voided",
+    compensate_verb="void",
+    confirm_verb="capture",
+    other_terminal=frozenset({"declined"}),
+)
+
+_EXPIRY = re.compile(r"([0-9]{2})/([0-9]{2})")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizeRequest:
+    order_id: str
+    user_id: int
+    amount_cents: int
+    method: str
+    card_number: str | None
+    expiry: str | None
+
+
+def parse_authorize(payload: Mapping[str, Any]) -> AuthorizeRequest:
+    return AuthorizeRequest(
+        order_id=fields.order_id(payload),
+        user_id=fields.integer(payload, "user_id"),
+        amount_cents=fields.integer(payload, "amount_cents"),
+        method=fields.text(payload, "method", max_length=128),
+        card_number=fields.optional_text(payload, "card_number", max_length=64),
+        expiry=fields.optional_text(payload, "expiry", max_length=16),
+    )
+
+
+def luhn_valid(number: str) -> bool:
+    """The Luhn checksum of a string of ASCII digits (anything else fails)."""
+    if not number or not (number.isascii() and number.isdigit()):
+        return False
+    total = 0
+    for position, char in enumerate(reversed(number)):
+        digit = int(char)
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def card_refusal(card_number: str | None, expiry: str | None, today: date) -> str | None:
+    """Why a card is refused (bad number, malformed or past expiry), or ``None`` when it is fine."""
+    if card_number is not None and not luhn_valid(card_number):
+        return "card number fails the Luhn check"
+    if expiry is None:
+        return None
+    match = _EXPIRY.fullmatch(expiry)
+    if match is None or not 1 <= int(match[1]) <= 12:
+        return f"expiry {expiry!r} is not MM/YY"
+    month, year = int(match[1]), 2000 + int(match[2])
+    # Valid through the end of its month: expired once today is in a later month.
+    if (today.year, today.month) > (year, month):
+        return f"card expired at the end of {expiry}"
+    return None
+
+
+def config_to_json(config: PaymentConfig) -> dict[str, Any]:
+    """The stored form of ``config``, validated (a bad one is a :class:`ConfigError`)."""
+
+    def cents(value: object, what: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"payment: {what} must be an integer number of cents >= 0")
+        if value > fields.MAX_BIGINT:
+            raise ConfigError(f"payment: {what} is too large")
+        return value
+
+    if not all(isinstance(m, str) and m for m in config.methods):
+        raise ConfigError("payment: methods must be non-empty strings")
+    limits: dict[str, int] = {}
+    for user, limit in config.credit_limits_cents.items():
+        if not isinstance(user, int) or isinstance(user, bool) or user < 0:
+            raise ConfigError(f"payment: bad user id {user!r} in credit limits")
+        limits[str(user)] = cents(limit, f"credit limit of user {user}")
+    return {
+        "methods": sorted(config.methods),
+        "default_credit_limit_cents": cents(config.default_credit_limit_cents, "default limit"),
+        "credit_limits_cents": limits,
+    }
+
+
+def _parse_order(payload: Mapping[str, Any]) -> str:
+    return fields.order_id(payload)
+
+
+def _parse_optional_order(payload: Mapping[str, Any]) -> str | None:
+    return None if payload.get("order_id") is None else fields.order_id(payload)
+
+
+def _account_update(account: Row, *, authorized: int, captured: int) -> Write:
+    return Write(
+        "UPDATE accounts SET authorized_cents = ?, captured_cents = ?, version = version + 1"
+        " WHERE user_id = ? AND version = ?",
+        (authorized, captured, account["user_id"], account["version"]),
+    )
+
+
+async def _account_of(reader: Reader, payment: Row) -> Row:
+    account = await reader.fetchone("SELECT * FROM accounts WHERE user_id = ?", payment["user_id"])
+    if account is None:
+        raise StorageError(f"payment {payment['ref']!r} names a missing account")
+    return account
+
+
+async def _release_authorization(reader: Reader, payment: Row) -> list[Write]:
+    account = await _account_of(reader, payment)
+    authorized = account["authorized_cents"] - payment["amount_cents"]
+    return [_account_update(account, authorized=authorized, captured=account["captured_cents"])]
+
+
+async def _capture_authorization(reader: Reader, payment: Row) -> list[Write]:
+    account = await _account_of(reader, payment)
+    amount = payment["amount_cents"]
+    return [
+        _account_update(
+            account,
+            authorized=account["authorized_cents"] - amount,
+            captured=account["captured_cents"] + amount,
+        )
+    ]
+
+
+class PaymentService(KitService):
+    """The payment participant; see the module docstring for its commands and tables."""
+
+    name = "payment"
+    ddl = DDL
+    lifecycle = LIFECYCLE
+
+    methods: frozenset[str]
+    default_limit_cents: int
+    limits_cents: dict[int, int]
+
+    def __init__(
+        self,
+        db: Database,
+        stored_config: Mapping[str, Any],
+        options: RunnerOptions,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        self._today = today
+        super().__init__(db, stored_config, options)
+
+    @classmethod
+    async def open(
+        cls,
+        db: Database,
+        config: PaymentConfig | None = None,
+        *,
+        options: RunnerOptions | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> Self:
+        """Open (creating and seeding a new database from ``config``) the service on ``db``."""
+        options = options or RunnerOptions()
+        wanted = None if config is None else config_to_json(config)
+        stored = await cls._prepare_database(db, wanted, [], options)
+        return cls(db, stored, options, today)
+
+    def _load_config(self, stored: Mapping[str, Any]) -> None:
+        self.methods = frozenset(stored["methods"])
+        self.default_limit_cents = int(stored["default_credit_limit_cents"])
+        self.limits_cents = {int(u): int(c) for u, c in stored["credit_limits_cents"].items()}
+
+    def credit_limit_cents(self, user_id: int) -> int:
+        return self.limits_cents.get(user_id, self.default_limit_cents)
+
+    def actions(self) -> Sequence[Action[Any]]:
+        return (
+            Action("authorize", Phase.ACTION, parse_authorize, self._authorize),
+            Action("void", Phase.COMPENSATE, _parse_order, self._void),
+            Action("capture", Phase.CONFIRM, _parse_optional_order, self._capture),
+        )
+
+    async def _authorize(self, reader: Reader, ref: str, req: AuthorizeRequest, now: float) -> Plan:
+        existing = await LIFECYCLE.load(reader, ref)
+        if existing is not None:
+            return LIFECYCLE.refuse_existing(existing)
+        if req.method not in self.methods:
+            return self._decline(ref, req, now, f"payment method {req.method!r} is not accepted")
+        card = card_refusal(req.card_number, req.expiry, self._today())
+        if card is not None:
+            return self._decline(ref, req, now, card)
+        writes: list[Write] = []
+        account = await reader.fetchone("SELECT * FROM accounts WHERE user_id = ?", req.user_id)
+        if account is None:
+            # Created lazily; the version-0 CAS below fails if a concurrent writer got there first.
+            limit = self.credit_limit_cents(req.user_id)
+            account = {"user_id": req.user_id, "credit_limit_cents": limit, "version": 0}
+            account |= {"authorized_cents": 0, "captured_cents": 0}
+            writes.append(
+                Write(
+                    "INSERT INTO accounts (user_id, credit_limit_cents, authorized_cents,"
+                    " captured_cents, version) VALUES (?, ?, 0, 0, 0)"
+                    " ON CONFLICT (user_id) DO NOTHING",
+                    (req.user_id, limit),
+                    expect=None,
+                )
+            )
+        used = account["authorized_cents"] + account["captured_cents"]
+        if used + req.amount_cents > account["credit_limit_cents"]:
+            reason = (
+                f"credit limit exceeded for user {req.user_id}: limit "
+                f"{cents_to_str(account['credit_limit_cents'])}, in use {cents_to_str(used)}, "
+                f"requested {cents_to_str(req.amount_cents)}"
+            )
+            return self._decline(ref, req, now, reason)
+        authorized = account["authorized_cents"] + req.amount_cents
+        writes.append(
+            _account_update(account, authorized=authorized, captured=account["captured_cents"])
+        )
+        writes.append(self._insert(ref, req, now, "authorized", None))
+        body = {"amount_cents": req.amount_cents, "state": "authorized"}
+        return Plan(Reply(ReplyStatus.OK, body), tuple(writes))
+
+    def _decline(self, ref: str, req: AuthorizeRequest, now: float, reason: str) -> Plan:
+        return Plan(Reply.refused(reason), (self._insert(ref, req, now, "declined", reason),))
+
+    def _insert(
+        self, ref: str, req: AuthorizeRequest, now: float, state: str, reason: str | None
+    ) -> Write:
+        return Write(
+            "INSERT INTO payments (ref, order_id, user_id, amount_cents, method, state, reason,"
+            " tombstone, version, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)",
+            (ref, req.order_id, req.user_id, req.amount_cents, req.method, state, reason, now, now),
+        )
+
+    async def _void(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
+        return await LIFECYCLE.compensate(reader, ref, order_id, now, _release_authorization)
+
+    async def _capture(self, reader: Reader, ref: str, order_id: str | None, now: float) -> Plan:
+        return await LIFECYCLE.confirm(reader, ref, order_id, now, _capture_authorization)

@@ -1,0 +1,151 @@
+"""The kit's pure parts and its retry loop, against a fake database (no real waiting)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from ordersaga.db import Database, Row, Tx
+from ordersaga.errors import ConflictError
+from ordersaga.messages import Command, Phase, Reply, ReplyStatus
+from ordersaga.services.kit import (
+    Action,
+    CommandRunner,
+    LockingPolicy,
+    Plan,
+    Reader,
+    RunnerOptions,
+    Write,
+)
+
+
+class FakeTx(Tx):
+    def __init__(self, db: FakeDb) -> None:
+        self.db = db
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        self.db.statements.append(sql)
+        if sql.startswith("UPDATE") and self.db.stale_updates > 0:
+            self.db.stale_updates -= 1
+            return 0  # a concurrent writer moved the version
+        return 1
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        return None
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        return []
+
+
+class FakeDb(Database):
+    """Knows no keys; its UPDATEs find a moved version ``stale_updates`` times."""
+
+    dialect = "sqlite"
+    url = "fake://"
+
+    def __init__(self, stale_updates: int) -> None:
+        self.stale_updates = stale_updates
+        self.statements: list[str] = []
+        self.commits = 0
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None:
+        return None
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]:
+        return []
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        yield FakeTx(self)
+        self.commits += 1
+
+    async def executescript(self, sql: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def _decide(reader: Reader, resource: str, request: Any, now: float) -> Plan:
+    return Plan(Reply(ReplyStatus.OK, {"n": request}), (Write("UPDATE t SET v = 1"),))
+
+
+ACTION = Action("bump", Phase.ACTION, lambda payload: payload.get("n"), _decide)
+
+
+def _runner(db: FakeDb, policy: LockingPolicy, slept: list[float]) -> CommandRunner:
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def cancelled(reader: Reader, resource: str) -> Reply | None:
+        return None
+
+    options = RunnerOptions(locking=policy, sleep=sleep, rng=random.Random(1), clock=lambda: 5.0)
+    return CommandRunner(db, "svc", [ACTION], cancelled, options)
+
+
+COMMAND = Command("svc", "bump", "saga:step:action", {"n": 1})
+
+
+async def test_conflicts_are_retried_with_jittered_backoff() -> None:
+    db, slept = FakeDb(stale_updates=3), list[float]()
+    runner = _runner(
+        db, LockingPolicy(max_attempts=10, initial_backoff=0.01, max_backoff=0.02), slept
+    )
+    reply = await runner.handle(COMMAND)
+    assert reply == Reply(ReplyStatus.OK, {"n": 1})
+    assert (runner.stats.conflicts, runner.stats.commits, db.commits) == (3, 1, 1)
+    assert len(slept) == 3
+    caps = [0.01, 0.02, 0.02]
+    assert all(0 <= s <= cap for s, cap in zip(slept, caps, strict=True))
+    # The idempotency record is written first, in the same transaction as the update.
+    assert db.statements[-2].startswith("INSERT INTO idempotency")
+    assert db.statements[-1] == "UPDATE t SET v = 1"
+
+
+async def test_gives_up_after_max_attempts_with_a_conflict_error() -> None:
+    db, slept = FakeDb(stale_updates=100), list[float]()
+    runner = _runner(db, LockingPolicy(max_attempts=4), slept)
+    with pytest.raises(ConflictError, match="still conflicting after 4 attempts"):
+        await runner.handle(COMMAND)
+    assert (runner.stats.conflicts, db.commits, len(slept)) == (4, 0, 3)
+
+
+def test_backoff_is_full_jitter_under_a_growing_cap() -> None:
+    policy = LockingPolicy(initial_backoff=0.001, max_backoff=0.05)
+    rng = random.Random(7)
+    for attempt, cap in [(1, 0.001), (2, 0.002), (3, 0.004), (7, 0.05), (500, 0.05)]:
+        draws = [policy.backoff(attempt, rng) for _ in range(200)]
+        assert all(0 <= d <= cap for d in draws)
+        assert max(draws) > cap / 2  # spread over the whole range, not fixed
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_attempts": 0}, {"initial_backoff": 0}, {"initial_backoff": 1, "max_backoff": 0.5}],
+)
+def test_locking_policy_validates_itself(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        LockingPolicy(**kwargs)
+
+
+def test_a_plan_only_carries_definite_business_answers() -> None:
+    with pytest.raises(ValueError):
+        Plan(Reply.invalid("no"))
+    with pytest.raises(ValueError):
+        Plan(Reply(ReplyStatus.CONFLICT))
+
+
+def test_prepare_names_the_resource_and_fingerprints_the_request() -> None:
+    runner = _runner(FakeDb(0), LockingPolicy(), [])
+    prepared = runner.prepare(Command("svc", "bump", "a:b:c:step:action", {"n": 2}))
+    assert not isinstance(prepared, Reply)
+    assert prepared.resource == "a:b:c:step"
+    assert prepared.request == 2
+    assert prepared.fingerprint == Command("svc", "bump", "k", {"n": 2}).fingerprint()
+    other = runner.prepare(Command("svc", "bump", "a:b:c:step:action", {"n": 3}))
+    assert not isinstance(other, Reply) and other.fingerprint != prepared.fingerprint
