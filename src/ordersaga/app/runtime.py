@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ordersaga.app.datadir import DataDir, Locations
-from ordersaga.db import Database, open_database
 from ordersaga.orders.demo import demo_world
 from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.orders.world import World, parse_world
@@ -16,10 +15,7 @@ from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.store import open_store
 from ordersaga.saga.store.base import SagaStore
-from ordersaga.services.base import Participant
-from ordersaga.services.inventory import InventoryService
-from ordersaga.services.payment import PaymentService
-from ordersaga.services.shipping import ShippingService
+from ordersaga.services.factory import ServiceConfigs, Services, open_services
 from ordersaga.transport.base import Transport
 from ordersaga.transport.faults import FaultInjector, FaultSettings
 from ordersaga.transport.inprocess import InProcessTransport
@@ -41,8 +37,7 @@ class RuntimeSettings:
 @dataclass(slots=True)
 class Runtime:
     world: World
-    services: dict[str, Participant]
-    databases: list[Database]
+    services: Services
     store: SagaStore
     transport: Transport
     injector: FaultInjector | None
@@ -53,40 +48,16 @@ class Runtime:
         try:
             await self.transport.close()
         finally:
-            await self.store.close()
-            for service in self.services.values():
-                await service.close()
-            for db in self.databases:
-                await db.close()
+            try:
+                await self.store.close()
+            finally:
+                await self.services.close()
 
 
 def _locations(settings: RuntimeSettings) -> Locations:
     defaults = DataDir(settings.data_dir).locations()
     urls = {**defaults.service_urls, **settings.service_urls}
     return Locations(settings.store_url or defaults.store_url, urls)
-
-
-async def open_services(
-    urls: Mapping[str, str], world: World, *, durable: bool = True
-) -> tuple[dict[str, Participant], list[Database]]:
-    databases: list[Database] = []
-    try:
-        inventory_db = await open_database(urls["inventory"], durable=durable)
-        databases.append(inventory_db)
-        shipping_db = await open_database(urls["shipping"], durable=durable)
-        databases.append(shipping_db)
-        payment_db = await open_database(urls["payment"], durable=durable)
-        databases.append(payment_db)
-        services: dict[str, Participant] = {
-            "inventory": await InventoryService.open(inventory_db, world.inventory),
-            "shipping": await ShippingService.open(shipping_db, world.shipping),
-            "payment": await PaymentService.open(payment_db, world.payment),
-        }
-    except BaseException:
-        for db in databases:
-            await db.close()
-        raise
-    return services, databases
 
 
 def resolve_world(settings: RuntimeSettings, warn: Callable[[str], None]) -> World:
@@ -106,19 +77,17 @@ async def open_runtime(
 ) -> Runtime:
     world = resolve_world(settings, warn)
     locations = _locations(settings)
-    services, databases = await open_services(
-        locations.service_urls, world, durable=settings.durable
-    )
+    configs = ServiceConfigs(world.inventory, world.shipping, world.payment)
+    services = await open_services(locations.service_urls, configs, durable=settings.durable)
     data_dir = DataDir(settings.data_dir)
     if not data_dir.exists():
         data_dir.write_meta(world.to_json())
     try:
         store = await open_store(locations.store_url, durable=settings.durable)
     except BaseException:
-        for db in databases:
-            await db.close()
+        await services.close()
         raise
-    transport: Transport = InProcessTransport(services)
+    transport: Transport = InProcessTransport(services.by_name())
     injector = None
     if settings.fault_rate > 0:
         injector = FaultInjector(transport, FaultSettings(settings.fault_rate, settings.seed))
@@ -131,4 +100,4 @@ async def open_runtime(
         crash=settings.crash,
         settings=settings.engine,
     )
-    return Runtime(world, services, databases, store, transport, injector, engine)
+    return Runtime(world, services, store, transport, injector, engine)
