@@ -13,10 +13,23 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-## demo: a few thousand generated orders at --fault-rate 0.1, then the audit
+## demo: the original example, then 3000 generated orders at --fault-rate 0.1, then the audit
 demo: $(STAMP)
-	rm -rf demo-data
-	$(BIN)/ordersaga demo --data-dir demo-data
+	@rm -rf demo-data && mkdir -p demo-data
+	@echo "== examples/seed.txt, the original two-line example, on a new data dir"
+	$(BIN)/ordersaga run examples/seed.txt --data-dir demo-data/seed
+	@echo
+	@echo "== 3000 generated orders (contended items, declined cards, unserved countries,"
+	@echo "== over-limit users, malformed lines) at --fault-rate 0.1; outcomes in demo-data/outcomes.txt"
+	$(BIN)/ordersaga generate --orders 3000 --seed 7 > demo-data/orders.txt
+	$(BIN)/ordersaga run demo-data/orders.txt --data-dir demo-data/store --concurrency 64 \
+		--fault-rate 0.1 --seed 7 > demo-data/outcomes.txt 2> demo-data/run.log; \
+		rc=$$?; grep -v '^line ' demo-data/run.log; [ $$rc -eq 0 ] || [ $$rc -eq 65 ]
+	@echo "   (rejected and unreadable input lines: $$(grep -c '^line ' demo-data/run.log), see demo-data/run.log)"
+	@echo "   first outcome lines:"; head -n 5 demo-data/outcomes.txt | sed 's/^/   /'
+	@echo
+	@echo "== the audit of every invariant across the saga log and the three service databases"
+	$(BIN)/ordersaga audit --data-dir demo-data/store
 
 ## test: lint, types, and the whole test suite
 test: $(STAMP) lint typecheck

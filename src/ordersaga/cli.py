@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -76,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="one JSON object per request")
     run.add_argument("-v", "--verbose", action="store_true", help="each failure's reason")
     run.add_argument("--store", help="saga log URL (default: sqlite in the data dir)")
+    run.add_argument(
+        "--max-attempts",
+        type=_positive_int,
+        default=None,
+        help="attempts per step before probing the service (default 10)",
+    )
 
     audit = commands.add_parser("audit", help="check the invariants of a data dir")
     _add_data_dir(audit)
@@ -154,7 +161,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ordersaga.app.run import RunOptions, lines_from, run_orders
     from ordersaga.app.runtime import RuntimeSettings
     from ordersaga.saga.crash import CrashPoints
+    from ordersaga.saga.executor import EngineSettings
+    from ordersaga.saga.retry import ACTION_POLICY
 
+    engine = EngineSettings()
+    if args.max_attempts is not None:
+        policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
+        engine = dataclasses.replace(engine, action_policy=policy)
     world = _load_world(args.world)
     stream = _open_input(args.orders)
     settings = RuntimeSettings(
@@ -164,6 +177,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         store_url=args.store,
         crash=CrashPoints.parse(os.environ.get("ORDERSAGA_CRASH_AT")),
+        engine=engine,
     )
     options = RunOptions(
         settings,
