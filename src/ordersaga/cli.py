@@ -13,7 +13,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ordersaga import __version__
 from ordersaga.errors import ConfigError, OrderSagaError
@@ -24,6 +24,16 @@ DEFAULT_DATA_DIR = "./ordersaga-data"
 
 class UsageError(Exception):
     pass
+
+
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time (a live progress display swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,7 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
     )
     try:
-        report = asyncio.run(run_orders(options, lines_from(stream), sys.stdout, sys.stderr))
+        err: Any = _CurrentStderr()
+        report = asyncio.run(run_orders(options, lines_from(stream), sys.stdout, err))
     except RunAborted as exc:
         _fail(sys.stderr, f"run aborted: {exc}; the data dir is consistent: run again to resume")
         return EXIT_FAILED

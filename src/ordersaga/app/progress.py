@@ -36,7 +36,16 @@ async def live_progress(counts: Counts, enabled: bool) -> AsyncIterator[None]:
         return
     console = Console(stderr=True)
     started = time.monotonic()
-    with Live(_render(counts, started), console=console, transient=True) as live:
+    # Lines written to sys.stderr meanwhile are printed above the live line (redirect_stderr);
+    # stdout is left alone: it carries the outcome lines.
+    live = Live(
+        _render(counts, started),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=True,
+    )
+    with live:
 
         async def tick() -> None:
             while True:
