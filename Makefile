@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit check lock clean
+.PHONY: demo test lint typecheck unit check lock clean soak soak-short
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck
 	$(BIN)/pytest -n 2 -q
 
+## soak: the full chaos soak (10,000 orders, fault rate 0.2, 20 SIGKILLs), audited and reported
+soak: $(STAMP)
+	$(BIN)/ordersaga chaos --orders 10000 --fault-rate 0.2 --kills 20 --seed 1
+
+## soak-short: the CI-sized chaos soak (a few hundred orders, a few kills)
+soak-short: $(STAMP)
+	$(BIN)/ordersaga chaos --orders 300 --fault-rate 0.2 --kills 3 --seed 1
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
@@ -48,4 +56,4 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) demo-data ordersaga-data .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-data ordersaga-data chaos-data .mypy_cache .pytest_cache .ruff_cache

@@ -6,9 +6,21 @@ at once with ``os._exit`` — no cleanup, no flush, as close to SIGKILL as Pytho
 ``count``-th hit. Arming is read once at the edge (the CLI reads ``ORDERSAGA_CRASH_AT``) and
 passed in; the library itself never reads the environment.
 
-Point names: ``saga.created``, ``log.before:<what>``, ``log.after:<what>``,
-``call.before:<step>:<phase>``, ``call.after:<step>:<phase>``, ``compensation.during``,
-``confirmation.during``. ``fnmatch`` patterns are accepted, e.g. ``call.after:*:action``.
+Point names (``<what>`` is ``create``, ``<step>.result``, ``decision.confirm``,
+``decision.compensate``, ``end.failed``, ``end.confirmed`` or ``attention``)::
+
+    saga.created                  the saga's creation is durable, no step has run
+    log.before:<what>             a log write is about to be submitted
+    log.after:<what>              the log write is durable (acknowledged)
+    call.before:<step>:<phase>    an attempt of a service call is about to be sent
+    call.after:<step>:<phase>     the service answered (it applied or refused the call; the
+                                  log does not know yet)
+    compensation.during           a compensation succeeded, the next one has not started
+    confirmation.during           a confirmation succeeded, the next one has not started
+    store.before:commit           a group commit's writes are applied but not committed (SQL)
+    store.after:commit            a group commit is durable, its callers not yet told (SQL)
+
+``fnmatch`` patterns are accepted, e.g. ``call.after:*:action``.
 """
 
 from __future__ import annotations
