@@ -25,8 +25,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any
 
 __all__ = [
@@ -134,9 +135,32 @@ class Probe:
     reply: Reply | None = None
 
 
+def _canonical_encoder() -> Callable[[JSON], str]:
+    # json.dumps builds a new encoder on every call, which costs more than encoding a small
+    # message. Build one once: the C encoder without a circular-reference table (a cycle is
+    # caught as deep recursion and reported like json.dumps does, as ValueError), or the
+    # pure-Python one where the C encoder is missing.
+    encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    make: Any = getattr(json.encoder, "c_make_encoder", None)  # untyped in typeshed
+    if make is None:  # pragma: no cover - CPython always has it
+        return encoder.encode
+    iterencode = make(None, encoder.default, encode_basestring, None, ":", ",", True, False, True)
+
+    def encode(value: JSON) -> str:
+        try:
+            return "".join(iterencode(value, 0))
+        except RecursionError:
+            raise ValueError("circular reference or nesting too deep for JSON") from None
+
+    return encode
+
+
+_encode_canonical = _canonical_encoder()
+
+
 def canonical_json(value: JSON) -> str:
     """JSON with sorted keys and no spaces: equal values give equal strings."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _encode_canonical(value)
 
 
 def fingerprint(value: JSON) -> str:
@@ -151,7 +175,8 @@ def parse_key(key: str) -> tuple[str, str, Phase]:
     """Split a key into (saga id, step, phase); raise ValueError when it is malformed."""
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
         raise ValueError("idempotency key must be a non-empty string of at most 512 characters")
-    if not key.isprintable() or any(c.isspace() for c in key):
+    # isprintable() refuses every whitespace character but the ASCII space.
+    if not key.isprintable() or " " in key:
         raise ValueError("idempotency key must be printable and contain no whitespace")
     parts = key.rsplit(":", 2)
     if len(parts) != 3 or not parts[0] or not parts[1]:

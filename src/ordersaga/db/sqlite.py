@@ -5,6 +5,11 @@ file takes microseconds, far less than handing it to a thread, and a write trans
 awaits anything else, so no other coroutine of this process can interleave inside it. Other
 connections and other processes are kept out by ``BEGIN IMMEDIATE`` (the database write lock)
 with a busy timeout.
+
+Durable commits stay on the loop too. Running them on a thread would let the loop work during
+the fsync, but under load the sagas waiting for a group commit are the ones that would have work,
+and the thread handoff (twice per commit, with the GIL) costs more than it saves; with one saga
+in flight it only adds latency (measured with ``ordersaga bench``; see the README).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from ordersaga.db.base import Database, Row, Tx
 from ordersaga.errors import ConflictError, StorageError, UnavailableError
 
 BUSY_TIMEOUT_MS = 10_000
+#: Prepared statements kept per connection (the saga log's multi-row statements vary in size).
+STATEMENT_CACHE = 512
 
 
 def _translate(exc: sqlite3.Error) -> StorageError:
@@ -30,14 +37,38 @@ def _translate(exc: sqlite3.Error) -> StorageError:
     return StorageError(f"sqlite: {exc}")
 
 
-def _rows(cursor: sqlite3.Cursor) -> list[Row]:
-    names = [d[0] for d in cursor.description or ()]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+#: A connection's SELECTs' column names, by SQL text (bounded: the SQL we run is finite).
+_Names = dict[str, list[str]]
+
+
+def _names(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> list[str]:
+    names = cache.get(sql)
+    if names is None:
+        if len(cache) >= 4096:
+            cache.clear()
+        names = cache[sql] = [d[0] for d in cursor.description or ()]
+    return names
+
+
+def _rows(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> list[Row]:
+    rows = cursor.fetchall()
+    if not rows:
+        return []
+    names = _names(cache, sql, cursor)
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def _first(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> Row | None:
+    row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip(_names(cache, sql, cursor), row, strict=True))
 
 
 class _SqliteTx(Tx):
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, names: _Names) -> None:
         self._conn = conn
+        self._names = names
 
     async def execute(self, sql: str, *params: Any) -> int:
         try:
@@ -46,12 +77,14 @@ class _SqliteTx(Tx):
             raise _translate(exc) from exc
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
-        rows = await self.fetchall(sql, *params)
-        return rows[0] if rows else None
+        try:
+            return _first(self._names, sql, self._conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
         try:
-            return _rows(self._conn.execute(sql, params))
+            return _rows(self._names, sql, self._conn.execute(sql, params))
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
@@ -66,7 +99,11 @@ class SqliteDatabase(Database):
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             self._conn = sqlite3.connect(
-                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+                path,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                cached_statements=STATEMENT_CACHE,
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
@@ -76,14 +113,17 @@ class SqliteDatabase(Database):
             raise StorageError(f"cannot open {path}: {exc}") from exc
         # Held for a whole write transaction: a second coroutine waits instead of nesting.
         self._write_lock = asyncio.Lock()
+        self._names: _Names = {}
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
-        rows = await self.fetchall(sql, *params)
-        return rows[0] if rows else None
+        try:
+            return _first(self._names, sql, self._conn.execute(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
 
     async def fetchall(self, sql: str, *params: Any) -> list[Row]:
         try:
-            return _rows(self._conn.execute(sql, params))
+            return _rows(self._names, sql, self._conn.execute(sql, params))
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
 
@@ -95,7 +135,7 @@ class SqliteDatabase(Database):
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             try:
-                yield _SqliteTx(self._conn)
+                yield _SqliteTx(self._conn, self._names)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -19,6 +19,7 @@ JSON form of one order, or one order with its items listed in another sequence, 
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -84,6 +85,9 @@ class Order:
 
     def normalized(self) -> Order:
         """The same order with repeated items summed and items sorted by item id."""
+        ids = [item.item_id for item in self.items]
+        if all(a < b for a, b in itertools.pairwise(ids)):  # already sorted, no repeats
+            return self
         merged = merge_items((i.item_id, i.quantity) for i in self.items)
         items = tuple(sorted(merged, key=lambda item: item.item_id))
         if items == self.items:

@@ -36,7 +36,7 @@ from decimal import Decimal, localcontext
 from typing import Any, Self
 
 from ordersaga.db import Database, Row
-from ordersaga.errors import ConfigError, StorageError
+from ordersaga.errors import ConfigError
 from ordersaga.messages import Phase, Reply, ReplyStatus, canonical_json
 from ordersaga.services import fields
 from ordersaga.services.config import InventoryConfig
@@ -260,32 +260,29 @@ def _total_weight(items: Mapping[str, Row], wanted: Mapping[str, int]) -> str:
         return format(total, "f")
 
 
-async def _reserved_items(reader: Reader, reservation: Row) -> list[tuple[Row, int]]:
-    lines = json.loads(reservation["lines"])
-    items = await _items(reader, (line["item_id"] for line in lines))
-    pairs = []
-    for line in sorted(lines, key=lambda line: line["item_id"]):
-        if line["item_id"] not in items:
-            raise StorageError(f"reservation {reservation['ref']!r} names a missing item")
-        pairs.append((items[line["item_id"]], int(line["quantity"])))
-    return pairs
+def _held_lines(reservation: Row) -> list[tuple[str, int]]:
+    """The reservation's (item id, quantity) pairs, in item-id order."""
+    return sorted(
+        (line["item_id"], int(line["quantity"])) for line in json.loads(reservation["lines"])
+    )
+
+
+# Moving held units on (to available or sold) is a relative update, not a compare-and-swap: the
+# reservation's own state transition (a CAS in the same transaction) makes it happen once, and
+# the counters stay exact however other writers moved them meanwhile; the CHECK constraint keeps
+# ``held`` from going negative.
+_RESTOCK = (
+    "UPDATE items SET held = held - ?, available = available + ?, version = version + 1"
+    " WHERE item_id = ?"
+)
+_SELL = "UPDATE items SET held = held - ?, sold = sold + ?, version = version + 1 WHERE item_id = ?"
 
 
 async def _restock(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock goes back to available."""
-    return [
-        _item_update(
-            item, available=item["available"] + q, held=item["held"] - q, sold=item["sold"]
-        )
-        for item, q in await _reserved_items(reader, reservation)
-    ]
+    return [Write(_RESTOCK, (q, q, item_id)) for item_id, q in _held_lines(reservation)]
 
 
 async def _sell(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock becomes sold."""
-    return [
-        _item_update(
-            item, available=item["available"], held=item["held"] - q, sold=item["sold"] + q
-        )
-        for item, q in await _reserved_items(reader, reservation)
-    ]
+    return [Write(_SELL, (q, q, item_id)) for item_id, q in _held_lines(reservation)]

@@ -9,7 +9,7 @@ Concrete services (inventory, shipping, payment) declare their name, schema, res
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, ClassVar
 
 from ordersaga.db import Database
@@ -63,12 +63,19 @@ class KitService(abc.ABC):
     def stats(self) -> KitStats:
         return self.runner.stats
 
-    async def handle(self, command: Command) -> Reply:
-        """Apply ``command`` at most once; see :class:`ordersaga.services.base.Participant`."""
-        return await self.runner.handle(command)
+    def handle(self, command: Command) -> Coroutine[Any, Any, Reply]:
+        """Apply ``command`` at most once; see :class:`ordersaga.services.base.Participant`.
+
+        The runner's coroutine itself, not one wrapping it: one level less for every suspension.
+        """
+        return self.runner.handle(command)
 
     async def probe(self, key: str) -> Probe:
         return await self.runner.probe(key)
 
     async def close(self) -> None:
-        await self.db.close()
+        """Let pending commands commit, then close the database."""
+        try:
+            await self.runner.close()
+        finally:
+            await self.db.close()

@@ -45,7 +45,7 @@ from datetime import date
 from typing import Any, Self
 
 from ordersaga.db import Database, Row
-from ordersaga.errors import ConfigError, StorageError
+from ordersaga.errors import ConfigError
 from ordersaga.messages import Phase, Reply, ReplyStatus
 from ordersaga.money import cents_to_str
 from ordersaga.services import fields
@@ -193,29 +193,26 @@ def _account_update(account: Row, *, authorized: int, captured: int) -> Write:
     )
 
 
-async def _account_of(reader: Reader, payment: Row) -> Row:
-    account = await reader.fetchone("SELECT * FROM accounts WHERE user_id = ?", payment["user_id"])
-    if account is None:
-        raise StorageError(f"payment {payment['ref']!r} names a missing account")
-    return account
+# Moving an authorization on (released, or captured) is a relative update, not a
+# compare-and-swap: the payment's own state transition (a CAS in the same transaction) makes it
+# happen once, and the totals stay exact however other payments of the user moved them meanwhile.
+_RELEASE = (
+    "UPDATE accounts SET authorized_cents = authorized_cents - ?, version = version + 1"
+    " WHERE user_id = ?"
+)
+_CAPTURE = (
+    "UPDATE accounts SET authorized_cents = authorized_cents - ?,"
+    " captured_cents = captured_cents + ?, version = version + 1 WHERE user_id = ?"
+)
 
 
 async def _release_authorization(reader: Reader, payment: Row) -> list[Write]:
-    account = await _account_of(reader, payment)
-    authorized = account["authorized_cents"] - payment["amount_cents"]
-    return [_account_update(account, authorized=authorized, captured=account["captured_cents"])]
+    return [Write(_RELEASE, (payment["amount_cents"], payment["user_id"]))]
 
 
 async def _capture_authorization(reader: Reader, payment: Row) -> list[Write]:
-    account = await _account_of(reader, payment)
     amount = payment["amount_cents"]
-    return [
-        _account_update(
-            account,
-            authorized=account["authorized_cents"] - amount,
-            captured=account["captured_cents"] + amount,
-        )
-    ]
+    return [Write(_CAPTURE, (amount, amount, payment["user_id"]))]
 
 
 class PaymentService(KitService):

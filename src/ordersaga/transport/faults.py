@@ -55,6 +55,9 @@ class FaultInjector(Transport):
         self.late_refused = 0  # late deliveries the service refused
         self.late_tombstoned = 0  # ... because the step had been compensated (a tombstone)
         self.late_replayed = 0  # late deliveries answered ok (a stored reply replayed)
+        #: Sends that raised because a request or its response was lost (once per send, even when
+        #: both were): each costs its caller exactly one retry, which a benchmark checks.
+        self.lost_sends = 0
         self._late: set[asyncio.Task[None]] = set()
 
     def _strikes(self, fault: str) -> bool:
@@ -77,12 +80,14 @@ class FaultInjector(Transport):
         if delay:
             await asyncio.sleep(pause)
         if lost:
+            self.lost_sends += 1
             raise RequestLost(f"{command.service}: request lost (injected)")
         if duplicate:
             with contextlib.suppress(TransportError):
                 await self._inner.send(command)
         reply = await self._inner.send(command)
         if response_lost:
+            self.lost_sends += 1
             raise ResponseLost(f"{command.service}: response lost (injected)")
         return reply
 

@@ -1,0 +1,301 @@
+"""`ordersaga bench`: a generated workload, end to end through the same code path as `run`.
+
+Each run opens a fresh data dir (a temporary directory) with its real services — each on its own
+SQLite database — and its real saga log (SQLite in the data dir, or a fresh PostgreSQL database),
+recovers (nothing, on a new data dir), and drives the very :class:`~ordersaga.app.pipeline.Pipeline`
+that `run` drives, fed with generated order lines instead of a file. Only the sink differs: it
+records each order's latency (admission to outcome) instead of printing it.
+
+Variants: the concurrency (one run per value of a list), the fault rate, the saga log's backend,
+and durability — ``durable`` (the default), ``none`` (the in-memory saga log and services with
+``synchronous=OFF``: the same code otherwise), or ``compare`` (both on the same workload, with the
+ratio of their throughputs: the cost of durability measured in one invocation).
+
+By default the workload is generated up front and not timed. With ``stream`` it is generated
+while the run consumes it, as an endless input would be, and the resident set size is sampled
+every ``rss_every`` orders: the figures that show memory staying bounded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from ordersaga.app.benchstats import BenchReport, LatencyHistogram, current_rss_mb, peak_rss_mb
+from ordersaga.app.pipeline import Outcome, Pipeline
+from ordersaga.app.runtime import RuntimeSettings, open_runtime
+from ordersaga.errors import ConfigError
+from ordersaga.orders.generate import Kind, Mix, bench_world, generate_workload
+from ordersaga.orders.world import World
+from ordersaga.saga.recovery import recover
+
+__all__ = ["DURABILITY_MODES", "BenchOptions", "run_bench"]
+
+DURABILITY_MODES = ("durable", "none", "compare")
+
+#: Compensations an order of each kind needs when it fails as meant (the steps before the
+#: refusing one); every other kind fails, if at all, at the first step.
+_COMPENSATIONS = {
+    Kind.UNSERVED_COUNTRY: 1,
+    Kind.OVER_WEIGHT: 1,
+    Kind.DECLINED_CARD: 2,
+    Kind.EXPIRED_CARD: 2,
+    Kind.UNKNOWN_METHOD: 2,
+    Kind.OVER_LIMIT: 2,
+}
+HOT_ITEM = "HOT"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    """What to run. Shares are of all orders; ``contention`` orders ask for the hot item."""
+
+    orders: int = 20_000
+    concurrency: tuple[int, ...] = (64,)
+    fault_rate: float = 0.0
+    seed: int = 1
+    items: int = 20
+    contention: float = 0.0
+    hot_stock: int | None = None  # None: the hot item never runs out (contention only)
+    fail_reserve: float = 0.0
+    fail_ship: float = 0.0
+    fail_pay: float = 0.0
+    store: str | None = None  # None: SQLite in the data dir; a postgresql:// server URL
+    durability: str = "durable"
+    stream: bool = False
+    rss_every: int = 0  # with stream: sample RSS every N orders (0: a tenth of the run)
+    ordered: bool = True
+    tmp_dir: Path | None = None  # where the fresh data dirs go (default: the system's)
+    keep: bool = False  # keep the data dirs (their paths are in the labels)
+
+    def __post_init__(self) -> None:
+        if self.durability not in DURABILITY_MODES:
+            raise ConfigError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
+        if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--store takes a postgresql:// server URL (SQLite is the default)")
+        shares = (self.contention, self.fail_reserve, self.fail_ship, self.fail_pay)
+        if not all(0.0 <= s <= 1.0 for s in shares) or sum(shares[1:]) > 1.0:
+            raise ConfigError("shares must lie in [0, 1], the failure shares summing to at most 1")
+
+    def world(self) -> World:
+        hot = None
+        if self.contention > 0:
+            hot = self.hot_stock if self.hot_stock is not None else 10**9
+        return bench_world(items=self.items, hot_stock=hot, hot_item=HOT_ITEM)
+
+    def mix(self) -> Mix:
+        return Mix.clean(
+            fail_reserve=self.fail_reserve, fail_ship=self.fail_ship, fail_pay=self.fail_pay
+        )
+
+
+class Workload:
+    """The generated lines, once (iterable again) or streamed; counts expected compensations."""
+
+    def __init__(self, options: BenchOptions, world: World) -> None:
+        self._options = options
+        self._world = world
+        self._lines: list[bytes] | None = None
+        self._expected = 0
+        self._fixed_expected = 0
+        if not options.stream:
+            self._lines = list(self._generate())
+            self._fixed_expected = self._expected
+
+    def _generate(self) -> Iterator[bytes]:
+        options = self._options
+        self._expected = 0
+        workload = generate_workload(
+            options.orders,
+            seed=options.seed,
+            world=self._world,
+            mix=options.mix(),
+            hot_items=(HOT_ITEM,) if options.contention > 0 else (),
+            hot_share=options.contention,
+        )
+        for generated in workload:
+            if generated.expected == "failed":
+                self._expected += _COMPENSATIONS.get(generated.kind, 0)
+            yield generated.line.encode()
+
+    @property
+    def expected_compensations(self) -> int:
+        return self._fixed_expected if self._lines is not None else self._expected
+
+    async def numbered(self) -> AsyncIterator[tuple[int, bytes | None]]:
+        lines = self._lines if self._lines is not None else self._generate()
+        for lineno, line in enumerate(lines, 1):
+            yield lineno, line
+
+
+class _BenchSink:
+    """Records each outcome's latency instead of printing it; samples RSS as orders finish."""
+
+    def __init__(self, rss_every: int) -> None:
+        self.latency = LatencyHistogram()
+        self.rss_every = rss_every
+        self.rss_samples: list[tuple[int, float]] = []
+        self.unreadable_lines = 0
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.latency.add(outcome.latency)
+        if self.rss_every and self.latency.count % self.rss_every == 0:
+            self.rss_samples.append((self.latency.count, current_rss_mb()))
+
+    def unreadable(self, lineno: int, reason: str) -> None:
+        self.unreadable_lines += 1
+
+    def rejected(self, lineno: int, order_id: str, reason: str) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+async def run_bench(
+    options: BenchOptions, say: Callable[[str], None] = lambda _m: None
+) -> list[BenchReport]:
+    """Every variant ``options`` asks for, one report each (a comparison nests its baseline)."""
+    world = options.world()
+    if not options.stream:
+        say(f"generating {options.orders} orders")
+    workload = Workload(options, world)
+    reports = []
+    for concurrency in options.concurrency:
+        if options.durability == "none":
+            reports.append(await _run_one(options, workload, world, concurrency, False, say))
+            continue
+        report = await _run_one(options, workload, world, concurrency, True, say)
+        if options.durability == "compare":
+            report.baseline = await _run_one(options, workload, world, concurrency, False, say)
+        reports.append(report)
+    return reports
+
+
+async def _run_one(
+    options: BenchOptions,
+    workload: Workload,
+    world: World,
+    concurrency: int,
+    durable: bool,
+    say: Callable[[str], None],
+) -> BenchReport:
+    data_dir = Path(tempfile.mkdtemp(prefix="ordersaga-bench-", dir=options.tmp_dir))
+    try:
+        async with _saga_log(options.store, durable) as (store_url, store_kind):
+            label = f"{store_kind}{'' if durable else ' (no durability)'}, c={concurrency}"
+            if options.fault_rate:
+                label += f", fault rate {options.fault_rate:g}"
+            if options.keep:
+                label += f" [{data_dir}]"
+            say(f"running {label}")
+            settings = RuntimeSettings(
+                data_dir=data_dir,
+                world=world,
+                fault_rate=options.fault_rate,
+                seed=options.seed,
+                durable=durable,
+                store_url=store_url,
+            )
+            return await _measure(options, workload, settings, concurrency, label, store_kind)
+    finally:
+        if not options.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _measure(
+    options: BenchOptions,
+    workload: Workload,
+    settings: RuntimeSettings,
+    concurrency: int,
+    label: str,
+    store_kind: str,
+) -> BenchReport:
+    rss_every = (options.rss_every or max(1, options.orders // 10)) if options.stream else 0
+    runtime = await open_runtime(settings)
+    try:
+        sink = _BenchSink(rss_every)
+        pipeline = Pipeline(runtime.engine, sink, concurrency, options.ordered)
+        await recover(runtime.engine, concurrency=concurrency)  # as `run` does; nothing here
+        cpu_started, started = time.process_time(), time.perf_counter()
+        counts = await pipeline.run(workload.numbered())
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        await runtime.transport.drain()
+    finally:
+        await runtime.close()
+    kits = runtime.services
+    services = () if kits is None else (kits.inventory, kits.shipping, kits.payment)
+    return BenchReport(
+        label=label,
+        store=store_kind,
+        durable=settings.durable,
+        orders=counts.requests,
+        concurrency=concurrency,
+        fault_rate=settings.fault_rate,
+        elapsed_s=elapsed,
+        cpu_s=cpu,
+        confirmed=counts.confirmed,
+        failed=counts.failed,
+        latency=sink.latency,
+        retries=counts.retries,
+        compensations=counts.compensations,
+        expected_compensations=workload.expected_compensations,
+        lost_sends=runtime.injector.lost_sends if runtime.injector is not None else None,
+        log_commits=runtime.store.stats.commits,
+        log_writes=runtime.store.stats.writes,
+        service_commits=sum(s.stats.commits for s in services),
+        service_commands=sum(s.stats.commands for s in services),
+        peak_rss_mb=peak_rss_mb(),
+        rss_samples=sink.rss_samples,
+    )
+
+
+@asynccontextmanager
+async def _saga_log(store: str | None, durable: bool) -> AsyncIterator[tuple[str | None, str]]:
+    """The saga log's URL for one run (None: the data dir's SQLite file) and its kind."""
+    if not durable:
+        yield "memory://", "memory"
+    elif store is None:
+        yield None, "sqlite"
+    else:
+        async with fresh_pg_database(store) as url:
+            yield url, "postgresql"
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@asynccontextmanager
+async def fresh_pg_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server of ``server_url``, dropped afterwards."""
+    name = f"ordersaga_bench_{uuid.uuid4().hex[:12]}"
+    host = urlsplit(server_url).hostname or "localhost"
+    try:
+        admin = await asyncpg.connect(server_url)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise ConfigError(f"cannot reach PostgreSQL on {host}: {exc}") from None
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.PostgresError as exc:
+        raise ConfigError(f"cannot create a benchmark database on {host}: {exc}") from None
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(server_url, name)
+    finally:
+        admin = await asyncpg.connect(server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
