@@ -21,7 +21,14 @@ from ordersaga.services.kit import RunnerOptions
 from ordersaga.services.payment import PaymentService
 from ordersaga.services.shipping import ShippingService
 
-__all__ = ["SERVICE_NAMES", "ServiceConfigs", "Services", "data_dir_urls", "open_services"]
+__all__ = [
+    "SERVICE_NAMES",
+    "ServiceConfigs",
+    "Services",
+    "data_dir_urls",
+    "open_service",
+    "open_services",
+]
 
 SERVICE_NAMES = ("inventory", "shipping", "payment")
 
@@ -114,3 +121,39 @@ async def open_services(
             await service.close()
         raise
     return Services(inventory, shipping, payment)
+
+
+async def open_service(
+    name: str,
+    url: str,
+    configs: ServiceConfigs | None = None,
+    *,
+    durable: bool = True,
+    pool_size: int = 10,
+    options: RunnerOptions | None = None,
+    today: Callable[[], date] = date.today,
+) -> InventoryService | ShippingService | PaymentService:
+    """Open the one service ``name`` on its database ``url`` (a service process's own start).
+
+    A new database is seeded from ``configs``; several processes may open one database at once
+    (replicas), and only one of them seeds it.
+    """
+    if name not in SERVICE_NAMES:
+        raise ConfigError(f"unknown service {name!r} (expected one of {', '.join(SERVICE_NAMES)})")
+    options = options or RunnerOptions()
+    db = await open_database(url, durable=durable, pool_size=pool_size)
+    try:
+        if name == "inventory":
+            return await InventoryService.open(
+                db, None if configs is None else configs.inventory, options=options
+            )
+        if name == "shipping":
+            return await ShippingService.open(
+                db, None if configs is None else configs.shipping, options=options
+            )
+        return await PaymentService.open(
+            db, None if configs is None else configs.payment, options=options, today=today
+        )
+    except BaseException:
+        await db.close()
+        raise

@@ -32,6 +32,8 @@ class BadPayload(ValueError):
 
 
 def mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if type(value) is dict:  # the common case, without the slower abstract-class check
+        return value
     if not isinstance(value, Mapping):
         raise BadPayload(f"{what} must be an object, got {_kind(value)}")
     return value
@@ -55,6 +57,9 @@ def text(
         raise BadPayload(f"{name!r} must not be empty")
     if len(value) > max_length:
         raise BadPayload(f"{name!r} is longer than {max_length} characters")
+    if "\x00" in value:
+        # PostgreSQL TEXT cannot hold NUL: storing it would fail as a database error.
+        raise BadPayload(f"{name!r} must not contain NUL characters")
     return value
 
 

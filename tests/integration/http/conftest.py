@@ -1,0 +1,149 @@
+"""Fixtures for the HTTP setup: real `ordersaga serve` processes on free loopback ports.
+
+:class:`ServiceProcess` starts one service as its own OS process (uvicorn), waits until its
+``/health`` answers, and can SIGKILL and restart it on the same port and database. Every process
+a test starts is killed when the test ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STARTUP_TIMEOUT = 20.0
+SERVICES = ("inventory", "shipping", "payment")
+
+
+def free_port() -> int:
+    """A TCP port that was free on loopback a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    """(status, JSON body) of a GET, with no proxy in the way."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+class ServiceProcess:
+    """One `ordersaga serve SERVICE` process on 127.0.0.1:PORT with its database URL."""
+
+    def __init__(self, service: str, db_url: str, log_dir: Path, world: Path | None = None):
+        self.service = service
+        self.db_url = db_url
+        self.port = free_port()
+        self.world = world
+        self.log_path = log_dir / f"{service}-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: bool = True) -> ServiceProcess:
+        args = [sys.executable, "-m", "ordersaga", "serve", self.service]
+        args += ["--port", str(self.port), "--db", self.db_url, "--log-level", "warning"]
+        if self.world is not None:
+            args += ["--world", str(self.world)]
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        if wait:
+            self.wait_healthy()
+        return self
+
+    def wait_healthy(self, timeout: float = STARTUP_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.service} exited early:\n{self.log()}")
+            try:
+                status, body = get_json(f"{self.url}/health", timeout=1.0)
+            except (OSError, ValueError):
+                time.sleep(0.05)
+                continue
+            if status == 200 and body.get("service") == self.service:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.service} not healthy after {timeout} s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        """SIGTERM, then wait for the graceful exit (SIGKILL if it does not come)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def stats(self) -> dict[str, Any]:
+        status, body = get_json(f"{self.url}/stats")
+        assert status == 200, body
+        result: dict[str, Any] = body
+        return result
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start_service(name, db_url, wait=True)``: a started process, killed after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(service: str, db_url: str, *, wait: bool = True, **kw: Any) -> ServiceProcess:
+        process = ServiceProcess(service, db_url, tmp_path, **kw)
+        started.append(process)
+        return process.start(wait=wait)
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+def sqlite_url(directory: Path, service: str) -> str:
+    return f"sqlite:///{directory / f'{service}.db'}"
+
+
+def services_arg(processes: dict[str, ServiceProcess]) -> str:
+    return ",".join(f"{name}={p.url}" for name, p in processes.items())
+
+
+def dbs_arg(urls: dict[str, str]) -> str:
+    return ",".join(f"{name}={url}" for name, url in urls.items())
+
+
+def ordersaga_env() -> dict[str, str]:
+    """The environment for a child `ordersaga`: no proxies, no armed crash points."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.pop("ORDERSAGA_CRASH_AT", None)
+    return env
