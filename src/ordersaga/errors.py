@@ -8,6 +8,7 @@ where they occur, so callers classify failures by type and never by message::
     ├── DefinitionError          a saga definition is inconsistent (checked before it runs)
     ├── StorageError             a database failed
     │   ├── ConflictError        a concurrent writer won (version mismatch, unique key, busy)
+    │   │   └── OwnershipLost    the saga log refused a runner's write: another owns the saga
     │   └── UnavailableError     the database cannot be reached right now (retryable)
     ├── TransportError           no definite answer from a service: the outcome is unknown
     │   ├── RequestLost          the request did not reach the service
@@ -37,6 +38,11 @@ class StorageError(OrderSagaError):
 
 class ConflictError(StorageError):
     """A concurrent writer won: the caller should re-read and retry."""
+
+
+class OwnershipLost(ConflictError):
+    """The saga log refused a runner's write: another runner took the saga over (its lease
+    lapsed) and it is not finished yet. The runner must stop driving it."""
 
 
 class UnavailableError(StorageError):

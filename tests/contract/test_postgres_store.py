@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ordersaga.saga.store import PostgresSagaStore, SagaStatus, open_store
+from ordersaga.errors import ConfigError, ConflictError
+from ordersaga.messages import Phase
+from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
 
 pytestmark = pytest.mark.pg
 
@@ -92,3 +94,66 @@ async def test_non_durable_commits_keep_the_semantics(pg_url: str) -> None:
         assert store.stats.commits == 2
     finally:
         await store.close()
+
+
+async def test_claim_can_leave_out_the_sagas_the_owner_holds(pg_store: PostgresSagaStore) -> None:
+    await _sagas(pg_store, 4)
+    assert [r.saga_id for r in await pg_store.claim("w1", 30, limit=2)] == ["s00", "s01"]
+    fresh = await pg_store.claim("w1", 30, limit=2, include_held=False)
+    assert [r.saga_id for r in fresh] == ["s02", "s03"]
+    assert await pg_store.claim("w1", 30, include_held=False) == []
+
+
+async def test_an_update_fenced_by_its_owner_applies_only_while_it_holds_the_saga(
+    pg_store: PostgresSagaStore,
+) -> None:
+    await _sagas(pg_store, 1)
+    reserve = StepRecord("reserve", Phase.ACTION, StepStatus.SUCCEEDED, {"n": 1})
+    with pytest.raises(ConflictError):  # nobody holds it yet
+        await pg_store.update("s00", steps=[reserve], owner="w1")
+    await pg_store.claim("w1", lease_s=0.05)
+    await pg_store.update("s00", steps=[reserve], owner="w1")
+    await asyncio.sleep(0.1)
+    await pg_store.update("s00", status=SagaStatus.COMPENSATING, owner="w1")  # lapsed, not lost
+    assert [r.saga_id for r in await pg_store.claim("w2", lease_s=30)] == ["s00"]
+    with pytest.raises(ConflictError):  # taken over: the old owner can write nothing more
+        await pg_store.update("s00", status=SagaStatus.FAILED, owner="w1")
+    await pg_store.update("s00", status=SagaStatus.FAILED, owner="w2")
+    record = await pg_store.load("s00")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert record.step("reserve") is not None
+
+
+async def test_finished_reads_only_the_finished_of_the_given_sagas(
+    pg_store: PostgresSagaStore,
+) -> None:
+    await _sagas(pg_store, 4)
+    reserve = StepRecord("reserve", Phase.ACTION, StepStatus.REFUSED, {}, "no stock")
+    await pg_store.update("s01", steps=[reserve], status=SagaStatus.FAILED, reason="no stock")
+    await pg_store.update("s02", status=SagaStatus.CONFIRMING)
+    await pg_store.update("s03", status=SagaStatus.FAILED)
+    finished = await pg_store.finished(["s00", "s01", "s02", "nope"])
+    assert [(r.saga_id, r.status, r.reason) for r in finished] == [
+        ("s01", SagaStatus.FAILED, "no stock")
+    ]
+    assert finished[0].steps == (reserve,)
+    assert await pg_store.finished([]) == []
+
+
+async def test_a_run_and_workers_never_execute_one_log_at_once(pg_url: str) -> None:
+    stores = [await open_store(pg_url) for _ in range(4)]
+    try:
+        worker_a, worker_b, run, late = (s for s in stores if isinstance(s, PostgresSagaStore))
+        await worker_a.lock_executors(worker=True)
+        await worker_b.lock_executors(worker=True)  # any number of workers
+        with pytest.raises(ConfigError):  # but no run executing sagas itself beside them
+            await run.lock_executors(worker=False, wait=0)
+        await worker_a.close()
+        await worker_b.close()  # closing the store gives the lock back
+        await run.lock_executors(worker=False)
+        for worker in (True, False):  # one run: no worker, no second run
+            with pytest.raises(ConfigError):
+                await late.lock_executors(worker=worker, wait=0.2)
+    finally:
+        for store in stores:
+            await store.close()

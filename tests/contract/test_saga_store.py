@@ -175,6 +175,22 @@ async def test_update_of_an_unknown_saga_is_a_conflict(store: SagaStore) -> None
     assert await store.load("ghost") is None
 
 
+async def test_an_update_fenced_by_an_owner_who_holds_nothing_is_refused(
+    store: SagaStore,
+) -> None:
+    # Leases are taken with claim (PostgreSQL); without one, nobody holds the saga.
+    await make(store, "fenced")
+    before = await store.load("fenced")
+    with pytest.raises(ConflictError):
+        await store.update("fenced", steps=[step("reserve")], owner="w1")
+    with pytest.raises(ConflictError):
+        await store.update("fenced", status=S.FAILED, owner="w1")
+    assert await store.load("fenced") == before
+    await store.update("fenced", steps=[step("reserve")])  # unfenced: applies
+    record = await store.load("fenced")
+    assert record is not None and record.step("reserve") is not None
+
+
 async def test_unfinished_lists_non_terminal_sagas_oldest_first(store: SagaStore) -> None:
     statuses = [S.CONFIRMED, S.COMPENSATING, S.RUNNING, S.FAILED, S.CONFIRMING, S.RUNNING]
     for i, status in enumerate(statuses):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     TERMINAL,
@@ -53,12 +54,14 @@ async def open_store(
     durable: bool = True,
     max_batch: int = DEFAULT_MAX_BATCH,
     clock: Callable[[], float] = time.time,
+    crash: CrashPoints = NO_CRASH,
 ) -> SagaStore:
     """Open the saga log named by ``url``, creating its schema if needed.
 
     ``durable=False`` keeps the semantics but skips fsync (SQLite ``synchronous=OFF``,
     PostgreSQL ``synchronous_commit=off``). ``max_batch`` caps the writes per group commit.
-    ``clock`` gives the ``created_at``/``updated_at`` timestamps.
+    ``clock`` gives the ``created_at``/``updated_at`` timestamps. ``crash`` arms the SQL stores'
+    crash points around each group commit (``store.before:commit``, ``store.after:commit``).
     """
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
@@ -67,4 +70,6 @@ async def open_store(
         store_class = PostgresSagaStore
     else:
         store_class = SqliteSagaStore  # sqlite:/// or a bare path; open_database checks the rest
-    return await store_class.open(url, durable=durable, max_batch=max_batch, clock=clock)
+    return await store_class.open(
+        url, durable=durable, max_batch=max_batch, clock=clock, crash=crash
+    )

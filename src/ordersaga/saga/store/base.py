@@ -158,6 +158,7 @@ class SagaStore(abc.ABC):
         status: SagaStatus | None = None,
         reason: str | None = None,
         needs_attention: bool | None = None,
+        owner: str | None = None,
     ) -> None:
         """Atomically and durably upsert step records (by step and phase) and change status.
 
@@ -165,8 +166,15 @@ class SagaStore(abc.ABC):
         one saga apply in the order the calls were made, even when they share a commit. A finished
         saga takes no update at all, not even one that only adds step records.
 
-        Raises :class:`ordersaga.errors.ConflictError` for an unknown saga or a status change
-        that :data:`ALLOWED_TRANSITIONS` forbids (in particular any change to a finished saga).
+        ``owner`` fences the write: when given, it applies only if the saga is held by that
+        owner at the moment of the commit (a lease taken with ``claim``, see
+        :mod:`ordersaga.saga.store.postgres`). A worker whose lease lapsed and was taken over can
+        then write nothing more, however late it wakes up. Stores without leases hold no saga
+        for anyone, so there a fenced update is always refused.
+
+        Raises :class:`ordersaga.errors.ConflictError` for an unknown saga, a status change
+        that :data:`ALLOWED_TRANSITIONS` forbids (in particular any change to a finished saga),
+        or an ``owner`` that does not hold the saga.
         """
 
     @abc.abstractmethod

@@ -92,8 +92,10 @@ class MemoryStore(SagaStore):
         status: SagaStatus | None = None,
         reason: str | None = None,
         needs_attention: bool | None = None,
+        owner: str | None = None,
     ) -> None:
-        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock())
+        # Nobody holds a lease here (no claims): an update fenced by an owner is refused.
+        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock(), owner)
         self._count_write()
         saga = self._sagas.get(saga_id)
         if saga is None:

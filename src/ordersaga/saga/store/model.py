@@ -42,11 +42,12 @@ class StepRow:
 
     @classmethod
     def of(cls, record: StepRecord) -> StepRow:
+        phase, status, result = record.phase, record.status, record.result
         return cls(
             record.step,
-            Phase(record.phase),
-            StepStatus(record.status),
-            canonical_json(dict(record.result)),
+            phase if type(phase) is Phase else Phase(phase),
+            status if type(status) is StepStatus else StepStatus(status),
+            canonical_json(result if type(result) is dict else dict(result)),
             record.reason,
             int(record.attempts),
             float(record.started_at),
@@ -100,6 +101,7 @@ class UpdateWrite:
     reason: str | None
     needs_attention: bool | None
     at: float
+    owner: str | None = None  # fencing: refused unless the saga is held by this owner
 
 
 Write = CreateWrite | UpdateWrite
@@ -132,6 +134,7 @@ def make_update(
     reason: str | None,
     needs_attention: bool | None,
     at: float,
+    owner: str | None = None,
 ) -> UpdateWrite:
     return UpdateWrite(
         saga_id,
@@ -140,6 +143,7 @@ def make_update(
         reason,
         needs_attention,
         at,
+        owner,
     )
 
 
@@ -168,6 +172,7 @@ class Head:
     needs_attention: bool
     updated_at: float
     version: int
+    owner: str | None = None  # who holds the saga's lease (PostgreSQL workers), if anyone
 
     @classmethod
     def of_create(cls, write: CreateWrite) -> Head:
@@ -176,6 +181,10 @@ class Head:
     def apply(self, write: UpdateWrite, saga_id: str) -> None:
         """Check ``write`` against the current status, then apply it (or raise ConflictError)."""
         check_update(saga_id, self.status, write.status)
+        if write.owner is not None and write.owner != self.owner:
+            raise ConflictError(
+                f"saga {saga_id!r} is not held by {write.owner!r} (held by {self.owner!r})"
+            )
         if write.status is not None:
             self.status = write.status
         if write.reason is not None:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Self
 
 from ordersaga.db import Database, Row, Tx, open_database
 from ordersaga.errors import StorageError
+from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
 from ordersaga.saga.store.batching import DEFAULT_MAX_BATCH, GroupCommitter
 from ordersaga.saga.store.model import (
@@ -57,11 +58,13 @@ class SqlSagaStore(SagaStore):
         max_batch: int = DEFAULT_MAX_BATCH,
         durable: bool = True,
         clock: Callable[[], float] = time.time,
+        crash: CrashPoints = NO_CRASH,
     ) -> None:
         self.stats = StoreStats()
         self.durable = durable
         self._db = db
         self._clock = clock
+        self._crash = crash
         self._committer: GroupCommitter[Write, Outcome] = GroupCommitter(
             self._apply, self.stats, max_batch=max_batch
         )
@@ -74,6 +77,7 @@ class SqlSagaStore(SagaStore):
         durable: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
         clock: Callable[[], float] = time.time,
+        crash: CrashPoints = NO_CRASH,
     ) -> Self:
         """Open the database at ``url`` and create the schema if it is missing."""
         db = await open_database(url, durable=durable)
@@ -82,7 +86,7 @@ class SqlSagaStore(SagaStore):
         except BaseException:
             await db.close()
             raise
-        return cls(db, max_batch=max_batch, durable=durable, clock=clock)
+        return cls(db, max_batch=max_batch, durable=durable, clock=clock, crash=crash)
 
     @property
     def database(self) -> Database:
@@ -105,7 +109,7 @@ class SqlSagaStore(SagaStore):
         reason: str | None = None,
     ) -> tuple[SagaRecord, bool]:
         write = make_create(saga_id, definition, input, fingerprint, status, reason, self._clock())
-        if await self._committer.submit(write):
+        if await self._committer.enqueue(write):
             return write.record(), True
         existing = await self.load(saga_id)
         if existing is None:  # sagas are never deleted
@@ -120,14 +124,19 @@ class SqlSagaStore(SagaStore):
         status: SagaStatus | None = None,
         reason: str | None = None,
         needs_attention: bool | None = None,
+        owner: str | None = None,
     ) -> None:
-        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock())
-        await self._committer.submit(write)
+        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock(), owner)
+        await self._committer.enqueue(write)
 
     async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
+        # Crash points: the batch written but not committed; committed but not yet acknowledged.
         async with self._db.transaction() as tx:
             await self.begin_write(tx)
-            return await apply_batch(tx, writes, lock_suffix=self.lock_suffix)
+            outcomes = await apply_batch(tx, writes, lock_suffix=self.lock_suffix)
+            self._crash.hit("store.before:commit")
+        self._crash.hit("store.after:commit")
+        return outcomes
 
     async def begin_write(self, tx: Tx) -> None:
         """Hook: the first statements of every write transaction."""

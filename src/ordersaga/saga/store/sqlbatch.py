@@ -116,7 +116,8 @@ async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str
     heads: dict[str, Head] = {}
     for chunk in chunks(ids, 500):
         rows = await tx.fetchall(
-            "SELECT saga_id, status, reason, needs_attention, updated_at, version FROM sagas"
+            "SELECT saga_id, status, reason, needs_attention, updated_at, version, owner"
+            " FROM sagas"
             f" WHERE saga_id IN ({placeholders(len(chunk))}) ORDER BY saga_id {lock_suffix}",
             *chunk,
         )
@@ -127,6 +128,7 @@ async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str
                 bool(row["needs_attention"]),
                 float(row["updated_at"]),
                 int(row["version"]),
+                row["owner"],
             )
     return heads
 

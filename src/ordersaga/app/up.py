@@ -1,0 +1,430 @@
+"""`ordersaga up`: the whole distributed topology on this machine, with one command.
+
+It creates (if missing) one PostgreSQL database for the saga log and one per service, then
+starts as child processes, on loopback::
+
+    ordersaga serve inventory|shipping|payment   base port + 1, + 2, + 3 (each its own database)
+    ordersaga serve api                          base port (the order intake API)
+    ordersaga worker  x N                        (claiming sagas from the shared log)
+
+waits until every one is ready (the services' and the API's ``/health``, each worker's first
+stats snapshot), prints where everything is and how to use it, and stays in the foreground,
+relaying the children's output with a ``[name]`` prefix (or to files with ``--log-dir``). A child
+that dies is reported; the others keep running (kill a worker and watch the others take its
+sagas over). SIGINT (Ctrl-C) or SIGTERM stops everything in order — the API and the workers
+first (the workers hand back their leases), then the services — each with SIGTERM, a wait, then
+SIGKILL; a second signal kills at once. Children run in their own sessions, so a terminal's
+Ctrl-C reaches only this process, which stops them in that order; on Linux they also die with
+it should it be killed outright.
+
+The databases are kept, so ``up`` again continues where the last one stopped (``--fresh``
+starts over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+
+from ordersaga.errors import ConfigError
+
+__all__ = ["UpSettings", "run_up"]
+
+SERVICES = ("inventory", "shipping", "payment")
+_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class UpSettings:
+    pg_url: str
+    workers: int = 3
+    base_port: int = 8100  # 0: any free ports
+    prefix: str = "ordersaga_up"
+    fresh: bool = False
+    world: Path | None = None
+    concurrency: int = 32
+    lease: float = 10.0
+    fault_rate: float = 0.0
+    seed: int | None = None
+    log_dir: Path | None = None
+    output: str = "text"  # text | env | json
+    startup_timeout: float = 60.0
+    stop_timeout: float = 15.0  # per group (API and workers, then services)
+    worker_grace: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not _PREFIX.match(self.prefix):
+            raise ConfigError(f"--prefix must be a lowercase SQL name, got {self.prefix!r}")
+        if not self.pg_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"--pg must be a postgresql:// URL, got {self.pg_url!r}")
+        if self.base_port and self.base_port + 3 > 65535:
+            raise ConfigError("--base-port leaves no room for the three services")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@dataclass(slots=True)
+class _Child:
+    name: str
+    args: list[str]
+    health: str | None = None  # URL answering 200 when ready
+    ready_file: Path | None = None  # or: a file that appears when ready
+    proc: asyncio.subprocess.Process | None = None
+    relay: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
+class _Topology:
+    api: str
+    store: str
+    services: dict[str, str]
+    service_dbs: dict[str, str]
+    workers: list[str]
+    children: list[_Child] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "api": self.api,
+            "store": self.store,
+            "services": self.services,
+            "service_dbs": self.service_dbs,
+            "workers": self.workers,
+            "pids": {c.name: c.proc.pid for c in self.children if c.proc is not None},
+        }
+
+
+async def _ensure_databases(settings: UpSettings, names: list[str]) -> None:
+    try:
+        conn = await asyncpg.connect(settings.pg_url, timeout=10)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigError(f"cannot reach PostgreSQL at {settings.pg_url}: {exc}") from exc
+    try:
+        for name in names:
+            if settings.fresh:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.PostgresError as exc:
+        raise ConfigError(f"cannot create the databases on {settings.pg_url}: {exc}") from exc
+    finally:
+        await conn.close()
+
+
+def _ports(base: int) -> list[int]:
+    """The API's port and the three services' (free ones when ``base`` is 0)."""
+    if base == 0:
+        sockets = [socket.socket() for _ in range(4)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+            return [sock.getsockname()[1] for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+    ports = [base, base + 1, base + 2, base + 3]
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                raise ConfigError(f"port {port} is in use (try another --base-port)") from None
+    return ports
+
+
+def _plan(settings: UpSettings, state_dir: Path) -> _Topology:
+    names = {what: f"{settings.prefix}_{what}" for what in ("sagas", *SERVICES)}
+    dbs = {what: _with_database(settings.pg_url, name) for what, name in names.items()}
+    api_port, *service_ports = _ports(settings.base_port)
+    ports = dict(zip(SERVICES, service_ports, strict=True))
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    api = f"http://127.0.0.1:{api_port}"
+    topology = _Topology(
+        api,
+        dbs["sagas"],
+        urls,
+        {name: dbs[name] for name in SERVICES},
+        [f"{settings.prefix}-w{i}" for i in range(1, settings.workers + 1)],
+    )
+    quiet = ["--log-level", "warning"]
+    for name, port in ports.items():
+        args = ["serve", name, "--port", str(port), "--db", dbs[name], *quiet]
+        if settings.world is not None:
+            args += ["--world", str(settings.world)]
+        topology.children.append(_Child(name, args, health=f"{urls[name]}/health"))
+    api_args = ["serve", "api", "--port", str(api_port), "--store", topology.store, *quiet]
+    topology.children.append(_Child("api", api_args, health=f"{api}/health"))
+    services = ",".join(f"{name}={url}" for name, url in urls.items())
+    for i, worker_id in enumerate(topology.workers):
+        stats = state_dir / f"{worker_id}.json"
+        args = ["worker", "--store", topology.store, "--services", services, "--id", worker_id]
+        args += ["--concurrency", str(settings.concurrency), "--lease", f"{settings.lease:g}"]
+        args += ["--grace", f"{settings.worker_grace:g}", "--stats-file", str(stats)]
+        if settings.fault_rate:
+            args += ["--fault-rate", f"{settings.fault_rate:g}"]
+        if settings.seed is not None:
+            args += ["--seed", str(settings.seed + i)]
+        topology.children.append(_Child(worker_id, args, ready_file=stats))
+    return topology
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """Linux: the child gets SIGTERM should ``up`` die without stopping it (PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+class _Supervisor:
+    def __init__(self, settings: UpSettings, topology: _Topology, err: TextIO) -> None:
+        self.settings = settings
+        self.topology = topology
+        self.err = err
+        self.stopping = False
+
+    def say(self, message: str) -> None:
+        self.err.write(f"ordersaga up: {message}\n")
+        self.err.flush()
+
+    async def start(self, child: _Child) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        env.pop("ORDERSAGA_CRASH_AT", None)
+        log_dir = self.settings.log_dir
+        output: Any = asyncio.subprocess.PIPE
+        if log_dir is not None:
+            output = (log_dir / f"{child.name}.log").open("ab")
+        try:
+            child.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "ordersaga",
+                *child.args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        finally:
+            if log_dir is not None:
+                output.close()
+        if child.proc.stdout is not None:
+            child.relay = asyncio.create_task(self._relay(child, child.proc.stdout))
+
+    async def _relay(self, child: _Child, stream: asyncio.StreamReader) -> None:
+        while line := await stream.readline():
+            self.err.write(f"[{child.name}] {line.decode(errors='replace').rstrip()}\n")
+            self.err.flush()
+
+    async def wait_ready(self, children: list[_Child]) -> None:
+        deadline = time.monotonic() + self.settings.startup_timeout
+        pending = list(children)
+        async with aiohttp.ClientSession(trust_env=False) as http:
+            while pending:
+                for child in list(pending):
+                    assert child.proc is not None
+                    if child.proc.returncode is not None:
+                        raise ConfigError(
+                            f"{child.name} exited during startup (status"
+                            f" {child.proc.returncode}); see its output above"
+                        )
+                    if await _ready(http, child):
+                        pending.remove(child)
+                if pending and time.monotonic() > deadline:
+                    late = ", ".join(c.name for c in pending)
+                    raise ConfigError(
+                        f"not ready after {self.settings.startup_timeout:g} s: {late}"
+                    )
+                if pending:
+                    await asyncio.sleep(0.05)
+
+    async def watch(self, child: _Child) -> None:
+        assert child.proc is not None
+        code = await child.proc.wait()
+        if not self.stopping:
+            hint = ""
+            if child.ready_file is not None:
+                hint = "; its sagas are taken over when its leases lapse"
+            self.say(f"{child.name} (pid {child.proc.pid}) exited with status {code}{hint}")
+
+    async def stop(self, hurry: asyncio.Event) -> list[str]:
+        """Stop the API and the workers, then the services; return who had to be killed."""
+        self.stopping = True
+        front = [c for c in self.topology.children if c.name not in SERVICES]
+        back = [c for c in self.topology.children if c.name in SERVICES]
+        killed: list[str] = []
+        for group in (front, back):
+            killed += await self._stop_group(group, hurry)
+        for child in self.topology.children:
+            if child.relay is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(child.relay, 2)
+        return killed
+
+    async def _stop_group(self, group: list[_Child], hurry: asyncio.Event) -> list[str]:
+        running = [c for c in group if c.proc is not None and c.proc.returncode is None]
+        for child in running:
+            assert child.proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+        waits = [c.proc.wait() for c in running if c.proc is not None]
+        if waits:
+            hurried: asyncio.Future[Any] = asyncio.ensure_future(hurry.wait())
+            exited: asyncio.Future[Any] = asyncio.gather(*waits)
+            await asyncio.wait(
+                [exited, hurried],
+                timeout=self.settings.stop_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            hurried.cancel()
+        killed = []
+        for child in running:
+            assert child.proc is not None
+            if child.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.proc.kill()
+                await child.proc.wait()
+                killed.append(child.name)
+        return killed
+
+
+async def _ready(http: aiohttp.ClientSession, child: _Child) -> bool:
+    if child.ready_file is not None:
+        return child.ready_file.exists()
+    assert child.health is not None
+    try:
+        async with http.get(child.health, timeout=aiohttp.ClientTimeout(total=1)) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+def _announce(topology: _Topology, settings: UpSettings, out: TextIO) -> None:
+    info = topology.describe()
+    services = ",".join(f"{k}={v}" for k, v in topology.services.items())
+    dbs = ",".join(f"{k}={v}" for k, v in topology.service_dbs.items())
+    if settings.output == "json":
+        out.write(json.dumps(info, sort_keys=True) + "\n")
+    elif settings.output == "env":
+        pids = " ".join(str(pid) for pid in info["pids"].values())
+        for key, value in (
+            ("ORDERSAGA_API", topology.api),
+            ("ORDERSAGA_STORE", topology.store),
+            ("ORDERSAGA_SERVICES", services),
+            ("ORDERSAGA_SERVICE_DBS", dbs),
+            ("ORDERSAGA_PIDS", pids),
+        ):
+            out.write(f"{key}='{value}'\n")
+    else:
+        lines = [
+            f"ordersaga is up: {len(topology.workers)} workers on the saga log {topology.store}",
+            f"  order API   {topology.api}   (OpenAPI: {topology.api}/docs)",
+            *(f"  {name:<11} {url}" for name, url in topology.services.items()),
+            "",
+            "Submit orders through the API:",
+            f"  curl -si {topology.api}/orders -H 'Content-Type: text/plain' --data-binary \\",
+            "    'Order 1001, User 456, Items: [{A, 1}], Payment: PayPal,"
+            " Address: 1 Main St, Paris, FR'",
+            f"  curl -s '{topology.api}/orders/1001?wait=5'",
+            "or stream them with run (the workers execute them):",
+            "  ordersaga generate --orders 1000 \\",
+            f"    | ordersaga run --submit-only --store {topology.store}",
+            "and check the invariants:",
+            f"  ordersaga audit --store {topology.store} --service-dbs {dbs}",
+            "",
+            "Ctrl-C stops everything.",
+        ]
+        out.write("\n".join(lines) + "\n")
+    out.flush()
+
+
+async def run_up(settings: UpSettings, out: TextIO, err: TextIO) -> int:
+    """Start the topology, serve until SIGINT/SIGTERM, stop it; 0 after a clean stop."""
+    with contextlib.ExitStack() as stack:
+        state_dir = settings.log_dir
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            temp = tempfile.TemporaryDirectory(prefix="ordersaga-up-")
+            state_dir = Path(stack.enter_context(temp))
+        topology = _plan(settings, state_dir)
+        databases = (topology.store, *topology.service_dbs.values())
+        await _ensure_databases(settings, [urlsplit(url).path.lstrip("/") for url in databases])
+        return await _supervise(settings, topology, out, err)
+
+
+async def _supervise(settings: UpSettings, topology: _Topology, out: TextIO, err: TextIO) -> int:
+    supervisor = _Supervisor(settings, topology, err)
+    stop, hurry = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (hurry if stop.is_set() else stop).set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    watchers: list[asyncio.Task[None]] = []
+    code = 0
+    try:
+        services = [c for c in topology.children if c.name in SERVICES]
+        for child in services:
+            await supervisor.start(child)
+        await _until(supervisor.wait_ready(services), stop)
+        rest = [c for c in topology.children if c.name not in SERVICES]
+        for child in rest:
+            await supervisor.start(child)
+        await _until(supervisor.wait_ready(rest), stop)
+        if not stop.is_set():
+            watchers = [asyncio.create_task(supervisor.watch(c)) for c in topology.children]
+            _announce(topology, settings, out)
+            await stop.wait()
+            supervisor.say("stopping (Ctrl-C again to kill at once)")
+    except ConfigError as exc:
+        supervisor.say(str(exc))
+        code = 1
+    finally:
+        killed = await supervisor.stop(hurry)
+        for watcher in watchers:
+            watcher.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    if killed:
+        supervisor.say(f"killed after {settings.stop_timeout:g} s: {', '.join(killed)}")
+    supervisor.say("stopped")
+    return code
+
+
+async def _until(work: Any, stop: asyncio.Event) -> None:
+    """Await ``work`` unless ``stop`` is set first (then cancel it)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        task.result()
+    else:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
