@@ -12,14 +12,15 @@ admitted ahead of the oldest one whose outcome is not yet printed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
+from ordersaga.messages import fingerprint
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
-from ordersaga.saga.executor import SagaEngine, SagaResult
-from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.executor import SagaResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +34,33 @@ class Outcome:
     retries: int = 0
     compensations: int = 0
     replayed: bool = False
+    latency: float = 0.0  # seconds from admission to decision (what a benchmark reports)
 
     @property
     def status(self) -> str:
         return "confirmed" if self.confirmed else "failed"
+
+
+class Decider(Protocol):
+    """Who decides a request: the saga engine in this process, or a submitter that creates the
+    saga in a shared log and waits for the workers' decision (:mod:`ordersaga.app.submit`).
+
+    Both give the same answers: a new id is run; the same id with the same fingerprint replays
+    (or awaits) its outcome; the same id with another fingerprint is a ``mismatch``.
+    """
+
+    async def start(
+        self, definition: str, saga_id: str, input: Mapping[str, Any], fingerprint: str
+    ) -> SagaResult: ...
+
+    async def record_failed(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        reason: str,
+    ) -> SagaResult: ...
 
 
 class Sink(Protocol):
@@ -81,7 +105,7 @@ class RunAborted(Exception):
 
 @dataclass(slots=True)
 class Pipeline:
-    engine: SagaEngine
+    engine: Decider
     sink: Sink
     concurrency: int = 32
     ordered: bool = True
@@ -133,6 +157,7 @@ class Pipeline:
         in_flight: asyncio.Semaphore,
         window: asyncio.Semaphore,
     ) -> None:
+        admitted = time.perf_counter()
         try:
             result = await self._decide(request)
         except Exception as exc:  # the log or a database failed: stop the run, keep the data
@@ -146,11 +171,12 @@ class Pipeline:
         outcome = Outcome(
             lineno,
             order_id,
-            result.status is SagaStatus.CONFIRMED,
+            result.confirmed,  # a saga still confirming is decided: it can only end confirmed
             result.reason,
             result.retries,
             result.compensations,
             result.replayed,
+            time.perf_counter() - admitted,
         )
         self.counts.mismatched += result.mismatch
         self._deliver(seq, outcome, window)
@@ -165,9 +191,9 @@ class Pipeline:
                 f"invalid order: {request.reason}",
             )
         order = request.order.normalized()
-        return await self.engine.start(
-            ORDER_SAGA_NAME, order.order_id, order.to_json(), order.fingerprint()
-        )
+        data = order.to_json()
+        # fingerprint(data) is order.fingerprint(), without building the JSON form twice.
+        return await self.engine.start(ORDER_SAGA_NAME, order.order_id, data, fingerprint(data))
 
     def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
         self.counts.add(outcome)

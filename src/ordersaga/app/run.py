@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 from ordersaga.app.output import StreamSink, summary_lines
 from ordersaga.app.pipeline import Counts, Pipeline, read_lines
 from ordersaga.app.progress import live_progress
 from ordersaga.app.runtime import RuntimeSettings, open_runtime
+from ordersaga.app.stats import RunStats
 from ordersaga.orders.parse import MAX_LINE_BYTES
 from ordersaga.saga.recovery import recover
 
@@ -23,6 +25,7 @@ class RunOptions:
     json_lines: bool = False
     verbose: bool = False
     progress: bool = False
+    stats_file: Path | None = None  # live counters for a watching process (see app.stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +49,28 @@ async def run_orders(
         err.write(f"ordersaga: warning: {message}\n")
 
     started = time.monotonic()
+    stats = RunStats(options.stats_file)
+    stats.enter("opening")
     runtime = await open_runtime(options.runtime, warn)
     try:
         sink = StreamSink(out, err, options.json_lines, options.verbose)
         pipeline = Pipeline(runtime.engine, sink, options.concurrency, options.ordered)
-        async with live_progress(pipeline.counts, options.progress):
+        stats.attach(runtime, pipeline.counts)
+        async with live_progress(pipeline.counts, options.progress), stats.periodic():
             # Every unfinished saga is finished before any new request is admitted.
+            stats.enter("recovering")
             resumed = await recover(runtime.engine, concurrency=options.concurrency)
             pipeline.counts.resumed = len(resumed)
+            stats.enter("running")
             counts = await pipeline.run(lines)
+            stats.enter("draining")
             await runtime.transport.drain()  # late deliveries land before the run ends
+    except BaseException:
+        stats.enter("aborted")
+        raise
     finally:
         await runtime.close()
+    stats.enter("done")
     injector = runtime.injector
     return RunReport(
         counts,

@@ -13,17 +13,20 @@ Life of a saga (every arrow is one durable write to the saga log, made *before* 
   limit and shielded from cancellation; their records and the terminal status are written in one
   write at the end. Re-running them after a crash is harmless: they are idempotent.
 * The saga log is the truth. Resuming a saga reads only its record (see :mod:`recovery`).
+* On a worker (``owner`` set), every log write is fenced by the worker's lease. A write the log
+  refuses means another runner took the saga over or finished it: the engine stops driving it
+  and returns the stored outcome if there is one, else raises :class:`OwnershipLost`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordersaga.errors import ConfigError
+from ordersaga.errors import ConfigError, ConflictError, OwnershipLost
 from ordersaga.messages import Command, Phase, make_key
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
@@ -35,6 +38,11 @@ from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRec
 from ordersaga.transport.base import Transport
 
 MISMATCH_REASON = "saga id already used with different input"
+_STEP_STATUS = {
+    CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
+    CallStatus.REFUSED: StepStatus.REFUSED,
+    CallStatus.UNKNOWN: StepStatus.UNKNOWN,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,9 @@ class SagaResult:
 
     @property
     def confirmed(self) -> bool:
-        return self.status is SagaStatus.CONFIRMED
+        """Decided to confirm: confirmed, or confirming (a confirmation is still outstanding and
+        the saga flagged for attention; it can only end confirmed)."""
+        return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
 
 
 @dataclass(slots=True)
@@ -107,8 +117,11 @@ class SagaEngine:
         breakers: Breakers | None = None,
         crash: CrashPoints = NO_CRASH,
         settings: EngineSettings | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
+        #: Set on a worker: every log write is fenced by this lease owner (see SagaStore.update).
+        self.owner = owner
         self._definitions = {d.name: d for d in definitions}
         self._clock = clock or SystemClock()
         self._settings = settings or EngineSettings()
@@ -239,6 +252,23 @@ class SagaEngine:
     # ------------------------------------------------------------------------- driving
 
     async def _drive(self, run: _Run) -> SagaResult:
+        try:
+            return await self._drive_owned(run)
+        except ConflictError as exc:
+            # The log refused our write: another runner took the saga over (its lease lapsed)
+            # or finished it. Stop driving it; report the stored outcome if it has one.
+            stored = await self.store.load(run.saga_id)
+            if stored is None or not stored.status.terminal:
+                raise OwnershipLost(f"saga {run.saga_id!r}: {exc}") from exc
+            return SagaResult(
+                run.saga_id,
+                stored.status,
+                stored.reason,
+                replayed=True,
+                fingerprint=stored.fingerprint,
+            )
+
+    async def _drive_owned(self, run: _Run) -> SagaResult:
         for record in run.record.steps:
             if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
                 run.results[record.step] = record.result
@@ -247,9 +277,9 @@ class SagaEngine:
         if status is SagaStatus.RUNNING:
             status, reason = await self._forward(run)
         if status is SagaStatus.CONFIRMING:
-            status = await asyncio.shield(self._confirm(run))
+            status = await _shielded(self._confirm(run))
         elif status is SagaStatus.COMPENSATING:
-            status = await asyncio.shield(self._compensate(run, reason))
+            status = await _shielded(self._compensate(run, reason))
         if status is SagaStatus.CONFIRMED:
             self.stats.confirmed += 1
         elif status is SagaStatus.FAILED:
@@ -337,14 +367,17 @@ class SagaEngine:
             invocation.payload,
         )
 
-        async def flag() -> None:
-            await self._attention(run, f"{command.service} {command.action}: still failing")
+        flag = None
+        if policy.unlimited:
+
+            async def flag() -> None:
+                await self._attention(run, f"{command.service} {command.action}: still failing")
 
         outcome = await self.caller.call(
             command,
             policy,
             f"{step.name}:{phase.value}",
-            on_slow=flag if policy.unlimited else None,
+            on_slow=flag,
             slow_after=self._settings.attention_after,
         )
         run.calls += 1
@@ -354,15 +387,10 @@ class SagaEngine:
     def _step_record(
         self, step: Step, phase: Phase, outcome: CallOutcome, started: float
     ) -> StepRecord:
-        status = {
-            CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
-            CallStatus.REFUSED: StepStatus.REFUSED,
-            CallStatus.UNKNOWN: StepStatus.UNKNOWN,
-        }[outcome.status]
         return StepRecord(
             step.name,
             phase,
-            status,
+            _STEP_STATUS[outcome.status],
             outcome.body,
             outcome.reason,
             outcome.attempts,
@@ -397,7 +425,12 @@ class SagaEngine:
     ) -> None:
         self._crash.hit(f"log.before:{what}")
         await self.store.update(
-            run.saga_id, steps=steps, status=status, reason=reason, needs_attention=attention
+            run.saga_id,
+            steps=steps,
+            status=status,
+            reason=reason,
+            needs_attention=attention,
+            owner=self.owner,
         )
         self._crash.hit(f"log.after:{what}")
         # Keep the in-memory record in step with the log.
@@ -421,3 +454,20 @@ class SagaEngine:
             return
         self.stats.needs_attention += 1
         await self._log(run, "attention", [], None, None, attention=True)
+
+
+async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:
+    """Run ``work`` to its end even if the caller is cancelled (compensation must finish).
+
+    A cancelled caller leaves ``work`` running on its own; should it then fail (say a new owner
+    fenced off its last log write), its error is retrieved here so that it is not reported as
+    an exception nobody retrieved: the saga's new owner finishes the job.
+    """
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[SagaStatus]) -> None:
+    if not task.cancelled():
+        task.exception()
