@@ -288,6 +288,18 @@ def _add_bench_parser(commands: Any) -> None:
     bench.add_argument("--unordered", action="store_true", help="no output reordering")
     bench.add_argument("--tmp-dir", type=Path, help="where the fresh data dirs are made")
     bench.add_argument("--keep", action="store_true", help="keep the data dirs")
+    bench.add_argument(
+        "--http",
+        action="store_true",
+        help="also run with the services as 'ordersaga serve' processes, over HTTP",
+    )
+    bench.add_argument(
+        "--workers",
+        type=_int_list,
+        default=(),
+        metavar="N[,N...]",
+        help="also run with N worker processes per value (needs --store postgresql://...)",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object per run")
 
 
@@ -520,6 +532,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         ordered=not args.unordered,
         tmp_dir=args.tmp_dir,
         keep=args.keep,
+        http=args.http,
+        workers=args.workers,
     )
 
     def say(message: str) -> None:

@@ -11,6 +11,15 @@ and durability — ``durable`` (the default), ``none`` (the in-memory saga log a
 ``synchronous=OFF``: the same code otherwise), or ``compare`` (both on the same workload, with the
 ratio of their throughputs: the cost of durability measured in one invocation).
 
+Past one process (``http``, ``workers``; each run after an in-process run of the same workload
+on the same saga-log backend, the baseline of its ``ratio_to_inprocess``): ``http`` serves the
+three services as ``ordersaga serve`` processes on loopback (each on its SQLite file in the data
+dir) and drives the engine in this process through the HTTP transport; ``workers`` (a list,
+needs ``store``) starts, per count N, the services and N ``ordersaga worker`` processes on fresh
+PostgreSQL databases (the topology of ``ordersaga up``, without the API) and drives the pipeline
+with a :class:`~ordersaga.app.submit.Submitter` as its decider. Starting and stopping the
+processes is not timed.
+
 By default the workload is generated up front and not timed. With ``stream`` it is generated
 while the run consumes it, as an endless input would be, and the resident set size is sampled
 every ``rss_every`` orders: the figures that show memory staying bounded.
@@ -18,7 +27,9 @@ every ``rss_every`` orders: the figures that show memory staying bounded.
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +37,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -33,6 +45,18 @@ import asyncpg
 from ordersaga.app.benchstats import BenchReport, LatencyHistogram, current_rss_mb, peak_rss_mb
 from ordersaga.app.pipeline import Outcome, Pipeline
 from ordersaga.app.runtime import RuntimeSettings, open_runtime
+from ordersaga.app.submit import Submitter, open_pg_store
+from ordersaga.app.up import (
+    SERVICES,
+    SupervisorSettings,
+    Topology,
+    UpSettings,
+    ensure_databases,
+    pick_ports,
+    plan,
+    service_children,
+    supervised,
+)
 from ordersaga.errors import ConfigError
 from ordersaga.orders.generate import Kind, Mix, bench_world, generate_workload
 from ordersaga.orders.world import World
@@ -76,12 +100,18 @@ class BenchOptions:
     ordered: bool = True
     tmp_dir: Path | None = None  # where the fresh data dirs go (default: the system's)
     keep: bool = False  # keep the data dirs (their paths are in the labels)
+    http: bool = False  # also: the services as `ordersaga serve` processes, over HTTP
+    workers: tuple[int, ...] = ()  # also: per N, N worker processes (needs a PostgreSQL store)
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY_MODES:
             raise ConfigError(f"durability must be one of {', '.join(DURABILITY_MODES)}")
         if self.store is not None and not self.store.startswith(("postgresql://", "postgres://")):
             raise ConfigError("--store takes a postgresql:// server URL (SQLite is the default)")
+        if self.workers and self.store is None:
+            raise ConfigError("--workers needs --store postgresql://SERVER (the shared saga log)")
+        if (self.http or self.workers) and self.durability != "durable":
+            raise ConfigError("--http and --workers measure the durable setup only")
         shares = (self.contention, self.fail_reserve, self.fail_ship, self.fail_pay)
         if not all(0.0 <= s <= 1.0 for s in shares) or sum(shares[1:]) > 1.0:
             raise ConfigError("shares must lie in [0, 1], the failure shares summing to at most 1")
@@ -162,14 +192,23 @@ class _BenchSink:
 
 
 async def run_bench(
-    options: BenchOptions, say: Callable[[str], None] = lambda _m: None
+    options: BenchOptions,
+    say: Callable[[str], None] = lambda _m: None,
+    err: TextIO | None = None,
 ) -> list[BenchReport]:
-    """Every variant ``options`` asks for, one report each (a comparison nests its baseline)."""
+    """Every variant ``options`` asks for, one report each (a comparison nests its baseline).
+
+    ``err`` receives the output of the processes the distributed variants start.
+    """
     world = options.world()
     if not options.stream:
         say(f"generating {options.orders} orders")
     workload = Workload(options, world)
-    reports = []
+    reports: list[BenchReport] = []
+    if options.http or options.workers:
+        for concurrency in options.concurrency:
+            reports += await _run_distributed(options, workload, world, concurrency, say, err)
+        return reports
     for concurrency in options.concurrency:
         if options.durability == "none":
             reports.append(await _run_one(options, workload, world, concurrency, False, say))
@@ -257,6 +296,181 @@ async def _measure(
         peak_rss_mb=peak_rss_mb(),
         rss_samples=sink.rss_samples,
     )
+
+
+async def _run_distributed(
+    options: BenchOptions,
+    workload: Workload,
+    world: World,
+    concurrency: int,
+    say: Callable[[str], None],
+    err: TextIO | None,
+) -> list[BenchReport]:
+    """The in-process baseline, then the HTTP and the worker variants, each rated against it."""
+    baseline = await _run_one(options, workload, world, concurrency, True, say)
+    baseline.label = f"in-process, {baseline.label}"
+    reports = [baseline]
+    world_dir = Path(tempfile.mkdtemp(prefix="ordersaga-bench-world-", dir=options.tmp_dir))
+    try:
+        world_file = world_dir / "world.json"
+        world_file.write_text(json.dumps(world.to_json()), encoding="utf-8")
+        out = err or sys.stderr
+        if options.http:
+            reports.append(await _run_http(options, workload, world_file, concurrency, say, out))
+        for workers in options.workers:
+            report = await _run_workers(
+                options, workload, world_file, concurrency, workers, say, out
+            )
+            reports.append(report)
+    finally:
+        shutil.rmtree(world_dir, ignore_errors=True)
+    for report in reports[1:]:
+        report.inprocess = baseline
+    return reports
+
+
+async def _run_http(
+    options: BenchOptions,
+    workload: Workload,
+    world_file: Path,
+    concurrency: int,
+    say: Callable[[str], None],
+    err: TextIO,
+) -> BenchReport:
+    """The engine here, the services as `ordersaga serve` processes (SQLite in the data dir)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="ordersaga-bench-", dir=options.tmp_dir))
+    try:
+        async with _saga_log(options.store, True) as (store_url, store_kind):
+            ports = dict(zip(SERVICES, pick_ports(0)[1:], strict=True))
+            dbs = {name: f"sqlite:///{data_dir / f'{name}.db'}" for name in SERVICES}
+            urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+            children = service_children(ports, dbs, world_file)
+            topology = Topology("", store_url or "", urls, dbs, [], children)
+            label = f"http services, {store_kind}, c={concurrency}"
+            if options.fault_rate:
+                label += f", fault rate {options.fault_rate:g}"
+            if options.keep:
+                label += f" [{data_dir}]"
+            say(f"starting the services for {label}")
+            async with supervised(topology, err):
+                say(f"running {label}")
+                settings = RuntimeSettings(
+                    data_dir=data_dir / "orchestrator",
+                    fault_rate=options.fault_rate,
+                    seed=options.seed,
+                    store_url=store_url,
+                    http_services=urls,
+                )
+                report = await _measure(options, workload, settings, concurrency, label, store_kind)
+        report.variant = "http"
+        return report
+    finally:
+        if not options.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _run_workers(
+    options: BenchOptions,
+    workload: Workload,
+    world_file: Path,
+    concurrency: int,
+    workers: int,
+    say: Callable[[str], None],
+    err: TextIO,
+) -> BenchReport:
+    """Services and ``workers`` workers as processes on fresh databases; a Submitter decides."""
+    assert options.store is not None
+    state_dir = Path(tempfile.mkdtemp(prefix="ordersaga-bench-", dir=options.tmp_dir))
+    settings = UpSettings(
+        pg_url=options.store,
+        workers=workers,
+        base_port=0,
+        prefix=f"ordersaga_bench_{uuid.uuid4().hex[:12]}",
+        fresh=True,
+        world=world_file,
+        concurrency=max(8, concurrency // workers),
+        fault_rate=options.fault_rate,
+        seed=options.seed if options.fault_rate else None,
+        api=False,
+    )
+    topology = plan(settings, state_dir)
+    names = [
+        urlsplit(url).path.lstrip("/") for url in (topology.store, *topology.service_dbs.values())
+    ]
+    plural = "s" if workers > 1 else ""
+    label = f"{workers} worker{plural} (c={settings.concurrency} each), postgresql, c={concurrency}"
+    if options.fault_rate:
+        label += f", fault rate {options.fault_rate:g}"
+    rss_every = (options.rss_every or max(1, options.orders // 10)) if options.stream else 0
+    sink = _BenchSink(rss_every)
+    try:
+        await ensure_databases(settings, names)
+        say(f"starting the services and workers for {label}")
+        async with supervised(topology, err, SupervisorSettings.of(settings)):
+            say(f"running {label}")
+            store = await open_pg_store(topology.store, "bench --workers")
+            try:
+                submitter = await Submitter.open(store, warn=say)
+                try:
+                    pipeline = Pipeline(submitter, sink, concurrency, options.ordered)
+                    cpu_started, started = time.process_time(), time.perf_counter()
+                    counts = await pipeline.run(workload.numbered())
+                    elapsed = time.perf_counter() - started
+                    cpu = time.process_time() - cpu_started
+                finally:
+                    await submitter.close()
+            finally:
+                await store.close()
+        commits, writes = store.stats.commits, store.stats.writes
+        for worker_id in topology.workers:  # each worker's last snapshot, written as it stops
+            stats = _worker_store_stats(state_dir / f"{worker_id}.json")
+            commits, writes = commits + stats[0], writes + stats[1]
+    finally:
+        await _drop_databases(options.store, names)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    return BenchReport(
+        label=label,
+        store="postgresql",
+        durable=True,
+        orders=counts.requests,
+        concurrency=concurrency,
+        fault_rate=options.fault_rate,
+        elapsed_s=elapsed,
+        cpu_s=cpu,
+        confirmed=counts.confirmed,
+        failed=counts.failed,
+        latency=sink.latency,
+        retries=counts.retries,
+        compensations=counts.compensations,
+        expected_compensations=workload.expected_compensations,
+        lost_sends=None,
+        log_commits=commits,
+        log_writes=writes,
+        service_commits=0,  # the services are other processes: not counted
+        service_commands=0,
+        peak_rss_mb=peak_rss_mb(),
+        rss_samples=sink.rss_samples,
+        variant=f"workers={workers}",
+        workers=workers,
+    )
+
+
+def _worker_store_stats(path: Path) -> tuple[int, int]:
+    """A worker's saga-log commits and writes from its stats file (0, 0 if unreadable)."""
+    try:
+        store = json.loads(path.read_text(encoding="utf-8"))["store"]
+        return int(store["commits"]), int(store["writes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0
+
+
+async def _drop_databases(server_url: str, names: list[str]) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager

@@ -95,6 +95,17 @@ class BenchReport:
     peak_rss_mb: float
     rss_samples: list[tuple[int, float]] = field(default_factory=list)
     baseline: BenchReport | None = None  # the --no-durability run of a durability comparison
+    #: "in-process", "http" or "workers=N" (services, and workers, as other processes)
+    variant: str = "in-process"
+    workers: int = 0  # worker processes (0: the engine runs in this process)
+    inprocess: BenchReport | None = None  # the in-process run this variant is rated against
+
+    @property
+    def ratio_to_inprocess(self) -> float:
+        """This variant's orders/s ÷ the in-process run's (1.0 without one)."""
+        if self.inprocess is None or not self.inprocess.orders_per_s:
+            return 1.0
+        return self.orders_per_s / self.inprocess.orders_per_s
 
     def per_order(self, n: float) -> float:
         return n / self.orders if self.orders else 0.0
@@ -106,6 +117,8 @@ class BenchReport:
     def to_json(self) -> dict[str, Any]:
         ms = 1000.0
         data: dict[str, Any] = {
+            "variant": self.variant,
+            "workers": self.workers,
             "label": self.label,
             "store": self.store,
             "durable": self.durable,
@@ -139,6 +152,9 @@ class BenchReport:
         }
         if self.rss_samples:
             data["rss_mb"] = [{"orders": n, "rss_mb": round(mb, 1)} for n, mb in self.rss_samples]
+        if self.inprocess is not None:
+            data["inprocess_orders_per_s"] = round(self.inprocess.orders_per_s, 1)
+            data["ratio_to_inprocess"] = round(self.ratio_to_inprocess, 3)
         if self.baseline is not None:
             data["baseline"] = self.baseline.to_json()
             ratio = self.baseline.orders_per_s / self.orders_per_s if self.orders_per_s else 0.0
@@ -155,6 +171,11 @@ def _block(report: BenchReport) -> list[str]:
         f" services {data['service_commits_per_order']:.3f} for"
         f" {data['service_commands_per_order']:.2f} commands)"
     )
+    if report.variant != "in-process":  # the services' commits happen in other processes
+        commits = (
+            f"{data['log_commits_per_order']:.3f} in the saga log for"
+            f" {data['log_writes_per_order']:.2f} writes (services: not counted, other processes)"
+        )
     retries = f"{data['retries_per_order']:.4f}"
     if data["lost_sends_per_order"] is not None:
         retries += f" (lost sends {data['lost_sends_per_order']:.4f})"
@@ -186,5 +207,11 @@ def format_reports(reports: list[BenchReport]) -> str:
             out += _block(report.baseline)
             ratio = report.to_json()["durability_overhead"]
             out.append(f"durability overhead (no-durability ÷ durable orders/s): {ratio:.2f}")
+        if report.inprocess is not None:
+            out.append(
+                f"ratio to in-process ({report.variant} ÷ in-process orders/s):"
+                f" {report.ratio_to_inprocess:.2f}"
+                f" ({report.orders_per_s:.0f} ÷ {report.inprocess.orders_per_s:.0f})"
+            )
         out.append("")
     return "\n".join(out)

@@ -33,6 +33,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,7 +44,17 @@ import asyncpg
 
 from ordersaga.errors import ConfigError
 
-__all__ = ["UpSettings", "run_up"]
+__all__ = [
+    "SupervisorSettings",
+    "Topology",
+    "UpSettings",
+    "ensure_databases",
+    "pick_ports",
+    "plan",
+    "run_up",
+    "service_children",
+    "supervised",
+]
 
 SERVICES = ("inventory", "shipping", "payment")
 _PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -66,6 +77,7 @@ class UpSettings:
     startup_timeout: float = 60.0
     stop_timeout: float = 15.0  # per group (API and workers, then services)
     worker_grace: float = 5.0
+    api: bool = True  # False: no order API (the topology `bench --workers` drives)
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
@@ -76,13 +88,26 @@ class UpSettings:
             raise ConfigError("--base-port leaves no room for the three services")
 
 
+@dataclass(frozen=True, slots=True)
+class SupervisorSettings:
+    """What the supervisor itself needs: where the output goes, how long to wait."""
+
+    log_dir: Path | None = None
+    startup_timeout: float = 60.0
+    stop_timeout: float = 15.0  # per group (API and workers, then services)
+
+    @classmethod
+    def of(cls, settings: UpSettings) -> SupervisorSettings:
+        return cls(settings.log_dir, settings.startup_timeout, settings.stop_timeout)
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
 @dataclass(slots=True)
-class _Child:
+class Child:
     name: str
     args: list[str]
     health: str | None = None  # URL answering 200 when ready
@@ -92,13 +117,13 @@ class _Child:
 
 
 @dataclass(slots=True)
-class _Topology:
+class Topology:
     api: str
     store: str
     services: dict[str, str]
     service_dbs: dict[str, str]
     workers: list[str]
-    children: list[_Child] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -111,7 +136,7 @@ class _Topology:
         }
 
 
-async def _ensure_databases(settings: UpSettings, names: list[str]) -> None:
+async def ensure_databases(settings: UpSettings, names: list[str]) -> None:
     try:
         conn = await asyncpg.connect(settings.pg_url, timeout=10)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -129,7 +154,7 @@ async def _ensure_databases(settings: UpSettings, names: list[str]) -> None:
         await conn.close()
 
 
-def _ports(base: int) -> list[int]:
+def pick_ports(base: int) -> list[int]:
     """The API's port and the three services' (free ones when ``base`` is 0)."""
     if base == 0:
         sockets = [socket.socket() for _ in range(4)]
@@ -150,28 +175,43 @@ def _ports(base: int) -> list[int]:
     return ports
 
 
-def _plan(settings: UpSettings, state_dir: Path) -> _Topology:
+_QUIET = ["--log-level", "warning"]
+
+
+def service_children(
+    ports: dict[str, int], dbs: dict[str, str], world: Path | None = None
+) -> list[Child]:
+    """``ordersaga serve NAME`` on loopback for each service, each on its database."""
+    children = []
+    for name, port in ports.items():
+        args = ["serve", name, "--port", str(port), "--db", dbs[name], *_QUIET]
+        if world is not None:
+            args += ["--world", str(world)]
+        health = f"http://127.0.0.1:{port}/health"
+        children.append(Child(name, args, health=health))
+    return children
+
+
+def plan(settings: UpSettings, state_dir: Path) -> Topology:
+    """The databases, ports and child processes of ``settings`` (each worker's stats file in
+    ``state_dir``); nothing is created or started yet."""
     names = {what: f"{settings.prefix}_{what}" for what in ("sagas", *SERVICES)}
     dbs = {what: _with_database(settings.pg_url, name) for what, name in names.items()}
-    api_port, *service_ports = _ports(settings.base_port)
+    api_port, *service_ports = pick_ports(settings.base_port)
     ports = dict(zip(SERVICES, service_ports, strict=True))
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     api = f"http://127.0.0.1:{api_port}"
-    topology = _Topology(
+    topology = Topology(
         api,
         dbs["sagas"],
         urls,
         {name: dbs[name] for name in SERVICES},
         [f"{settings.prefix}-w{i}" for i in range(1, settings.workers + 1)],
     )
-    quiet = ["--log-level", "warning"]
-    for name, port in ports.items():
-        args = ["serve", name, "--port", str(port), "--db", dbs[name], *quiet]
-        if settings.world is not None:
-            args += ["--world", str(settings.world)]
-        topology.children.append(_Child(name, args, health=f"{urls[name]}/health"))
-    api_args = ["serve", "api", "--port", str(api_port), "--store", topology.store, *quiet]
-    topology.children.append(_Child("api", api_args, health=f"{api}/health"))
+    topology.children += service_children(ports, topology.service_dbs, settings.world)
+    if settings.api:
+        api_args = ["serve", "api", "--port", str(api_port), "--store", topology.store, *_QUIET]
+        topology.children.append(Child("api", api_args, health=f"{api}/health"))
     services = ",".join(f"{name}={url}" for name, url in urls.items())
     for i, worker_id in enumerate(topology.workers):
         stats = state_dir / f"{worker_id}.json"
@@ -182,7 +222,7 @@ def _plan(settings: UpSettings, state_dir: Path) -> _Topology:
             args += ["--fault-rate", f"{settings.fault_rate:g}"]
         if settings.seed is not None:
             args += ["--seed", str(settings.seed + i)]
-        topology.children.append(_Child(worker_id, args, ready_file=stats))
+        topology.children.append(Child(worker_id, args, ready_file=stats))
     return topology
 
 
@@ -195,17 +235,38 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
 
 
 class _Supervisor:
-    def __init__(self, settings: UpSettings, topology: _Topology, err: TextIO) -> None:
+    def __init__(self, settings: SupervisorSettings, topology: Topology, err: TextIO) -> None:
         self.settings = settings
         self.topology = topology
         self.err = err
         self.stopping = False
+        self.killed: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, stop: asyncio.Event | None = None, hurry: asyncio.Event | None = None
+    ) -> AsyncIterator[None]:
+        """Start the services, then the rest, each group once the one before is ready; stop
+        them all (into ``killed``) on the way out. ``stop`` set during startup cuts it short."""
+        stop = stop or asyncio.Event()
+        try:
+            services = [c for c in self.topology.children if c.name in SERVICES]
+            for child in services:
+                await self.start(child)
+            await _until(self.wait_ready(services), stop)
+            rest = [c for c in self.topology.children if c.name not in SERVICES]
+            for child in rest:
+                await self.start(child)
+            await _until(self.wait_ready(rest), stop)
+            yield
+        finally:
+            self.killed = await self.stop(hurry or asyncio.Event())
 
     def say(self, message: str) -> None:
         self.err.write(f"ordersaga up: {message}\n")
         self.err.flush()
 
-    async def start(self, child: _Child) -> None:
+    async def start(self, child: Child) -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env.pop("ORDERSAGA_CRASH_AT", None)
         log_dir = self.settings.log_dir
@@ -231,12 +292,12 @@ class _Supervisor:
         if child.proc.stdout is not None:
             child.relay = asyncio.create_task(self._relay(child, child.proc.stdout))
 
-    async def _relay(self, child: _Child, stream: asyncio.StreamReader) -> None:
+    async def _relay(self, child: Child, stream: asyncio.StreamReader) -> None:
         while line := await stream.readline():
             self.err.write(f"[{child.name}] {line.decode(errors='replace').rstrip()}\n")
             self.err.flush()
 
-    async def wait_ready(self, children: list[_Child]) -> None:
+    async def wait_ready(self, children: list[Child]) -> None:
         deadline = time.monotonic() + self.settings.startup_timeout
         pending = list(children)
         async with aiohttp.ClientSession(trust_env=False) as http:
@@ -258,7 +319,7 @@ class _Supervisor:
                 if pending:
                     await asyncio.sleep(0.05)
 
-    async def watch(self, child: _Child) -> None:
+    async def watch(self, child: Child) -> None:
         assert child.proc is not None
         code = await child.proc.wait()
         if not self.stopping:
@@ -281,7 +342,7 @@ class _Supervisor:
                     await asyncio.wait_for(child.relay, 2)
         return killed
 
-    async def _stop_group(self, group: list[_Child], hurry: asyncio.Event) -> list[str]:
+    async def _stop_group(self, group: list[Child], hurry: asyncio.Event) -> list[str]:
         running = [c for c in group if c.proc is not None and c.proc.returncode is None]
         for child in running:
             assert child.proc is not None
@@ -308,7 +369,7 @@ class _Supervisor:
         return killed
 
 
-async def _ready(http: aiohttp.ClientSession, child: _Child) -> bool:
+async def _ready(http: aiohttp.ClientSession, child: Child) -> bool:
     if child.ready_file is not None:
         return child.ready_file.exists()
     assert child.health is not None
@@ -319,7 +380,7 @@ async def _ready(http: aiohttp.ClientSession, child: _Child) -> bool:
         return False
 
 
-def _announce(topology: _Topology, settings: UpSettings, out: TextIO) -> None:
+def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
     info = topology.describe()
     services = ",".join(f"{k}={v}" for k, v in topology.services.items())
     dbs = ",".join(f"{k}={v}" for k, v in topology.service_dbs.items())
@@ -367,14 +428,14 @@ async def run_up(settings: UpSettings, out: TextIO, err: TextIO) -> int:
         else:
             temp = tempfile.TemporaryDirectory(prefix="ordersaga-up-")
             state_dir = Path(stack.enter_context(temp))
-        topology = _plan(settings, state_dir)
+        topology = plan(settings, state_dir)
         databases = (topology.store, *topology.service_dbs.values())
-        await _ensure_databases(settings, [urlsplit(url).path.lstrip("/") for url in databases])
+        await ensure_databases(settings, [urlsplit(url).path.lstrip("/") for url in databases])
         return await _supervise(settings, topology, out, err)
 
 
-async def _supervise(settings: UpSettings, topology: _Topology, out: TextIO, err: TextIO) -> int:
-    supervisor = _Supervisor(settings, topology, err)
+async def _supervise(settings: UpSettings, topology: Topology, out: TextIO, err: TextIO) -> int:
+    supervisor = _Supervisor(SupervisorSettings.of(settings), topology, err)
     stop, hurry = asyncio.Event(), asyncio.Event()
 
     def on_signal() -> None:
@@ -386,32 +447,36 @@ async def _supervise(settings: UpSettings, topology: _Topology, out: TextIO, err
     watchers: list[asyncio.Task[None]] = []
     code = 0
     try:
-        services = [c for c in topology.children if c.name in SERVICES]
-        for child in services:
-            await supervisor.start(child)
-        await _until(supervisor.wait_ready(services), stop)
-        rest = [c for c in topology.children if c.name not in SERVICES]
-        for child in rest:
-            await supervisor.start(child)
-        await _until(supervisor.wait_ready(rest), stop)
-        if not stop.is_set():
-            watchers = [asyncio.create_task(supervisor.watch(c)) for c in topology.children]
-            _announce(topology, settings, out)
-            await stop.wait()
-            supervisor.say("stopping (Ctrl-C again to kill at once)")
+        async with supervisor.running(stop, hurry):
+            if not stop.is_set():
+                watchers = [asyncio.create_task(supervisor.watch(c)) for c in topology.children]
+                _announce(topology, settings, out)
+                await stop.wait()
+                supervisor.say("stopping (Ctrl-C again to kill at once)")
     except ConfigError as exc:
         supervisor.say(str(exc))
         code = 1
     finally:
-        killed = await supervisor.stop(hurry)
         for watcher in watchers:
             watcher.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    killed = supervisor.killed
     if killed:
         supervisor.say(f"killed after {settings.stop_timeout:g} s: {', '.join(killed)}")
     supervisor.say("stopped")
     return code
+
+
+@contextlib.asynccontextmanager
+async def supervised(
+    topology: Topology, err: TextIO, settings: SupervisorSettings | None = None
+) -> AsyncIterator[Topology]:
+    """``topology`` running (ready) inside the block, stopped in order on the way out; a child
+    that fails to start raises ConfigError. Its databases must exist already."""
+    supervisor = _Supervisor(settings or SupervisorSettings(), topology, err)
+    async with supervisor.running():
+        yield topology
 
 
 async def _until(work: Any, stop: asyncio.Event) -> None:

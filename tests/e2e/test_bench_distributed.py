@@ -1,0 +1,65 @@
+"""`ordersaga bench --http` and `--workers`: real processes, each variant rated against in-process.
+
+CI-size runs (60 orders): the point is that every variant decides every order and reports sane
+figures next to its in-process baseline, not the figures themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import pg_server_url
+from tests.e2e.conftest import ordersaga
+
+
+def _runs(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def _assert_sane(run: dict[str, Any], orders: int) -> None:
+    assert run["orders"] == orders and run["confirmed"] + run["failed"] == orders
+    assert run["orders_per_s"] > 0 and run["elapsed_s"] > 0
+    assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"]
+
+
+def test_http_runs_the_services_as_processes_after_an_in_process_baseline(tmp_path: Path) -> None:
+    result = ordersaga("bench", "--orders", "60", "--http", "--json", "--tmp-dir", tmp_path)
+    assert result.code == 0, result.err
+    baseline, http = _runs(result.out)
+    assert baseline["variant"] == "in-process" and http["variant"] == "http"
+    for run in (baseline, http):
+        _assert_sane(run, 60)
+        assert run["store"] == "sqlite" and run["confirmed"] == 60
+    assert http["inprocess_orders_per_s"] == baseline["orders_per_s"]
+    assert http["ratio_to_inprocess"] > 0 and "ratio_to_inprocess" not in baseline
+    assert http["service_commands_per_order"] == 0  # the services are other processes
+    assert list(tmp_path.iterdir()) == []  # data dirs and the world file are removed
+
+
+def test_workers_drive_the_pipeline_with_a_submitter(tmp_path: Path) -> None:
+    server = pg_server_url()
+    result = ordersaga(
+        "bench", "--orders", "60", "--workers", "1", "--store", server, "--json",
+        "--fail-pay", "0.2", "--tmp-dir", tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    baseline, workers = _runs(result.out)
+    assert baseline["variant"] == "in-process" and baseline["store"] == "postgresql"
+    assert workers["variant"] == "workers=1" and workers["workers"] == 1
+    for run in (baseline, workers):
+        _assert_sane(run, 60)
+        assert run["failed"] > 0  # the refused payments, compensated as expected
+        assert run["compensations_per_order"] == run["expected_compensations_per_order"]
+    assert (workers["confirmed"], workers["failed"]) == (baseline["confirmed"], baseline["failed"])
+    assert workers["ratio_to_inprocess"] > 0
+    assert workers["log_commits_per_order"] > 0  # the submitter's and the worker's, summed
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_errors_of_the_distributed_variants() -> None:
+    result = ordersaga("bench", "--workers", "2")
+    assert result.code == 2 and "--store postgresql://" in result.err
+    result = ordersaga("bench", "--http", "--no-durability")
+    assert result.code == 2 and "durable" in result.err and "Traceback" not in result.err
