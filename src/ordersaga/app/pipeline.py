@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ordersaga.messages import fingerprint
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
-from ordersaga.saga.executor import SagaResult
+from ordersaga.saga.executor import DecisionCallback, SagaResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,13 @@ class Decider(Protocol):
     """
 
     async def start(
-        self, definition: str, saga_id: str, input: Mapping[str, Any], fingerprint: str
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        on_decided: DecisionCallback | None = None,
     ) -> SagaResult: ...
 
     async def record_failed(
@@ -158,8 +164,28 @@ class Pipeline:
         window: asyncio.Semaphore,
     ) -> None:
         admitted = time.perf_counter()
+        order_id = request.order.order_id if isinstance(request, Parsed) else request.order_id
+        early: list[SagaResult] = []
+
+        def outcome_of(result: SagaResult) -> Outcome:
+            return Outcome(
+                lineno,
+                order_id,
+                result.confirmed,  # a saga still confirming is decided: it can only end confirmed
+                result.reason,
+                result.retries,
+                result.compensations,
+                result.replayed,
+                time.perf_counter() - admitted,
+            )
+
+        def decided(result: SagaResult) -> None:
+            # The decision to confirm is durable: print now, the confirmations finish after.
+            early.append(result)
+            self._deliver(seq, outcome_of(result), window)
+
         try:
-            result = await self._decide(request)
+            result = await self._decide(request, decided)
         except Exception as exc:  # the log or a database failed: stop the run, keep the data
             if self._failure is None:
                 self._failure = exc
@@ -167,21 +193,15 @@ class Pipeline:
         finally:
             in_flight.release()
             self.counts.in_flight -= 1
-        order_id = request.order.order_id if isinstance(request, Parsed) else request.order_id
-        outcome = Outcome(
-            lineno,
-            order_id,
-            result.confirmed,  # a saga still confirming is decided: it can only end confirmed
-            result.reason,
-            result.retries,
-            result.compensations,
-            result.replayed,
-            time.perf_counter() - admitted,
-        )
         self.counts.mismatched += result.mismatch
-        self._deliver(seq, outcome, window)
+        if early:
+            # The line is out; the summary still counts what the confirmations cost.
+            self.counts.retries += result.retries - early[0].retries
+            self.counts.compensations += result.compensations - early[0].compensations
+        else:
+            self._deliver(seq, outcome_of(result), window)
 
-    async def _decide(self, request: Parsed | Rejected) -> SagaResult:
+    async def _decide(self, request: Parsed | Rejected, on_decided: DecisionCallback) -> SagaResult:
         if isinstance(request, Rejected):
             return await self.engine.record_failed(
                 ORDER_SAGA_NAME,
@@ -193,7 +213,9 @@ class Pipeline:
         order = request.order.normalized()
         data = order.to_json()
         # fingerprint(data) is order.fingerprint(), without building the JSON form twice.
-        return await self.engine.start(ORDER_SAGA_NAME, order.order_id, data, fingerprint(data))
+        return await self.engine.start(
+            ORDER_SAGA_NAME, order.order_id, data, fingerprint(data), on_decided=on_decided
+        )
 
     def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
         self.counts.add(outcome)

@@ -33,7 +33,7 @@ from ordersaga.app.run import RunOptions, RunReport
 from ordersaga.app.stats import RunStats
 from ordersaga.errors import ConfigError, StorageError
 from ordersaga.messages import Phase
-from ordersaga.saga.executor import MISMATCH_REASON, SagaResult
+from ordersaga.saga.executor import MISMATCH_REASON, DecisionCallback, SagaResult
 from ordersaga.saga.store import PostgresSagaStore, open_store
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
 from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
@@ -131,8 +131,16 @@ class Submitter:
     # -- the Decider interface -----------------------------------------------------------------
 
     async def start(
-        self, definition: str, saga_id: str, input: Mapping[str, Any], fingerprint: str
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        on_decided: DecisionCallback | None = None,
     ) -> SagaResult:
+        # The workers decide; this side learns the outcome when the saga has finished.
+        del on_decided
         record, created = await self.submit(definition, saga_id, input, fingerprint)
         return await self._answer(record, created, fingerprint)
 

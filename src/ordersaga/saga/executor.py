@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,10 @@ class SagaResult:
         return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
 
 
+#: Told a saga's outcome as soon as it is decided (see :meth:`SagaEngine.start`).
+DecisionCallback = Callable[["SagaResult"], None]
+
+
 @dataclass(slots=True)
 class EngineStats:
     started: int = 0
@@ -94,6 +98,7 @@ class _Run:
     attempts: int = 0
     calls: int = 0
     compensations: int = 0
+    on_decided: DecisionCallback | None = None
 
     @property
     def saga_id(self) -> str:
@@ -142,13 +147,24 @@ class SagaEngine:
     # ----------------------------------------------------------------- public entry points
 
     async def start(
-        self, definition: str, saga_id: str, input: Mapping[str, Any], fingerprint: str
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        on_decided: DecisionCallback | None = None,
     ) -> SagaResult:
         """Run a new saga, or give the outcome of the one already under ``saga_id``.
 
         Idempotent: the same id with the same fingerprint never runs twice (it replays the
         decided outcome, or waits for the running saga); the same id with another fingerprint
         returns a ``mismatch`` result and changes nothing.
+
+        ``on_decided`` is called once the decision to confirm is durable, before the
+        confirmations run: the outcome is known then (a confirming saga can only end
+        confirmed), so a caller may report it early. The call still returns only when the
+        saga has finished.
         """
         saga_def = self._definition(definition)
         running = self._inflight.get(saga_id)
@@ -156,7 +172,7 @@ class SagaEngine:
             result = await asyncio.shield(running)
             return self._as_repeat(result, fingerprint)
         return await self._owned(
-            saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint)
+            saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint, on_decided)
         )
 
     async def record_failed(
@@ -224,7 +240,12 @@ class SagaEngine:
             raise ConfigError(f"no saga definition named {name!r}") from None
 
     async def _create_and_run(
-        self, definition: SagaDefinition, saga_id: str, input: Mapping[str, Any], fingerprint: str
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        on_decided: DecisionCallback | None = None,
     ) -> SagaResult:
         record, created = await self._log_create(
             saga_id, definition.name, input, fingerprint, SagaStatus.RUNNING, None
@@ -233,7 +254,7 @@ class SagaEngine:
             return await self._existing(record, fingerprint)
         self.stats.started += 1
         self._crash.hit("saga.created")
-        return await self._drive(_Run(record, definition))
+        return await self._drive(_Run(record, definition, on_decided=on_decided))
 
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
         if record.fingerprint != fingerprint:
@@ -276,6 +297,8 @@ class SagaEngine:
         reason = run.record.reason
         if status is SagaStatus.RUNNING:
             status, reason = await self._forward(run)
+            if status is SagaStatus.CONFIRMING and run.on_decided is not None:
+                run.on_decided(self._result(run, status, reason))
         if status is SagaStatus.CONFIRMING:
             status = await _shielded(self._confirm(run))
         elif status is SagaStatus.COMPENSATING:
@@ -284,6 +307,10 @@ class SagaEngine:
             self.stats.confirmed += 1
         elif status is SagaStatus.FAILED:
             self.stats.failed += 1
+        return self._result(run, status, reason)
+
+    @staticmethod
+    def _result(run: _Run, status: SagaStatus, reason: str | None) -> SagaResult:
         return SagaResult(
             run.saga_id,
             status,

@@ -6,7 +6,7 @@ import pytest
 from ordersaga.messages import Command, Phase
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
-from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine
+from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
 from ordersaga.saga.store.base import SagaStatus, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
@@ -172,3 +172,25 @@ async def test_confirmations_retry_until_they_succeed() -> None:
     result = await engine.start("trip", "s1", {}, "fp")
     assert result.status is SagaStatus.CONFIRMED and result.retries == 40
     assert ledgers["C"].state["s1:c"] == "confirmed"
+
+
+async def test_on_decided_reports_the_confirmation_before_the_confirmations_run() -> None:
+    engine, ledgers, _, _ = world()
+    seen: list[tuple[SagaStatus, str]] = []
+
+    def decided(result: SagaResult) -> None:
+        # The decision is durable, the confirmations have not run yet.
+        seen.append((result.status, ledgers["A"].state["s1:a"]))
+
+    result = await engine.start("trip", "s1", {}, "fp", on_decided=decided)
+    assert seen == [(SagaStatus.CONFIRMING, "applied")]
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.CONFIRMED
+    assert result.status is SagaStatus.CONFIRMED and ledgers["A"].state["s1:a"] == "confirmed"
+
+
+async def test_on_decided_is_not_called_for_a_failed_saga() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: True})
+    seen: list[SagaResult] = []
+    result = await engine.start("trip", "s1", {}, "fp", on_decided=seen.append)
+    assert result.status is SagaStatus.FAILED and result.compensations == 2 and seen == []
