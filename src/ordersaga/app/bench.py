@@ -37,13 +37,13 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from ordersaga.app.benchstats import BenchReport, LatencyHistogram, current_rss_mb, peak_rss_mb
-from ordersaga.app.pipeline import Outcome, Pipeline
+from ordersaga.app.pipeline import Counts, Outcome, Pipeline
 from ordersaga.app.runtime import RuntimeSettings, open_runtime
 from ordersaga.app.submit import Submitter, open_pg_store
 from ordersaga.app.up import (
@@ -273,28 +273,21 @@ async def _measure(
         await runtime.close()
     kits = runtime.services
     services = () if kits is None else (kits.inventory, kits.shipping, kits.payment)
-    return BenchReport(
-        label=label,
-        store=store_kind,
-        durable=settings.durable,
-        orders=counts.requests,
-        concurrency=concurrency,
-        fault_rate=settings.fault_rate,
-        elapsed_s=elapsed,
-        cpu_s=cpu,
-        confirmed=counts.confirmed,
-        failed=counts.failed,
-        latency=sink.latency,
-        retries=counts.retries,
-        compensations=counts.compensations,
-        expected_compensations=workload.expected_compensations,
+    return _report(
+        label,
+        store_kind,
+        settings.durable,
+        concurrency,
+        settings.fault_rate,
+        (elapsed, cpu),
+        counts,
+        sink,
+        workload,
         lost_sends=runtime.injector.lost_sends if runtime.injector is not None else None,
         log_commits=runtime.store.stats.commits,
         log_writes=runtime.store.stats.writes,
         service_commits=sum(s.stats.commits for s in services),
         service_commands=sum(s.stats.commands for s in services),
-        peak_rss_mb=peak_rss_mb(),
-        rss_samples=sink.rss_samples,
     )
 
 
@@ -428,28 +421,21 @@ async def _run_workers(
     finally:
         await _drop_databases(options.store, names)
         shutil.rmtree(state_dir, ignore_errors=True)
-    return BenchReport(
-        label=label,
-        store="postgresql",
-        durable=True,
-        orders=counts.requests,
-        concurrency=concurrency,
-        fault_rate=options.fault_rate,
-        elapsed_s=elapsed,
-        cpu_s=cpu,
-        confirmed=counts.confirmed,
-        failed=counts.failed,
-        latency=sink.latency,
-        retries=counts.retries,
-        compensations=counts.compensations,
-        expected_compensations=workload.expected_compensations,
+    return _report(
+        label,
+        "postgresql",
+        True,
+        concurrency,
+        options.fault_rate,
+        (elapsed, cpu),
+        counts,
+        sink,
+        workload,
         lost_sends=None,
         log_commits=commits,
         log_writes=writes,
         service_commits=0,  # the services are other processes: not counted
         service_commands=0,
-        peak_rss_mb=peak_rss_mb(),
-        rss_samples=sink.rss_samples,
         variant=f"workers={workers}",
         workers=workers,
     )
@@ -513,3 +499,39 @@ async def fresh_pg_database(server_url: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+def _report(
+    label: str,
+    store: str,
+    durable: bool,
+    concurrency: int,
+    fault_rate: float,
+    timing: tuple[float, float],
+    counts: Counts,
+    sink: _BenchSink,
+    workload: Workload,
+    **measured: Any,
+) -> BenchReport:
+    """A report from a run's pipeline counts, its sink and its workload, plus what the variant
+    measured itself (commits, lost sends, variant name)."""
+    elapsed, cpu = timing
+    return BenchReport(
+        label=label,
+        store=store,
+        durable=durable,
+        orders=counts.requests,
+        concurrency=concurrency,
+        fault_rate=fault_rate,
+        elapsed_s=elapsed,
+        cpu_s=cpu,
+        confirmed=counts.confirmed,
+        failed=counts.failed,
+        latency=sink.latency,
+        retries=counts.retries,
+        compensations=counts.compensations,
+        expected_compensations=workload.expected_compensations,
+        peak_rss_mb=peak_rss_mb(),
+        rss_samples=sink.rss_samples,
+        **measured,
+    )

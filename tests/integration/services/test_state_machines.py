@@ -8,6 +8,7 @@ conflict.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import tempfile
 from collections.abc import Coroutine
@@ -76,8 +77,9 @@ class ServiceMachine(RuleBasedStateMachine):
         self._sagas += 1
         return f"s{self._sagas}"
 
+    @abc.abstractmethod
     async def open(self, url: str) -> KitService:
-        raise NotImplementedError
+        """Open this machine's service on ``url`` and set up its model (each subclass)."""
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self._runner.run(coro)
