@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from ordersaga.errors import ConflictError, StorageError
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import SagaStatus, SagaStore, SqlSagaStore, StepRecord, StepStatus
 from tests.contract.conftest import Backend
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ordersaga.errors import ConfigError, ConflictError
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
 
 pytestmark = pytest.mark.pg

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ordersaga.errors import ConflictError, StorageError
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import (
     ALLOWED_TRANSITIONS,
     SagaStatus,

@@ -15,7 +15,7 @@ from ordersaga.saga.store import SagaStatus, open_store
 # after the awaited write returned, i.e. after the commit that carried it.
 WRITER = """
 import asyncio, sys
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import SagaStatus, StepRecord, StepStatus, open_store
 
 async def worker(store, w):

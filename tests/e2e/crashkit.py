@@ -16,7 +16,7 @@ from pathlib import Path
 from unittest import mock
 
 from ordersaga import cli
-from ordersaga.app.audit import AuditReport, audit_data_dir
+from ordersaga.proving.audit import AuditReport, audit_data_dir
 
 from .conftest import Result, ordersaga
 

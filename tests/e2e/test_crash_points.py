@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import generate_orders, generate_workload
+from ordersaga.proving.generate import generate_orders, generate_workload
 from ordersaga.saga.crash import CRASH_EXIT_CODE
 
 from .crashkit import CRASH_STREAM, EXIT_DATAERR, assert_audit_ok, order_ids, run, run_here
@@ -143,8 +143,8 @@ def test_a_crash_during_recovery_is_recovered_too(data: Path, reference: list[st
 TUNED_RUN = """
 import asyncio, dataclasses, sys
 from pathlib import Path
-from ordersaga.app.run import RunOptions, lines_from, run_orders
-from ordersaga.app.runtime import RuntimeSettings
+from ordersaga.local.run import RunOptions, lines_from, run_orders
+from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.executor import EngineSettings
 from ordersaga.saga.retry import ACTION_POLICY, PROBE_POLICY

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import generate_workload
+from ordersaga.proving.generate import generate_workload
 
 from .crashkit import EXIT_DATAERR, assert_audit_ok, kill_and_finish, order_ids, run_args, run_here
 

@@ -1,7 +1,7 @@
 """Group commit: the writes of concurrent coroutines share one transaction and one commit.
 
 Used by the saga log (:mod:`ordersaga.saga.store.batching`) and by the participant services
-(:mod:`ordersaga.services.kit`); it knows nothing about either.
+(:mod:`ordersaga.participant.kit`); it knows nothing about either.
 
 How it works. :meth:`GroupCommitter.submit` appends the write to the pending batch with a future
 and, if no flusher is running, starts one as a task. A task's first step runs on the *next*

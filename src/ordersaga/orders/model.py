@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ordersaga.messages import fingerprint as json_fingerprint
+from ordersaga.protocol.messages import fingerprint as json_fingerprint
 
 __all__ = ["Address", "LineItem", "Order", "PaymentInfo", "merge_items"]
 

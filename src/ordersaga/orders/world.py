@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ordersaga.errors import ConfigError
-from ordersaga.messages import fingerprint as json_fingerprint
 from ordersaga.money import cents_from_str, cents_to_str
 from ordersaga.orders.rules import InvalidInput, check_item_id, check_method, check_user_id
+from ordersaga.protocol.messages import fingerprint as json_fingerprint
 from ordersaga.services.config import InventoryConfig, ItemSpec, PaymentConfig, ShippingConfig
 
 __all__ = ["World", "load_world", "parse_world", "parse_world_text"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.errors import TransportError
-from ordersaga.messages import Command, KeyState, Probe, Reply, ReplyStatus
+from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.errors import ConfigError, ConflictError, OwnershipLost
-from ordersaga.messages import Command, Phase, make_key
+from ordersaga.protocol.messages import Command, Phase, make_key
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
 from ordersaga.saga.clock import Clock, SystemClock

@@ -14,10 +14,10 @@ from typing import TypeVar
 
 from ordersaga.db import Database, open_database
 from ordersaga.errors import ConfigError
-from ordersaga.services.base import Participant
+from ordersaga.participant.kit import RunnerOptions
+from ordersaga.protocol.participant import Participant
 from ordersaga.services.config import InventoryConfig, PaymentConfig, ShippingConfig
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.kit import RunnerOptions
 from ordersaga.services.payment import PaymentService
 from ordersaga.services.shipping import ShippingService
 

@@ -1,6 +1,7 @@
 """The inventory service: reserves stock for an order, all items or none.
 
-Actions (``ref`` = ``<saga id>:<step>`` of the key, see :func:`ordersaga.messages.resource_of`)::
+Actions (``ref`` = ``<saga id>:<step>`` of the key, see
+:func:`ordersaga.protocol.messages.resource_of`)::
 
     reserve  (action)      {"order_id": str, "items": [{"item_id": str, "quantity": int > 0}, ...]}
         ok       {"items_cents": int, "weight_kg": "<decimal>",
@@ -37,12 +38,12 @@ from typing import Any, Self
 
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
-from ordersaga.messages import Phase, Reply, ReplyStatus, canonical_json
-from ordersaga.services import fields
+from ordersaga.participant import fields
+from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.lifecycle import Lifecycle
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Phase, Reply, ReplyStatus, canonical_json
 from ordersaga.services.config import InventoryConfig
-from ordersaga.services.kit import Action, Plan, Reader, RunnerOptions, Write
-from ordersaga.services.lifecycle import Lifecycle
-from ordersaga.services.participant import KitService
 
 __all__ = ["InventoryService", "ReserveRequest", "parse_reserve"]
 

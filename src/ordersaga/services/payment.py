@@ -46,13 +46,13 @@ from typing import Any, Self
 
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
-from ordersaga.messages import Phase, Reply, ReplyStatus
 from ordersaga.money import cents_to_str
-from ordersaga.services import fields
+from ordersaga.participant import fields
+from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.lifecycle import Lifecycle
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.services.config import PaymentConfig
-from ordersaga.services.kit import Action, Plan, Reader, RunnerOptions, Write
-from ordersaga.services.lifecycle import Lifecycle
-from ordersaga.services.participant import KitService
 
 __all__ = [
     "AuthorizeRequest",

@@ -37,13 +37,13 @@ from typing import Any, Self
 
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
-from ordersaga.messages import Phase, Reply, ReplyStatus
 from ordersaga.money import round_half_up_cents
-from ordersaga.services import fields
+from ordersaga.participant import fields
+from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.lifecycle import Lifecycle
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.services.config import ShippingConfig
-from ordersaga.services.kit import Action, Plan, Reader, RunnerOptions, Write
-from ordersaga.services.lifecycle import Lifecycle
-from ordersaga.services.participant import KitService
 
 __all__ = ["PrepareRequest", "ShippingService", "parse_prepare", "shipping_cost_cents"]
 

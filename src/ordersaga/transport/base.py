@@ -1,6 +1,7 @@
 """The transport protocol: send a command to a named service, get a reply or an error.
 
-A transport either returns the service's definite :class:`~ordersaga.messages.Reply`, or raises
+A transport either returns the service's definite :class:`~ordersaga.protocol.messages.Reply`, or
+raises
 a :class:`~ordersaga.errors.TransportError`, meaning the outcome is unknown: the request may or
 may not have been applied. Implementations: in-process (direct calls into the service objects)
 and HTTP; the fault injector wraps either.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import abc
 
-from ordersaga.messages import Command, Probe, Reply
+from ordersaga.protocol.messages import Command, Probe, Reply
 
 
 class Transport(abc.ABC):

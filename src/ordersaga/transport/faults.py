@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ordersaga.errors import RequestLost, ResponseLost, TransportError
-from ordersaga.messages import Command, Probe, Reply
+from ordersaga.protocol.messages import Command, Probe, Reply
 from ordersaga.transport.base import Transport
 
 FAULT_CLASSES = ("request_lost", "response_lost", "duplicate", "late", "delay")

@@ -3,7 +3,8 @@
 A call ends in one of three ways, exactly as with the in-process transport:
 
 * a definite answer: the status code and the envelope's ``status`` agree (see the table in
-  :mod:`ordersaga.transport.wire`), and the :class:`~ordersaga.messages.Reply` is rebuilt from
+  :mod:`ordersaga.protocol.wire`), and the :class:`~ordersaga.protocol.messages.Reply` is rebuilt
+from
   the envelope, equal to the one the participant returned;
 * :class:`~ordersaga.errors.RequestLost`: the request certainly did not reach the service
   (no connection could be opened, or no pooled connection came free in time);
@@ -33,9 +34,9 @@ import aiohttp
 from yarl import URL
 
 from ordersaga.errors import ConfigError, RequestLost, ResponseLost
-from ordersaga.messages import Command, KeyState, Probe, Reply, ReplyStatus
+from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
+from ordersaga.protocol.wire import IDEMPOTENCY_KEY, STATUS_OF_CODE, encode_key
 from ordersaga.transport.base import Transport
-from ordersaga.transport.wire import IDEMPOTENCY_KEY, STATUS_OF_CODE, encode_key
 
 __all__ = ["HttpSettings", "HttpTransport", "check_base_url"]
 

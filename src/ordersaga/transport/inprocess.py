@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ordersaga.errors import ConfigError, ResponseLost, StorageError
-from ordersaga.messages import Command, Probe, Reply
-from ordersaga.services.base import Participant
+from ordersaga.protocol.messages import Command, Probe, Reply
+from ordersaga.protocol.participant import Participant
 from ordersaga.transport.base import Transport
 
 

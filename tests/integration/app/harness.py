@@ -8,10 +8,10 @@ import io
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
-from ordersaga.app.audit import AuditReport, audit_data_dir
-from ordersaga.app.run import RunOptions, RunReport, run_orders
-from ordersaga.app.runtime import RuntimeSettings
+from ordersaga.local.run import RunOptions, RunReport, run_orders
+from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.orders.world import World
+from ordersaga.proving.audit import AuditReport, audit_data_dir
 from ordersaga.saga.executor import EngineSettings
 from ordersaga.saga.retry import ACTION_POLICY
 

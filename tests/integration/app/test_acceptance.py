@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import generate_orders
 from ordersaga.orders.world import World, parse_world
+from ordersaga.proving.generate import generate_orders
 
 from .harness import audit, run
 

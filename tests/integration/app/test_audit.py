@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.app.audit import AuditReport, audit_data_dir
-from ordersaga.app.run import RunOptions, run_orders
-from ordersaga.app.runtime import RuntimeSettings
+from ordersaga.local.run import RunOptions, run_orders
+from ordersaga.local.runtime import RuntimeSettings
+from ordersaga.proving.audit import AuditReport, audit_data_dir
 from ordersaga.saga.store import open_store
 
 STREAM = b"""\

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ordersaga.app.bench import BenchOptions, Workload, run_bench
-from ordersaga.app.pipeline import Outcome, Pipeline
-from ordersaga.app.runtime import RuntimeSettings, open_runtime
+from ordersaga.local.pipeline import Outcome, Pipeline
+from ordersaga.local.runtime import RuntimeSettings, open_runtime
+from ordersaga.proving.bench import BenchOptions, Workload, run_bench
 from tests.conftest import pg_server_url
 
 REQUIRED = (

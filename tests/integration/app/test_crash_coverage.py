@@ -12,8 +12,8 @@ import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ordersaga.app.run import RunOptions, lines_from, run_orders
-from ordersaga.app.runtime import RuntimeSettings
+from ordersaga.local.run import RunOptions, lines_from, run_orders
+from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.executor import EngineSettings
 from ordersaga.saga.retry import ACTION_POLICY, PROBE_POLICY

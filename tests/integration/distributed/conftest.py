@@ -31,10 +31,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ordersaga.messages import Command, Probe, Reply
 from ordersaga.orders.demo import demo_world
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, parse_line
+from ordersaga.protocol.messages import Command, Probe, Reply
 from ordersaga.saga.store import PostgresSagaStore, open_store
 from ordersaga.services.factory import ServiceConfigs, Services, data_dir_urls, open_services
 from ordersaga.transport.base import Transport

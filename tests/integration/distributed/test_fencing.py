@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.app.audit import audit
 from ordersaga.errors import OwnershipLost
 from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.proving.audit import audit
 from ordersaga.saga.executor import SagaEngine, SagaResult
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus
 from ordersaga.services.factory import Services, data_dir_urls

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.app.audit import audit
-from ordersaga.app.worker import Worker, WorkerSettings
+from ordersaga.cluster.worker import Worker, WorkerSettings
 from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.proving.audit import audit
 from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus
 from ordersaga.services.factory import Services, data_dir_urls

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import generate_orders
+from ordersaga.proving.generate import generate_orders
 from tests.integration.http.conftest import ordersaga_env
 
 from .conftest import CAPPED_ORDERS, CAPPED_USER, HOT_STOCK, Topology, order, ordersaga

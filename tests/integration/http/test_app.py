@@ -10,13 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ordersaga.messages import Command, KeyState, Probe, Reply, ReplyStatus, make_key
 from ordersaga.orders.demo import demo_world
+from ordersaga.participant.http import create_app
+from ordersaga.participant.openapi import SERVICE_ACTIONS
+from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus, make_key
+from ordersaga.protocol.wire import encode_key
 from ordersaga.services.factory import ServiceConfigs, open_service
-from ordersaga.services.http import create_app
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.openapi import SERVICE_ACTIONS
-from ordersaga.transport.wire import encode_key
 from tests.integration.services.helpers import dump, open_inventory, release, reserve
 
 TABLES = ("items", "reservations", "idempotency")

@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from ordersaga.orders.demo import demo_world
+from ordersaga.participant.http import create_app
 from ordersaga.services.factory import ServiceConfigs, open_service
-from ordersaga.services.http import create_app
 
 EXAMPLES = 40
 BASE_URL = "http://testserver"

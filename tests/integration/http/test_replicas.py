@@ -20,7 +20,7 @@ import pytest
 
 from ordersaga.db import open_database
 from ordersaga.errors import TransportError
-from ordersaga.messages import Command, Phase, Reply, make_key
+from ordersaga.protocol.messages import Command, Phase, Reply, make_key
 from ordersaga.transport.http import HttpTransport
 from tests.integration.http.conftest import ServiceProcess
 from tests.integration.services.helpers import assert_stock_conserved

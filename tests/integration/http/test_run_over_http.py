@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import generate_orders
+from ordersaga.proving.generate import generate_orders
 from tests.integration.http.conftest import (
     SERVICES,
     ServiceProcess,

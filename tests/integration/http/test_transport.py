@@ -17,8 +17,16 @@ import pytest
 from aiohttp import web
 
 from ordersaga.errors import ConfigError, RequestLost, ResponseLost
-from ordersaga.messages import Command, KeyState, Phase, Probe, Reply, ReplyStatus, make_key
 from ordersaga.orders.demo import demo_world
+from ordersaga.protocol.messages import (
+    Command,
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    make_key,
+)
 from ordersaga.services.factory import ServiceConfigs, data_dir_urls, open_services
 from ordersaga.transport.faults import FaultInjector, FaultSettings
 from ordersaga.transport.http import HttpSettings, HttpTransport, check_base_url

@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ordersaga.participant.service import KitService
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.participant import KitService
 from ordersaga.services.payment import PaymentService
 from ordersaga.services.shipping import ShippingService
 from tests.conftest import pg_server_url, with_database

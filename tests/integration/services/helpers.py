@@ -12,11 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 from ordersaga.db import Database, open_database
-from ordersaga.messages import Command, Phase, make_key
+from ordersaga.participant.kit import LockingPolicy, RunnerOptions
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Command, Phase, make_key
 from ordersaga.services.config import InventoryConfig, ItemSpec, PaymentConfig, ShippingConfig
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.kit import LockingPolicy, RunnerOptions
-from ordersaga.services.participant import KitService
 from ordersaga.services.payment import PaymentService
 from ordersaga.services.shipping import ShippingService
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from ordersaga.messages import Command, ReplyStatus
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Command, ReplyStatus
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.participant import KitService
 from ordersaga.services.payment import PaymentService
 from ordersaga.services.shipping import ShippingService
 from tests.integration.services.helpers import (

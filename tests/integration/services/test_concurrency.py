@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ordersaga.messages import ReplyStatus
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import ReplyStatus
 from ordersaga.services.config import InventoryConfig, ItemSpec, PaymentConfig
-from ordersaga.services.participant import KitService
 from tests.integration.services.helpers import (
     assert_credit_consistent,
     assert_stock_conserved,

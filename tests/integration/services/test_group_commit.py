@@ -14,10 +14,10 @@ import pytest
 
 from ordersaga.db import open_database
 from ordersaga.errors import ConflictError
-from ordersaga.messages import KeyState, ReplyStatus
+from ordersaga.participant.kit import LockingPolicy, RunnerOptions, _is_canonical
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import KeyState, ReplyStatus
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.kit import LockingPolicy, RunnerOptions, _is_canonical
-from ordersaga.services.participant import KitService
 from tests.integration.services.helpers import (
     Case,
     assert_stock_conserved,

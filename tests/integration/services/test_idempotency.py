@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from ordersaga.messages import Command, KeyState, Reply, ReplyStatus
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Command, KeyState, Reply, ReplyStatus
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.participant import KitService
 from tests.integration.services.helpers import (
     Case,
     dump,

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ordersaga.messages import Command, KeyState, Reply
+from ordersaga.protocol.messages import Command, KeyState, Reply
 from ordersaga.services.config import InventoryConfig, ItemSpec
 from ordersaga.services.inventory import InventoryService
 from tests.integration.services.helpers import (

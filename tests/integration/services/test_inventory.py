@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ordersaga.messages import Command, Phase, ReplyStatus
+from ordersaga.protocol.messages import Command, Phase, ReplyStatus
 from ordersaga.services.inventory import InventoryService
 from tests.integration.services.helpers import (
     assert_stock_conserved,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ordersaga.messages import ReplyStatus
+from ordersaga.protocol.messages import ReplyStatus
 from ordersaga.services.payment import PaymentService
 from tests.integration.services.helpers import (
     assert_credit_consistent,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ordersaga.messages import ReplyStatus
+from ordersaga.protocol.messages import ReplyStatus
 from ordersaga.services.shipping import ShippingService
 from tests.integration.services.helpers import cancel, dump, prepare, schedule
 

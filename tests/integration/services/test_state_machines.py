@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
-from ordersaga.messages import Command, Reply, ReplyStatus
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Command, Reply, ReplyStatus
 from ordersaga.services.config import InventoryConfig, ItemSpec, PaymentConfig
-from ordersaga.services.participant import KitService
 from tests.integration.services.helpers import (
     SHIPPING,
     TABLES,

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ordersaga.db import open_database
-from ordersaga.messages import Command
+from ordersaga.participant.kit import RunnerOptions
+from ordersaga.participant.service import KitService
+from ordersaga.protocol.messages import Command
 from ordersaga.services.inventory import InventoryService
-from ordersaga.services.kit import RunnerOptions
-from ordersaga.services.participant import KitService
 from ordersaga.services.payment import PaymentService
 from tests.integration.services.helpers import (
     TODAY,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ordersaga.app.benchstats import BenchReport, LatencyHistogram, format_reports
+from ordersaga.proving.benchstats import BenchReport, LatencyHistogram, format_reports
 
 
 def test_percentiles_are_within_one_percent() -> None:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.app.audit import AuditReport
-from ordersaga.app.chaos import ChaosOptions, chaos_world, kill_plans, prepare_chaos_dir
-from ordersaga.app.chaos_check import RunRecord, check_outcomes, parse_outcome
-from ordersaga.app.stats import RunStats
 from ordersaga.errors import ConfigError
+from ordersaga.local.stats import RunStats
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import GeneratedLine, Kind
+from ordersaga.proving.audit import AuditReport
+from ordersaga.proving.chaos import ChaosOptions, chaos_world, kill_plans, prepare_chaos_dir
+from ordersaga.proving.chaos_check import RunRecord, check_outcomes, parse_outcome
+from ordersaga.proving.generate import GeneratedLine, Kind
 
 WORKLOAD = [
     GeneratedLine("...", Kind.CONFIRM, "o1", "confirmed"),

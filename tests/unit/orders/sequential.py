@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from datetime import date
 
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
-from ordersaga.orders.reference import ReferenceModel
 from ordersaga.orders.world import World
+from ordersaga.proving.reference import ReferenceModel
 
 
 def sequential_outcomes(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ordersaga.orders.demo import demo_world, demo_world_text
 from ordersaga.orders.parse import Parsed, parse_line
-from ordersaga.orders.reference import ReferenceModel
 from ordersaga.orders.world import World, parse_world_text
+from ordersaga.proving.reference import ReferenceModel
 
 from .sequential import sequential_outcomes
 

@@ -9,7 +9,8 @@ from itertools import islice
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.generate import (
+from ordersaga.orders.parse import Parsed, Rejected, Unreadable, parse_text
+from ordersaga.proving.generate import (
     REFERENCE_DATE,
     GeneratedLine,
     Kind,
@@ -18,7 +19,6 @@ from ordersaga.orders.generate import (
     generate_orders,
     generate_workload,
 )
-from ordersaga.orders.parse import Parsed, Rejected, Unreadable, parse_text
 
 from .sequential import sequential_outcomes
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from hypothesis import given, settings
 
-from ordersaga.messages import canonical_json
 from ordersaga.orders.model import Address, LineItem, Order, PaymentInfo, merge_items
+from ordersaga.protocol.messages import canonical_json
 
 from .strategies import orders
 

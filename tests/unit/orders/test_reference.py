@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 from ordersaga.orders.model import Address, LineItem, Order, PaymentInfo
-from ordersaga.orders.reference import ReferenceModel, expiry_is_past
 from ordersaga.orders.world import parse_world
+from ordersaga.proving.reference import ReferenceModel, expiry_is_past
 
 WORLD = parse_world(
     {

@@ -6,7 +6,15 @@ from collections import Counter
 from collections.abc import Callable
 
 from ordersaga.errors import RequestLost, ResponseLost
-from ordersaga.messages import Command, KeyState, Phase, Probe, Reply, ReplyStatus, parse_key
+from ordersaga.protocol.messages import (
+    Command,
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    parse_key,
+)
 from ordersaga.transport.base import Transport
 
 

@@ -3,7 +3,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ordersaga.messages import Command, Phase
+from ordersaga.protocol.messages import Command, Phase
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine, SagaResult

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ordersaga.services import fields
-from ordersaga.services.fields import BadPayload
+from ordersaga.participant import fields
+from ordersaga.participant.fields import BadPayload
 
 
 def test_integer_accepts_ints_in_range() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ordersaga.services.fields import BadPayload
+from ordersaga.participant.fields import BadPayload
 from ordersaga.services.inventory import parse_reserve
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from ordersaga.db import Database, Row, Tx
 from ordersaga.errors import ConflictError
-from ordersaga.messages import Command, Phase, Reply, ReplyStatus
-from ordersaga.services.kit import (
+from ordersaga.participant.kit import (
     Action,
     CommandRunner,
     LockingPolicy,
@@ -21,6 +20,7 @@ from ordersaga.services.kit import (
     RunnerOptions,
     Write,
 )
+from ordersaga.protocol.messages import Command, Phase, Reply, ReplyStatus
 
 
 class FakeTx(Tx):

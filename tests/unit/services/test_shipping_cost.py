@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordersaga.services.fields import BadPayload
+from ordersaga.participant.fields import BadPayload
 from ordersaga.services.shipping import parse_weight, shipping_cost_cents
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ordersaga.errors import ConflictError
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store.base import ALLOWED_TRANSITIONS, SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.model import Head, StepRow, check_update, make_update
 

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordersaga.messages import ReplyStatus
-from ordersaga.transport.wire import CODE_OF_STATUS, STATUS_OF_CODE, decode_key, encode_key
+from ordersaga.protocol.messages import ReplyStatus
+from ordersaga.protocol.wire import CODE_OF_STATUS, STATUS_OF_CODE, decode_key, encode_key
 
 
 @given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=200))

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

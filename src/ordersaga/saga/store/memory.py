@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.errors import StorageError
-from ordersaga.messages import Phase
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
 from ordersaga.saga.store.model import (
     CreateWrite,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ordersaga.errors import ConflictError
-from ordersaga.messages import Phase, canonical_json
+from ordersaga.protocol.messages import Phase, canonical_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     SagaRecord,

@@ -11,7 +11,7 @@ that very moment (``FOR UPDATE SKIP LOCKED``). Lease times come from the databas
 workers' clocks need not agree. The engine must renew a lease well within ``lease_s`` and stop
 working on a saga whose renewal failed; what makes a lapsed lease safe is fencing: a worker's
 writes carry its owner id (``update(owner=...)``) and are refused, under the batch's row lock,
-once the saga is held by someone else (see :mod:`ordersaga.app.worker`). A log is executed by
+once the saga is held by someone else (see :mod:`ordersaga.cluster.worker`). A log is executed by
 workers or by one self-executing run, never both (:meth:`PostgresSagaStore.lock_executors`).
 """
 

@@ -1,1 +1,0 @@
-"""Application layer: the run pipeline, the audit, chaos and bench."""

@@ -1,0 +1,195 @@
+"""What every command group shares: exit statuses, the usage error, argument types.
+
+Exit statuses: 0 success; 1 the audit found violations, or a run was aborted; 2 usage or
+configuration errors (with a one-line message, never a traceback); 65 some input lines could not
+be read at all; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ordersaga.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATAERR, EXIT_INTERRUPTED = 0, 1, 2, 65, 130
+DEFAULT_DATA_DIR = "./ordersaga-data"
+SERVICES = ("inventory", "shipping", "payment")
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out: one line on stderr, exit status 2."""
+
+
+class CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time (a live progress display swaps it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Shows an option's default after its help, unless it has none worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or (isinstance(default, dict | tuple | list) and not default)
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {default})"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, exit status 2; help shows every default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def fail(message: str) -> None:
+    """One line for people on stderr, prefixed with the program's name."""
+    sys.stderr.write(f"ordersaga: {message}\n")
+    sys.stderr.flush()
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0: {text}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(part) for part in text.split(","))
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1]: {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be within [0, 65535]: {text}")
+    return value
+
+
+def service_map(text: str) -> dict[str, str]:
+    """``inventory=URL,shipping=URL,...``: a URL per service name."""
+    urls: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, url = (x.strip() for x in part.partition("="))
+        if not sep or not url:
+            raise argparse.ArgumentTypeError(f"expected SERVICE=URL, got {part!r}")
+        if name not in SERVICES:
+            raise argparse.ArgumentTypeError(
+                f"unknown service {name!r} (expected {', '.join(SERVICES)})"
+            )
+        if name in urls:
+            raise argparse.ArgumentTypeError(f"service {name!r} given twice")
+        urls[name] = url
+    return urls
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR),
+        help="databases live here",
+    )
+
+
+def add_service_options(parser: argparse.ArgumentParser, *, http: bool) -> None:
+    parser.add_argument(
+        "--service-dbs",
+        type=service_map,
+        default={},
+        metavar="SERVICE=URL,...",
+        help="a service's database URL (sqlite:///FILE or postgresql://...), overriding the"
+        " data dir's file",
+    )
+    if not http:
+        return
+    parser.add_argument(
+        "--services",
+        type=service_map,
+        default={},
+        metavar="SERVICE=URL,...",
+        help="the HTTP base URL of every service (see 'ordersaga serve'): calls go over HTTP",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=positive_float,
+        default=2.0,
+        help="HTTP connect timeout in seconds",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        default=10.0,
+        help="HTTP read timeout in seconds",
+    )
+
+
+def load_world(path: Path | None) -> object:
+    from ordersaga.orders.world import load_world as load
+
+    return None if path is None else load(path)
+
+
+def open_input(name: str) -> object:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb", buffering=0)
+    except OSError as exc:
+        raise ConfigError(f"cannot read orders file {name}: {exc.strerror}") from exc

@@ -1,0 +1,252 @@
+"""The distributed setup: `serve` (a service or the order API), `worker`, `up`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ordersaga.cli.args import (
+    DEFAULT_DATA_DIR,
+    EXIT_OK,
+    SERVICES,
+    UsageError,
+    integer,
+    load_world,
+    port,
+    positive_float,
+    positive_int,
+    probability,
+    service_map,
+)
+
+
+def register(commands: Any) -> None:
+    _add_serve_parser(commands)
+    _add_worker_parser(commands)
+    _add_up_parser(commands)
+
+
+def _add_serve_parser(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="serve one service, or the order API, over HTTP (uvicorn)"
+    )
+    serve.add_argument(
+        "service", choices=(*SERVICES, "api"), help="the service to serve, or the order API"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument(
+        "--port",
+        type=port,
+        help="port (default: inventory 8001, shipping 8002, payment 8003, api 8000)",
+    )
+    serve.add_argument("--store", help="api only: the saga log, postgresql://...")
+    serve.add_argument(
+        "--db",
+        help="the service's database URL: sqlite:///FILE or postgresql://... (default:"
+        f" sqlite:///{DEFAULT_DATA_DIR.removeprefix('./')}/SERVICE.db)",
+    )
+    serve.add_argument("--world", type=Path, help="world file seeding a new database")
+    serve.add_argument("--pool-size", type=positive_int, default=10, help="database pool size")
+    serve.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="server log level",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(handler=_cmd_serve)
+
+
+def _add_worker_parser(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker", help="execute the sagas of a shared PostgreSQL saga log (any number of workers)"
+    )
+    worker.add_argument("--store", required=True, help="the saga log: postgresql://...")
+    worker.add_argument(
+        "--services",
+        type=service_map,
+        required=True,
+        metavar="SERVICE=URL,...",
+        help="the HTTP base URL of every service (see 'ordersaga serve')",
+    )
+    worker.add_argument("--id", help="this worker's name in the log (default host:pid:random)")
+    worker.add_argument("--concurrency", type=positive_int, default=32, help="sagas at once")
+    worker.add_argument(
+        "--lease", type=positive_float, default=10.0, help="seconds a claim holds a saga"
+    )
+    worker.add_argument(
+        "--claim-batch", type=positive_int, default=16, help="sagas taken per claim at most"
+    )
+    worker.add_argument(
+        "--poll", type=positive_float, default=0.25, help="seconds between idle claims"
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=10.0,
+        help="on SIGINT/SIGTERM, seconds to let running sagas finish before handing them back",
+    )
+    worker.add_argument("--fault-rate", type=probability, default=0.0, help="injected faults")
+    worker.add_argument("--seed", type=integer, default=None, help="seed for fault injection")
+    worker.add_argument(
+        "--max-attempts", type=positive_int, default=None, help="attempts per step (default 10)"
+    )
+    worker.add_argument(
+        "--connect-timeout", type=positive_float, default=2.0, help="HTTP connect timeout (s)"
+    )
+    worker.add_argument(
+        "--read-timeout", type=positive_float, default=10.0, help="HTTP read timeout (s)"
+    )
+    worker.add_argument(
+        "--stats-file", type=Path, metavar="PATH", help="keep live worker counters in this file"
+    )
+    worker.set_defaults(handler=_cmd_worker)
+
+
+def _add_up_parser(commands: Any) -> None:
+    up = commands.add_parser(
+        "up", help="start the whole topology locally: three services, the API, N workers"
+    )
+    up.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a PostgreSQL server URL allowed to create databases (default %(default)s)",
+    )
+    up.add_argument("--workers", type=positive_int, default=3, help="worker processes")
+    up.add_argument(
+        "--base-port",
+        type=port,
+        default=8100,
+        help="the API listens here, the services on the next three ports (0: any free ports)",
+    )
+    up.add_argument(
+        "--prefix",
+        default="ordersaga_up",
+        help="database names: PREFIX_sagas, PREFIX_inventory, ... (default %(default)s)",
+    )
+    up.add_argument("--fresh", action="store_true", help="drop and recreate the databases first")
+    up.add_argument("--world", type=Path, help="world file seeding new service databases")
+    up.add_argument("--concurrency", type=positive_int, default=32, help="sagas per worker")
+    up.add_argument("--lease", type=positive_float, default=10.0, help="worker lease (s)")
+    up.add_argument("--fault-rate", type=probability, default=0.0, help="faults in the workers")
+    up.add_argument("--seed", type=integer, default=None, help="seed for fault injection")
+    up.add_argument(
+        "--log-dir", type=Path, help="write each process's output to a file here (default: stderr)"
+    )
+    output = up.add_mutually_exclusive_group()
+    output.add_argument(
+        "--print-env", action="store_true", help="print the URLs as shell variables when ready"
+    )
+    output.add_argument(
+        "--json", action="store_true", help="print the topology as one JSON line when ready"
+    )
+    up.set_defaults(handler=_cmd_up)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ordersaga.cluster.serve import DEFAULT_PORTS, ServeSettings, serve
+
+    if args.service == "api":
+        return _cmd_serve_api(args)
+    if args.store is not None:
+        raise UsageError("--store is for 'serve api'; a service takes --db")
+    db = args.db or f"sqlite:///{Path(DEFAULT_DATA_DIR) / f'{args.service}.db'}"
+    settings = ServeSettings(
+        service=args.service,
+        db_url=db,
+        host=args.host,
+        port=DEFAULT_PORTS[args.service] if args.port is None else args.port,
+        world=load_world(args.world),  # type: ignore[arg-type]
+        pool_size=args.pool_size,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    asyncio.run(serve(settings))
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ordersaga.cluster.worker import WorkerSettings, default_worker_id, run_worker
+    from ordersaga.saga.executor import EngineSettings
+    from ordersaga.saga.retry import ACTION_POLICY
+    from ordersaga.transport.http import HttpSettings
+
+    if not args.store.startswith(("postgresql://", "postgres://")):
+        raise UsageError("--store must be a postgresql:// URL: workers share the saga log")
+    if args.grace < 0:
+        raise UsageError("--grace must be at least 0")
+    engine = EngineSettings()
+    if args.max_attempts is not None:
+        policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
+        engine = dataclasses.replace(engine, action_policy=policy)
+    settings = WorkerSettings(
+        store_url=args.store,
+        services=args.services,
+        worker_id=args.id or default_worker_id(),
+        concurrency=args.concurrency,
+        lease=args.lease,
+        claim_batch=args.claim_batch,
+        poll=args.poll,
+        grace=args.grace,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        http=HttpSettings(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout),
+        engine=engine,
+        stats_file=args.stats_file,
+    )
+    asyncio.run(run_worker(settings, sys.stderr))
+    return EXIT_OK
+
+
+def _cmd_serve_api(args: argparse.Namespace) -> int:
+    from ordersaga.cluster.api import create_api
+    from ordersaga.cluster.serve import run_server
+    from ordersaga.cluster.submit import open_pg_store
+
+    if not (args.store or "").startswith(("postgresql://", "postgres://")):
+        raise UsageError("serve api needs --store postgresql://... (the workers' saga log)")
+    if args.db is not None or args.world is not None:
+        raise UsageError("serve api takes --store, not --db or --world")
+    url = args.store
+
+    async def opener() -> Any:
+        return await open_pg_store(url, "serve api")
+
+    port = 8000 if args.port is None else args.port
+    asyncio.run(
+        run_server(
+            create_api(opener),
+            "api",
+            host=args.host,
+            port=port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from ordersaga.cluster.up import UpSettings, run_up
+
+    settings = UpSettings(
+        pg_url=args.pg,
+        workers=args.workers,
+        base_port=args.base_port,
+        prefix=args.prefix,
+        fresh=args.fresh,
+        world=args.world,
+        concurrency=args.concurrency,
+        lease=args.lease,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        log_dir=args.log_dir,
+        output="env" if args.print_env else "json" if args.json else "text",
+    )
+    code: int = asyncio.run(run_up(settings, sys.stdout, sys.stderr))
+    return code

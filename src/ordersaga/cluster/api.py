@@ -1,0 +1,380 @@
+"""The order intake API (`ordersaga serve api`): how a shop's checkout hands orders to ordersaga.
+
+:func:`create_api` builds a FastAPI app on the shared PostgreSQL saga log (no globals). An
+order becomes a saga in the log, and the workers (``ordersaga worker``) execute it::
+
+    POST /orders             an order (CONTRACT section 2: a JSON object, or one text-form
+                             line as text/plain) -> 202 Accepted + Location: /orders/{id}
+    GET  /orders/{id}        the order: status, outcome, reason, each step with its attempts
+                             and timings; ``?wait=S`` waits up to S seconds for the outcome
+    GET  /health             200 when the saga log answers, else 503
+    GET  /stats              sagas per status
+    GET  /openapi.json       the OpenAPI schema (and /docs, its browsable form)
+
+Submission follows the rules of ``ordersaga run``: the order is validated before anything is
+created; an order that names an id but breaks another input rule is recorded as failed (it gets
+its resource, status ``failed``, and is never executed); a body without a readable order id is
+refused with 400. Posting an order again is idempotent: the same id with the same content
+answers ``200`` with the same resource (nothing is executed again), the same id with other
+content ``409 Conflict`` (the first order untouched).
+
+``status`` is the saga's (``running``, ``compensating``, ``confirming``, ``confirmed``,
+``failed``); ``outcome`` is the decision once it is made: ``confirmed`` from ``confirming`` on,
+``failed`` from ``compensating`` on (neither can change any more), ``null`` while running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from ordersaga import __version__
+from ordersaga.cluster.submit import Submitter
+from ordersaga.errors import StorageError
+from ordersaga.orders.order_saga import ORDER_SAGA_NAME
+from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.saga.store import PostgresSagaStore
+from ordersaga.saga.store.base import SagaRecord, SagaStatus
+
+__all__ = ["MAX_WAIT_SECONDS", "StoreOpener", "create_api", "order_view"]
+
+#: An async function opening the saga log (the app opens it at startup, closes it at exit).
+StoreOpener = Callable[[], Awaitable[PostgresSagaStore]]
+MAX_WAIT_SECONDS = 30.0
+_MAX_BODY = MAX_LINE_BYTES + 2
+_DESCRIPTION = """\
+Order intake for ordersaga: `POST /orders` puts an order's saga in the shared saga log, where
+the workers execute it; `GET /orders/{id}` tells its status, outcome and steps. Posting the same
+order again is idempotent (200, same resource); the same id with other content is a 409.
+"""
+_DECIDED = {
+    SagaStatus.CONFIRMING: "confirmed",
+    SagaStatus.CONFIRMED: "confirmed",
+    SagaStatus.COMPENSATING: "failed",
+    SagaStatus.FAILED: "failed",
+}
+
+
+def order_url(order_id: str) -> str:
+    return "/orders/" + quote(order_id, safe="")
+
+
+def _time(epoch: float) -> str | None:
+    if not epoch:
+        return None
+    stamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def order_view(record: SagaRecord) -> dict[str, Any]:
+    """The JSON resource of one order."""
+    return {
+        "order_id": record.saga_id,
+        "url": order_url(record.saga_id),
+        "status": record.status.value,
+        "outcome": _DECIDED.get(record.status),
+        "reason": record.reason,
+        "needs_attention": record.needs_attention,
+        "created_at": _time(record.created_at),
+        "updated_at": _time(record.updated_at),
+        "steps": [
+            {
+                "step": step.step,
+                "phase": step.phase.value,
+                "status": step.status.value,
+                "attempts": step.attempts,
+                "reason": step.reason,
+                "started_at": _time(step.started_at),
+                "ended_at": _time(step.ended_at),
+            }
+            for step in record.steps
+        ],
+    }
+
+
+def _error(code: int, message: str, **extra: Any) -> Response:
+    return JSONResponse({"error": message, **extra}, status_code=code)
+
+
+class _State:
+    """The app's saga log and submitter (per app, never global)."""
+
+    def __init__(self) -> None:
+        self.store: PostgresSagaStore | None = None
+        self.submitter: Submitter | None = None
+
+    def ready(self) -> tuple[PostgresSagaStore, Submitter]:
+        if self.store is None or self.submitter is None:
+            raise RuntimeError("the order API has not started")
+        return self.store, self.submitter
+
+
+def create_api(store: PostgresSagaStore | StoreOpener) -> FastAPI:
+    """The order API on ``store``: an open saga log (the caller closes it) or an opener."""
+    state = _State()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        opened = store if isinstance(store, PostgresSagaStore) else await store()
+        state.store = opened
+        state.submitter = await Submitter.open(opened)
+        try:
+            yield
+        finally:
+            await state.submitter.close()
+            state.store = state.submitter = None
+            if opened is not store:
+                await opened.close()
+
+    app = FastAPI(
+        title="ordersaga order API",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.orders = state
+
+    async def post_order(request: Request) -> Response:
+        _, submitter = state.ready()
+        raw = await _body(request)
+        if raw is None:
+            return _error(413, f"the body is larger than {_MAX_BODY} bytes")
+        parsed = _parse(raw, request.headers.get("content-type", ""))
+        if isinstance(parsed, str):
+            return _error(400, parsed)
+        try:
+            record, created = await _submit(submitter, parsed)
+        except StorageError as exc:
+            return _error(503, f"the saga log is unavailable: {exc}")
+        url = order_url(record.saga_id)
+        fingerprint = (
+            parsed.fingerprint if isinstance(parsed, Rejected) else parsed.order.fingerprint()
+        )
+        if not created and record.fingerprint != fingerprint:
+            return _error(409, "this order id was used before with other content", order=url)
+        return JSONResponse(
+            order_view(record), status_code=202 if created else 200, headers={"Location": url}
+        )
+
+    async def get_order(request: Request) -> Response:
+        store, submitter = state.ready()
+        order_id: str = request.path_params["order_id"]
+        try:
+            wait = float(request.query_params.get("wait", "0"))
+        except ValueError:
+            return _error(400, "wait must be a number of seconds")
+        if not 0 <= wait <= MAX_WAIT_SECONDS:
+            return _error(400, f"wait must be within [0, {MAX_WAIT_SECONDS:g}] seconds")
+        try:
+            record = await store.load(order_id)
+            if record is not None and wait and record.status not in _DECIDED:
+                with contextlib.suppress(TimeoutError):
+                    record = await asyncio.wait_for(submitter.wait(order_id), wait)
+                if record.status not in _DECIDED:  # decided but not finished: read it again
+                    record = await store.load(order_id) or record
+        except StorageError as exc:
+            return _error(503, f"the saga log is unavailable: {exc}")
+        if record is None:
+            return _error(404, "no such order", order_id=order_id)
+        return JSONResponse(order_view(record))
+
+    async def health(_request: Request) -> Response:
+        store, _ = state.ready()
+        try:
+            await store.database.fetchone("SELECT 1 AS ok")
+        except StorageError:
+            return JSONResponse(
+                {"status": "unavailable", "service": "api", "reason": "saga log"},
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "service": "api"})
+
+    async def stats(_request: Request) -> Response:
+        store, _ = state.ready()
+        try:
+            counts = await store.count_by_status()
+        except StorageError as exc:
+            return _error(503, f"the saga log is unavailable: {exc}")
+        return JSONResponse({"service": "api", "sagas": {k.value: v for k, v in counts.items()}})
+
+    app.add_api_route(
+        "/orders",
+        post_order,
+        methods=["POST"],
+        summary="Submit an order",
+        operation_id="post_order",
+        tags=["orders"],
+        responses=_POST_RESPONSES,
+        openapi_extra=_POST_BODY,
+    )
+    app.add_api_route(
+        "/orders/{order_id:path}",
+        get_order,
+        methods=["GET"],
+        summary="An order's status, outcome and steps",
+        operation_id="get_order",
+        tags=["orders"],
+        responses={
+            200: _json("The order", _ORDER_SCHEMA),
+            400: _json("A bad wait parameter", _ERROR_SCHEMA),
+            404: _json("No such order", _ERROR_SCHEMA),
+            503: _json("The saga log is unavailable", _ERROR_SCHEMA),
+        },
+        openapi_extra={"parameters": _GET_PARAMETERS},
+    )
+    app.add_api_route("/health", health, methods=["GET"], tags=["operations"])
+    app.add_api_route("/stats", stats, methods=["GET"], tags=["operations"])
+    return app
+
+
+async def _body(request: Request) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_BODY:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > _MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes, content_type: str) -> Parsed | Rejected | str:
+    """The order in the body, or why there is none (a 400)."""
+    body = raw.strip()
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        if not body.startswith(b"{"):
+            return "the body must be one order as a JSON object"
+        line = body.replace(b"\r", b" ").replace(b"\n", b" ")  # a pretty-printed object
+    else:
+        if b"\n" in body or b"\r" in body:
+            return "one order line per request"
+        line = body
+    parsed = parse_line(line)
+    if isinstance(parsed, Skip):
+        return "the body holds no order"
+    if isinstance(parsed, Unreadable):
+        return f"no order id can be read: {parsed.reason}"
+    return parsed
+
+
+async def _submit(submitter: Submitter, request: Parsed | Rejected) -> tuple[SagaRecord, bool]:
+    # The same saga input and fingerprint as `ordersaga run` (app.pipeline): an order posted
+    # here and the same line in a stream are one order.
+    if isinstance(request, Rejected):
+        return await submitter.submit(
+            ORDER_SAGA_NAME,
+            request.order_id,
+            {"order_id": request.order_id, "rejected": request.reason},
+            request.fingerprint,
+            f"invalid order: {request.reason}",
+        )
+    order = request.order.normalized()
+    return await submitter.submit(
+        ORDER_SAGA_NAME, order.order_id, order.to_json(), order.fingerprint()
+    )
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+_ORDER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["order_id", "url", "status", "outcome", "reason", "steps"],
+    "properties": {
+        "order_id": {"type": "string"},
+        "url": {"type": "string"},
+        "status": {"enum": [s.value for s in SagaStatus]},
+        "outcome": {"enum": ["confirmed", "failed", None]},
+        "reason": {"type": ["string", "null"]},
+        "needs_attention": {"type": "boolean"},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "steps": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "step": {"type": "string"},
+                    "phase": {"enum": ["action", "compensate", "confirm"]},
+                    "status": {"enum": ["succeeded", "refused", "unknown"]},
+                    "attempts": {"type": "integer"},
+                    "reason": {"type": ["string", "null"]},
+                    "started_at": _TIME,
+                    "ended_at": _TIME,
+                },
+            },
+        },
+    },
+}
+_POST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _json(
+        "Posted before with the same content: the same order, nothing executed again", _ORDER_SCHEMA
+    ),
+    202: _json("Accepted: the order's saga is in the log; follow Location", _ORDER_SCHEMA),
+    400: _json("No order id can be read from the body", _ERROR_SCHEMA),
+    409: _json("The order id was used before with other content", _ERROR_SCHEMA),
+    413: _json("The body is too large", _ERROR_SCHEMA),
+    503: _json("The saga log is unavailable; nothing was created", _ERROR_SCHEMA),
+}
+_POST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "One order: the JSON form, or one text-form line as text/plain.",
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "order_id": "123",
+                    "user_id": 456,
+                    "items": [{"item_id": "A", "quantity": 2}],
+                    "payment_info": {"method": "PayPal"},
+                    "shipping_address": {
+                        "street": "1 Main St",
+                        "city": "Springfield",
+                        "country": "US",
+                    },
+                },
+            },
+            "text/plain": {
+                "schema": {"type": "string"},
+                "example": "Order 123, User 456, Items: [{A, 2}], Payment: PayPal,"
+                " Address: 1 Main St, Springfield, US",
+            },
+        },
+    }
+}
+_GET_PARAMETERS = [
+    {
+        "name": "order_id",
+        "in": "path",
+        "required": True,
+        "description": "the order id, percent-encoded",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": f"seconds (at most {MAX_WAIT_SECONDS:g}) to wait for the outcome",
+        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+    },
+]

@@ -1,0 +1,273 @@
+"""Submitting orders to workers: `ordersaga run --submit-only` (and the order API).
+
+In the distributed setup a saga is *created* in the shared PostgreSQL log by a submitter and
+*executed* by whichever worker claims it (:mod:`ordersaga.cluster.worker`). :class:`Submitter` is
+the submitter's side of :class:`ordersaga.local.pipeline.Decider`: the run pipeline parses,
+admits, orders and prints exactly as it does with the in-process engine, only each decision is
+made elsewhere:
+
+* ``start`` creates the saga (status ``running``, no owner) and waits until it is finished;
+  if the id exists already, the log's fingerprint tells a resubmission (its outcome is replayed,
+  after waiting if it is still running) from another order reusing the id (``mismatch``).
+* ``record_failed`` creates the saga already ``failed`` (an invalid order), with the same
+  resubmission rules.
+
+Waiting is one query for all awaited ids at a time (:meth:`PostgresSagaStore.finished`), run
+when a worker announces finished sagas (LISTEN/NOTIFY) and otherwise every ``poll`` seconds.
+Retries and compensations of an outcome are read from its step records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from ordersaga.errors import ConfigError, StorageError
+from ordersaga.local.output import StreamSink
+from ordersaga.local.pipeline import Pipeline
+from ordersaga.local.progress import live_progress
+from ordersaga.local.run import RunOptions, RunReport
+from ordersaga.local.stats import RunStats
+from ordersaga.protocol.messages import Phase
+from ordersaga.saga.executor import MISMATCH_REASON, DecisionCallback, SagaResult
+from ordersaga.saga.store import PostgresSagaStore, open_store
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
+from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
+
+__all__ = ["SubmitSettings", "Submitter", "open_pg_store", "submit_orders"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSettings:
+    #: Seconds between two reads of the awaited outcomes when no worker announces any.
+    poll: float = 0.1
+    #: The same without a notification channel (LISTEN failed): polling is all there is.
+    poll_unnotified: float = 0.01
+    #: A saga log that keeps failing this long fails every request still waiting.
+    give_up_after: float = 30.0
+    #: Warn when no awaited saga has finished for this long (are any workers running?).
+    quiet_warning: float = 15.0
+
+
+async def open_pg_store(url: str | None, what: str) -> PostgresSagaStore:
+    """The PostgreSQL saga log at ``url``; ConfigError for anything else."""
+    if not url or not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"{what} needs --store postgresql://... (the log the workers share)")
+    store = await open_store(url)
+    assert isinstance(store, PostgresSagaStore)
+    return store
+
+
+def outcome_of(record: SagaRecord, *, replayed: bool) -> SagaResult:
+    """A finished saga's :class:`SagaResult`, its counts read from the step records."""
+    retries = compensations = 0
+    if not replayed:  # a replayed request executed nothing itself
+        retries = sum(max(0, step.attempts - 1) for step in record.steps)
+        compensations = sum(
+            step.phase is Phase.COMPENSATE and step.status is StepStatus.SUCCEEDED
+            for step in record.steps
+        )
+    return SagaResult(
+        record.saga_id,
+        record.status,
+        record.reason,
+        retries=retries,
+        compensations=compensations,
+        replayed=replayed,
+        fingerprint=record.fingerprint,
+    )
+
+
+class Submitter:
+    """Creates sagas in the shared log and waits for the workers' outcomes (a ``Decider``)."""
+
+    def __init__(
+        self,
+        store: PostgresSagaStore,
+        settings: SubmitSettings | None = None,
+        *,
+        wakeup: Wakeup | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        warn: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.store = store
+        self._warn = warn
+        self._settings = settings or SubmitSettings()
+        self._wakeup = wakeup
+        self._clock = clock
+        self._work = Notifier(store, WORK_CHANNEL)
+        self._waiting: dict[str, asyncio.Future[SagaRecord]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        store: PostgresSagaStore,
+        settings: SubmitSettings | None = None,
+        warn: Callable[[str], None] = lambda _m: None,
+    ) -> Submitter:
+        """A submitter listening for finished sagas (polling only, with a warning, if it can't)."""
+        try:
+            wakeup: Wakeup | None = await Wakeup.open(store.database.url, [DONE_CHANNEL])
+        except StorageError as exc:
+            warn(f"{exc}; polling the saga log instead")
+            wakeup = None
+        return cls(store, settings, wakeup=wakeup, warn=warn)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self._work.close()
+        if self._wakeup is not None:
+            await self._wakeup.close()
+
+    # -- the Decider interface -----------------------------------------------------------------
+
+    async def start(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        on_decided: DecisionCallback | None = None,
+    ) -> SagaResult:
+        # The workers decide; this side learns the outcome when the saga has finished.
+        del on_decided
+        record, created = await self.submit(definition, saga_id, input, fingerprint)
+        return await self._answer(record, created, fingerprint)
+
+    async def record_failed(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        reason: str,
+    ) -> SagaResult:
+        record, created = await self.submit(definition, saga_id, input, fingerprint, reason)
+        return await self._answer(record, created, fingerprint)
+
+    async def submit(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        failed: str | None = None,
+    ) -> tuple[SagaRecord, bool]:
+        """Create the saga (already ``failed`` with reason ``failed``, if given) without waiting.
+
+        Returns the stored record and whether this call created it (else the caller compares
+        fingerprints). A new running saga is announced to the workers.
+        """
+        status = SagaStatus.RUNNING if failed is None else SagaStatus.FAILED
+        record, created = await self.store.create(
+            saga_id, definition, input, fingerprint, status=status, reason=failed
+        )
+        if created and failed is None:
+            self._work.poke()
+        return record, created
+
+    async def _answer(self, record: SagaRecord, created: bool, fingerprint: str) -> SagaResult:
+        if not created and record.fingerprint != fingerprint:
+            return SagaResult(record.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+        if not record.status.terminal:
+            record = await self.wait(record.saga_id)
+        return outcome_of(record, replayed=not created)
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    async def wait(self, saga_id: str) -> SagaRecord:
+        """The record of ``saga_id`` once it is finished."""
+        future = self._waiting.get(saga_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[saga_id] = future
+            if self._poller is None:
+                self._poller = asyncio.create_task(self._poll(), name="ordersaga submit poll")
+        return await asyncio.shield(future)
+
+    async def _poll(self) -> None:
+        interval = self._settings.poll if self._wakeup else self._settings.poll_unnotified
+        failing_since: float | None = None
+        progress_at, warned = self._clock(), False
+        try:
+            while self._waiting:
+                self._nudge.clear()
+                try:
+                    records = await self.store.finished(list(self._waiting))
+                except StorageError as exc:
+                    failing_since = failing_since or self._clock()
+                    if self._clock() - failing_since > self._settings.give_up_after:
+                        self._fail_all(exc)
+                        return
+                    records = []
+                else:
+                    failing_since = None
+                if records:
+                    progress_at, warned = self._clock(), False
+                elif not warned and self._clock() - progress_at > self._settings.quiet_warning:
+                    warned = True
+                    self._warn(
+                        f"{len(self._waiting)} sagas wait for a worker; none finished for"
+                        f" {self._settings.quiet_warning:g} s (is 'ordersaga worker' running?)"
+                    )
+                for record in records:
+                    future = self._waiting.pop(record.saga_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(record)
+                if self._waiting:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._nudge.wait(), interval)
+        finally:
+            self._poller = None
+
+    def _fail_all(self, exc: Exception) -> None:
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._waiting.clear()
+
+
+async def submit_orders(
+    options: RunOptions,
+    lines: AsyncIterator[tuple[int, bytes | None]],
+    out: TextIO,
+    err: TextIO,
+    settings: SubmitSettings | None = None,
+) -> RunReport:
+    """`ordersaga run --submit-only`: the run pipeline, with workers deciding every saga."""
+
+    def warn(message: str) -> None:
+        err.write(f"ordersaga: warning: {message}\n")
+
+    started = time.monotonic()
+    stats = RunStats(options.stats_file)
+    stats.enter("opening")
+    store = await open_pg_store(options.runtime.store_url, "run --submit-only")
+    try:
+        submitter = await Submitter.open(store, settings, warn)
+        try:
+            sink = StreamSink(out, err, options.json_lines, options.verbose)
+            pipeline = Pipeline(submitter, sink, options.concurrency, options.ordered)
+            stats.counts = pipeline.counts
+            async with live_progress(pipeline.counts, options.progress), stats.periodic():
+                stats.enter("running")
+                counts = await pipeline.run(lines)
+        finally:
+            await submitter.close()
+    except BaseException:
+        stats.enter("aborted")
+        raise
+    finally:
+        await store.close()
+    stats.enter("done")
+    return RunReport(counts, time.monotonic() - started, None, None)

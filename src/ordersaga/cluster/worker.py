@@ -1,0 +1,384 @@
+"""`ordersaga worker`: one of any number of processes executing the sagas of a shared log.
+
+A worker claims unfinished sagas from the PostgreSQL saga log, oldest first, with a lease
+(:meth:`PostgresSagaStore.claim`: ``FOR UPDATE SKIP LOCKED``, so concurrent claims never hand out
+the same saga), and drives each with the saga engine (``engine.resume``), talking to the
+services over HTTP. Why no saga ever runs on two workers at once, and why a dead worker's sagas
+are finished by the others:
+
+* **Leases.** A claimed saga belongs to its worker until ``lease_until`` (database clock).
+  The worker renews the leases of all its running sagas every ``lease / 3`` seconds. A killed
+  worker renews nothing: its leases lapse and other workers claim its sagas, which resume from
+  the log like after a crash (see :mod:`ordersaga.saga.recovery` for why that is safe).
+* **Fencing.** Every log write of a worker's engine carries its owner id and is refused unless
+  the saga is still held by it (``SagaStore.update(owner=...)``, checked in the commit under the
+  row lock). A worker that was merely slow — paused past its lease while another took over —
+  can therefore not write one more step result or decision: the engine stops with
+  :class:`OwnershipLost`. Its only possible leftover is the one service call it had in flight,
+  for the first step without a logged result, which is exactly the step the new owner sends
+  (the same idempotency key) or compensates (a tombstone refuses the late copy).
+* **Losing a lease.** A renewal that reports a saga no longer held cancels that saga's task;
+  a worker that cannot renew at all for a whole lease cancels everything it runs.
+
+The worker claims at most ``concurrency`` sagas at once, ``claim_batch`` per claim (so that
+several workers share a burst). It wakes up when a saga is created (LISTEN/NOTIFY), when one of
+its sagas ends, and every ``poll`` seconds (lapsed leases announce nothing). SIGINT/SIGTERM stop
+it gracefully: no more claims, up to ``grace`` seconds for the running sagas to finish, then the
+rest is cancelled and every lease released so that the other workers take over at once; a
+second signal skips the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ordersaga.cluster.submit import open_pg_store
+from ordersaga.errors import ConfigError, OwnershipLost, StorageError
+from ordersaga.local.runtime import connect_http_services
+from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.saga.executor import EngineSettings, SagaEngine
+from ordersaga.saga.store import PostgresSagaStore
+from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
+from ordersaga.transport.base import Transport
+from ordersaga.transport.faults import FaultInjector, FaultSettings
+from ordersaga.transport.http import HttpSettings
+
+__all__ = ["Worker", "WorkerCounts", "WorkerSettings", "default_worker_id", "run_worker"]
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique per process, readable in the log's ``owner`` column."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    store_url: str
+    services: Mapping[str, str]
+    worker_id: str = field(default_factory=default_worker_id)
+    concurrency: int = 32
+    lease: float = 10.0  # seconds a claim holds a saga; renewed every lease / 3
+    claim_batch: int = 16  # sagas taken per claim at most
+    poll: float = 0.25  # seconds between claims when nothing announces work
+    grace: float = 10.0  # seconds a stopping worker lets its running sagas finish
+    fault_rate: float = 0.0
+    seed: int | None = None
+    http: HttpSettings = field(default_factory=HttpSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    stats_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1 or self.claim_batch < 1:
+            raise ConfigError("worker: concurrency and claim batch must be at least 1")
+        if not self.lease > 0 or not self.poll > 0 or self.grace < 0:
+            raise ConfigError("worker: lease and poll must be positive, grace at least 0")
+        if not self.worker_id or len(self.worker_id) > 200:
+            raise ConfigError("worker: the id must be 1-200 characters")
+
+
+@dataclass(slots=True)
+class WorkerCounts:
+    claimed: int = 0  # sagas claimed
+    taken_over: int = 0  # ... of which another runner had started (steps in the log)
+    confirmed: int = 0
+    failed: int = 0
+    lost: int = 0  # stopped because another worker took them over (lease lapsed)
+    released: int = 0  # handed back unfinished (stopping)
+    errors: int = 0  # ended by an error (the saga log failed, say); retried after the lease
+    claims: int = 0  # claim transactions
+    renewals: int = 0  # renew transactions
+
+
+class Worker:
+    """Claims and drives sagas until :meth:`stop` (see the module doc)."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        store: PostgresSagaStore,
+        engine: SagaEngine,
+        *,
+        wakeup: Wakeup | None = None,
+        log: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.settings = settings
+        self.owner = settings.worker_id
+        self.store = store
+        self.engine = engine
+        self.counts = WorkerCounts()
+        self._wakeup = wakeup
+        self._log = log
+        self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
+        self._done = Notifier(store, DONE_CHANNEL)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._finished: list[str] = []  # ended sagas whose leases are still to be released
+        self._stopping = False
+        self._hurry = asyncio.Event()  # a second stop request: no grace period
+        self._renewed_at = time.monotonic()
+        self._claim_failing = False
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def stop(self) -> None:
+        """Stop claiming and finish (idempotent; a second call cancels the running sagas)."""
+        if self._stopping:
+            self._hurry.set()
+        self._stopping = True
+        self._nudge.set()
+
+    async def run(self) -> WorkerCounts:
+        renewer = asyncio.create_task(self._renew_forever(), name="ordersaga lease renewal")
+        try:
+            while not self._stopping:
+                if not await self._claim_once():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._nudge.wait(), self.settings.poll)
+                    self._nudge.clear()
+            await self._drain()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self._hand_back()
+            await self._done.close()
+        return self.counts
+
+    # -- claiming ---------------------------------------------------------------------------------
+
+    async def _claim_once(self) -> bool:
+        """Claim what fits; True when it filled the batch (more may be waiting)."""
+        limit = min(self.settings.concurrency - self.running, self.settings.claim_batch)
+        if limit <= 0:
+            return False
+        try:
+            records = await self.store.claim(
+                self.owner, self.settings.lease, limit, include_held=False
+            )
+        except StorageError as exc:
+            if not self._claim_failing:  # once per outage, not once per poll
+                self._log(f"claim failed (retrying every {self.settings.poll:g} s): {exc}")
+            self._claim_failing = True
+            return False
+        if self._claim_failing:
+            self._log("claiming again")
+            self._claim_failing = False
+        self.counts.claims += 1
+        for record in records:
+            if record.saga_id in self._tasks:
+                continue  # ours already: our lease had lapsed and nobody else took it
+            self.counts.claimed += 1
+            if record.steps or record.status is not SagaStatus.RUNNING:
+                self.counts.taken_over += 1
+            task = asyncio.create_task(self._drive(record), name=f"saga {record.saga_id}")
+            self._tasks[record.saga_id] = task
+            task.add_done_callback(functools.partial(self._ended, record.saga_id))
+        return len(records) == limit
+
+    def _ended(self, saga_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(saga_id, None)
+        self._nudge.set()  # a slot is free
+
+    async def _drive(self, record: SagaRecord) -> None:
+        try:
+            result = await self.engine.resume(record)
+        except OwnershipLost:
+            self.counts.lost += 1
+            self._log(f"saga {record.saga_id}: taken over by another worker; stopped")
+            return
+        except Exception as exc:  # the saga log failed, or a bug: never take the worker down
+            self.counts.errors += 1  # our lease lapses; another worker (or we) will retry
+            self._log(f"saga {record.saga_id}: stopped by an error: {exc!r}")
+            return
+        if result.status.terminal:
+            if result.status is SagaStatus.CONFIRMED:
+                self.counts.confirmed += 1
+            else:
+                self.counts.failed += 1
+            self._finished.append(record.saga_id)
+            self._done.poke()
+        # Not finished (a confirmation flagged for attention): the lease lapses, and the saga
+        # is claimed again later, by us or another worker.
+
+    # -- leases -----------------------------------------------------------------------------------
+
+    async def _renew_forever(self) -> None:
+        interval = self.settings.lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            await self._renew()
+
+    async def _renew(self) -> None:
+        ids = list(self._tasks)
+        finished, self._finished = self._finished, []
+        try:
+            held = set(await self.store.renew(self.owner, ids, self.settings.lease))
+            self.counts.renewals += 1
+            await self.store.release(self.owner, finished)
+        except StorageError as exc:
+            self._finished.extend(finished)
+            if time.monotonic() - self._renewed_at > self.settings.lease:
+                self._log(f"cannot renew leases for {self.settings.lease} s ({exc}); stopping all")
+                for running in list(self._tasks.values()):
+                    running.cancel()
+                self._renewed_at = time.monotonic()  # say it once per lease, not per attempt
+            return
+        self._renewed_at = time.monotonic()
+        for saga_id in ids:
+            task = self._tasks.get(saga_id)
+            if saga_id not in held and task is not None:
+                self.counts.lost += 1
+                self._log(f"saga {saga_id}: lease lost to another worker; stopped")
+                task.cancel()
+
+    # -- stopping ---------------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        """Give running sagas ``grace`` seconds (less after a second stop), then cancel them."""
+        if self._tasks and self.settings.grace > 0:
+            self._log(f"stopping: waiting up to {self.settings.grace:g} s for {self.running} sagas")
+            hurry = asyncio.create_task(self._hurry.wait())
+            try:
+                deadline = time.monotonic() + self.settings.grace
+                while self._tasks and not self._hurry.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    await asyncio.wait(
+                        [*self._tasks.values(), hurry],
+                        timeout=left,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+            finally:
+                hurry.cancel()
+
+    async def _hand_back(self) -> None:
+        """Cancel what still runs and release every lease we hold."""
+        unfinished = list(self._tasks)
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.counts.released += len(unfinished)
+        with contextlib.suppress(StorageError):
+            await self.store.release(self.owner, unfinished + self._finished)
+            self._finished = []
+
+
+def _write_stats(path: Path, snapshot: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(json.dumps(snapshot, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def _snapshot(worker: Worker, injector: FaultInjector | None, phase: str) -> dict[str, Any]:
+    calls = worker.engine.caller.stats
+    return {
+        "pid": os.getpid(),
+        "owner": worker.owner,
+        "phase": phase,
+        "running": worker.running,
+        "worker": asdict(worker.counts),
+        "sagas": asdict(worker.engine.stats),
+        "store": asdict(worker.store.stats),  # this worker's log commits and writes
+        "calls": {**asdict(calls), "retries": calls.retries},
+        "faults": dict(injector.counts) if injector else None,
+    }
+
+
+async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
+    """Open everything, work until SIGINT/SIGTERM, stop gracefully, close everything."""
+
+    def log(message: str) -> None:
+        err.write(f"ordersaga worker {settings.worker_id}: {message}\n")
+        err.flush()
+
+    store = await open_pg_store(settings.store_url, "ordersaga worker")
+    transport: Transport | None = None
+    wakeup: Wakeup | None = None
+    try:
+        await store.lock_executors(worker=True)
+        transport = await connect_http_services(
+            settings.services, settings.http, lambda m: log(f"warning: {m}")
+        )
+        injector = None
+        if settings.fault_rate > 0:
+            injector = FaultInjector(transport, FaultSettings(settings.fault_rate, settings.seed))
+            transport = injector
+        engine = SagaEngine(
+            store,
+            transport,
+            [ORDER_SAGA],
+            rng=random.Random(settings.seed),
+            settings=settings.engine,
+            owner=settings.worker_id,
+        )
+        try:
+            wakeup = await Wakeup.open(settings.store_url, [WORK_CHANNEL])
+        except StorageError as exc:
+            log(f"warning: {exc}; polling every {settings.poll:g} s instead")
+        worker = Worker(settings, store, engine, wakeup=wakeup, log=log)
+        return await _serve(worker, injector, settings, log)
+    finally:
+        if wakeup is not None:
+            await wakeup.close()
+        try:
+            if transport is not None:
+                await transport.close()  # late deliveries land first
+        finally:
+            await store.close()
+
+
+async def _serve(
+    worker: Worker,
+    injector: FaultInjector | None,
+    settings: WorkerSettings,
+    log: Callable[[str], None],
+) -> WorkerCounts:
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, worker.stop)  # only in the main thread
+            handled.append(sig)
+
+    async def report() -> None:
+        while settings.stats_file is not None:
+            _write_stats(settings.stats_file, _snapshot(worker, injector, "running"))
+            await asyncio.sleep(0.25)
+
+    reporter = asyncio.create_task(report())
+    log(
+        f"ready (concurrency {settings.concurrency}, lease {settings.lease:g} s"
+        f"{f', fault rate {settings.fault_rate:g}' if settings.fault_rate else ''})"
+    )
+    try:
+        counts = await worker.run()
+    finally:
+        reporter.cancel()
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+    if settings.stats_file is not None:
+        _write_stats(settings.stats_file, _snapshot(worker, injector, "stopped"))
+    log(
+        f"stopped: claimed {counts.claimed} ({counts.taken_over} taken over),"
+        f" confirmed {counts.confirmed}, failed {counts.failed}, lost {counts.lost},"
+        f" released {counts.released}"
+    )
+    return counts

@@ -1,0 +1,271 @@
+"""The run pipeline: order lines in, one outcome per request out, sagas running concurrently.
+
+    lines ─► parse ─► admission (≤ concurrency sagas in flight) ─► saga engine
+                                                                     │
+    outcome sink ◄── reorder window (input order, bounded) ◄─────────┘
+
+Memory stays bounded on an endless stream: input is read in chunks only as fast as admission
+lets it in, at most ``concurrency`` sagas run at once, and at most ``window`` requests are
+admitted ahead of the oldest one whose outcome is not yet printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ordersaga.orders.order_saga import ORDER_SAGA_NAME
+from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.protocol.messages import fingerprint
+from ordersaga.saga.executor import DecisionCallback, SagaResult
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer to one order request."""
+
+    lineno: int
+    order_id: str
+    confirmed: bool
+    reason: str | None
+    retries: int = 0
+    compensations: int = 0
+    replayed: bool = False
+    latency: float = 0.0  # seconds from admission to decision (what a benchmark reports)
+
+    @property
+    def status(self) -> str:
+        return "confirmed" if self.confirmed else "failed"
+
+
+class Decider(Protocol):
+    """Who decides a request: the saga engine in this process, or a submitter that creates the
+    saga in a shared log and waits for the workers' decision (:mod:`ordersaga.cluster.submit`).
+
+    Both give the same answers: a new id is run; the same id with the same fingerprint replays
+    (or awaits) its outcome; the same id with another fingerprint is a ``mismatch``.
+    """
+
+    async def start(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        *,
+        on_decided: DecisionCallback | None = None,
+    ) -> SagaResult: ...
+
+    async def record_failed(
+        self,
+        definition: str,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        reason: str,
+    ) -> SagaResult: ...
+
+
+class Sink(Protocol):
+    """Where outcomes and diagnostics go (stdout and stderr, in the CLI)."""
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+    def unreadable(self, lineno: int, reason: str) -> None: ...
+
+    def rejected(self, lineno: int, order_id: str, reason: str) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Counts:
+    requests: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    unreadable: int = 0
+    rejected: int = 0
+    replayed: int = 0
+    mismatched: int = 0
+    retries: int = 0
+    compensations: int = 0
+    resumed: int = 0
+    in_flight: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if outcome.confirmed:
+            self.confirmed += 1
+        else:
+            self.failed += 1
+        self.replayed += outcome.replayed
+        self.retries += outcome.retries
+        self.compensations += outcome.compensations
+
+
+class RunAborted(Exception):
+    """A saga could not be driven to a decision (e.g. the saga log failed)."""
+
+
+@dataclass(slots=True)
+class Pipeline:
+    engine: Decider
+    sink: Sink
+    concurrency: int = 32
+    ordered: bool = True
+    window: int = 0  # 0: max(1024, 8 * concurrency)
+    counts: Counts = field(default_factory=Counts)
+    _pending: dict[int, Outcome] = field(default_factory=dict)
+    _next_print: int = 0
+    _failure: BaseException | None = None
+
+    async def run(self, lines: AsyncIterator[tuple[int, bytes | None]]) -> Counts:
+        in_flight = asyncio.Semaphore(max(1, self.concurrency))
+        window = asyncio.Semaphore(self.window or max(1024, 8 * self.concurrency))
+        tasks: set[asyncio.Task[None]] = set()
+        seq = 0
+        async for lineno, raw in lines:
+            if self._failure is not None:
+                break
+            parsed = parse_line(raw) if raw is not None else Unreadable("line longer than 1 MiB")
+            if isinstance(parsed, Skip):
+                continue
+            if isinstance(parsed, Unreadable):
+                self.counts.unreadable += 1
+                self.sink.unreadable(lineno, parsed.reason)
+                continue
+            if isinstance(parsed, Rejected):
+                self.counts.rejected += 1
+                self.sink.rejected(lineno, parsed.order_id, parsed.reason)
+            self.counts.requests += 1
+            if self.ordered:
+                await window.acquire()
+            await in_flight.acquire()
+            self.counts.in_flight += 1
+            task = asyncio.create_task(self._one(seq, lineno, parsed, in_flight, window))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            seq += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+        self.sink.flush()
+        if self._failure is not None:
+            raise RunAborted(str(self._failure)) from self._failure
+        return self.counts
+
+    async def _one(
+        self,
+        seq: int,
+        lineno: int,
+        request: Parsed | Rejected,
+        in_flight: asyncio.Semaphore,
+        window: asyncio.Semaphore,
+    ) -> None:
+        admitted = time.perf_counter()
+        order_id = request.order.order_id if isinstance(request, Parsed) else request.order_id
+        early: list[SagaResult] = []
+
+        def outcome_of(result: SagaResult) -> Outcome:
+            return Outcome(
+                lineno,
+                order_id,
+                result.confirmed,  # a saga still confirming is decided: it can only end confirmed
+                result.reason,
+                result.retries,
+                result.compensations,
+                result.replayed,
+                time.perf_counter() - admitted,
+            )
+
+        def decided(result: SagaResult) -> None:
+            # The decision to confirm is durable: print now, the confirmations finish after.
+            early.append(result)
+            self._deliver(seq, outcome_of(result), window)
+
+        try:
+            result = await self._decide(request, decided)
+        except Exception as exc:  # the log or a database failed: stop the run, keep the data
+            if self._failure is None:
+                self._failure = exc
+            return
+        finally:
+            in_flight.release()
+            self.counts.in_flight -= 1
+        self.counts.mismatched += result.mismatch
+        if early:
+            # The line is out; the summary still counts what the confirmations cost.
+            self.counts.retries += result.retries - early[0].retries
+            self.counts.compensations += result.compensations - early[0].compensations
+        else:
+            self._deliver(seq, outcome_of(result), window)
+
+    async def _decide(self, request: Parsed | Rejected, on_decided: DecisionCallback) -> SagaResult:
+        if isinstance(request, Rejected):
+            return await self.engine.record_failed(
+                ORDER_SAGA_NAME,
+                request.order_id,
+                {"order_id": request.order_id, "rejected": request.reason},
+                request.fingerprint,
+                f"invalid order: {request.reason}",
+            )
+        order = request.order.normalized()
+        data = order.to_json()
+        # fingerprint(data) is order.fingerprint(), without building the JSON form twice.
+        return await self.engine.start(
+            ORDER_SAGA_NAME, order.order_id, data, fingerprint(data), on_decided=on_decided
+        )
+
+    def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
+        self.counts.add(outcome)
+        if not self.ordered:
+            self.sink.outcome(outcome)
+            self.sink.flush()
+            return
+        self._pending[seq] = outcome
+        printed = False
+        while self._next_print in self._pending:
+            self.sink.outcome(self._pending.pop(self._next_print))
+            self._next_print += 1
+            window.release()
+            printed = True
+        if printed:
+            self.sink.flush()
+
+
+async def read_lines(
+    read: object, *, max_line: int, chunk_size: int = 1 << 16
+) -> AsyncIterator[tuple[int, bytes | None]]:
+    """Split a byte stream into numbered lines as it arrives; ``None`` for an overlong line.
+
+    ``read(n)`` is a blocking read returning up to ``n`` bytes (``b""`` at the end); it runs in a
+    thread, so an endless pipe is consumed as it comes. A line longer than ``max_line`` bytes is
+    not kept in memory: it is reported as ``None`` once its end is found.
+    """
+    assert callable(read)
+    buffer = bytearray()
+    overlong = False
+    lineno = 0
+    while True:
+        chunk: bytes = await asyncio.to_thread(read, chunk_size)
+        if not chunk:
+            break
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = chunk[start:] if end < 0 else chunk[start:end]
+            if not overlong:
+                buffer += piece
+                if len(buffer) > max_line:
+                    overlong = True
+                    buffer.clear()
+            if end < 0:
+                break
+            lineno += 1
+            yield lineno, None if overlong else bytes(buffer)
+            buffer.clear()
+            overlong = False
+            start = end + 1
+    if buffer or overlong:
+        yield lineno + 1, None if overlong else bytes(buffer)

@@ -1,0 +1,465 @@
+"""The participant kit: how every service runs a command exactly once under optimistic locking.
+
+A service declares its actions; the kit does the rest. Running one command::
+
+    validate the envelope        service name, action name, key (messages.parse_key), key phase
+                                 == action phase, payload size and JSON-ness   → else ``invalid``
+    parse the payload            the action's ``parse``                         → else ``invalid``
+    ┌► look the key up           same fingerprint → the stored reply, exactly
+    │                            other fingerprint → ``conflict``
+    │  decide (read phase)       the action's ``decide`` reads rows (with their ``version``)
+    │                            and returns a :class:`Plan`: the reply and the writes that
+    │                            carry it out
+    │  apply (write phase)       in a write transaction: insert the idempotency record (key,
+    │                            fingerprint, reply), then each write, checking that it changed
+    │                            exactly the rows it expects; commit (a group commit, below)
+    └─ ConflictError             a version moved (``UPDATE ... WHERE version = ?`` changed 0
+                                 rows), or a unique key was taken (the same key committed by a
+                                 concurrent duplicate, a tombstone racing an action): roll back,
+                                 back off with full jitter, re-read, decide again
+
+Why this is safe:
+
+* Every write of a resource's state is a compare-and-swap on the version read in the read phase,
+  or an insert under a primary key, so a plan decided on a stale snapshot never commits: no lost
+  update, no oversell. (Counters moved by a transition — held stock sold, an authorization
+  captured — are relative updates made in the same transaction as the transition's CAS.)
+* The idempotency record commits in the same transaction as the business change, so "applied"
+  and "recorded" cannot diverge, whatever crashes when. Refusals are recorded too: a repeat gets
+  the same refusal even if the state has changed since.
+* The record is inserted before the business writes: concurrent duplicates of one key collide on
+  its primary key before they touch business rows (on PostgreSQL the second waits for the first,
+  then fails and re-reads the stored reply), and no lock is ever taken on business rows while
+  waiting for a key.
+* A refusal that writes nothing is decided on a snapshot that existed during the call, so it is
+  linearizable at its read.
+
+Group commit. Concurrent commands share one local transaction and one commit
+(:class:`ordersaga.db.groupcommit.GroupCommitter`): commands that arrive in the same event-loop
+iteration form a batch; each caller gets its reply only after the commit that carries its command,
+so "replied" still implies "durable". A command that fails in a batch (a lost race, a database
+error, a bug) must not fail the others: the batch runs as one plain transaction first and, if a
+command failed, again with a SAVEPOINT around each command, so the failure is rolled back alone
+and reported to its own caller (who retries it as above) while the others commit. A batch that
+applied nothing (only replays) is rolled back rather than committed.
+
+Where a command is decided. By default its read phase runs *inside* the batch's transaction, after
+the commands before it: it sees their effects, so the commands of one batch never conflict with
+each other (on SQLite, which holds the write lock for the whole batch, they never conflict at all),
+a repeat of a key applied earlier in the batch replays it, and the version checks still catch
+writers on other connections or in other processes (PostgreSQL, several replicas). On SQLite the
+key is not even looked up first: a failed INSERT undoes only itself there, so the record's INSERT
+tells a repeat, which is then replayed (one read less per command). With
+:attr:`RunnerOptions.pause` set, the read phase runs outside any transaction as a snapshot read,
+then the pause, then the batch applies the plan: the classic optimistic path, which tests use to
+make in-process writers race for real.
+
+:meth:`CommandRunner.apply` runs one already-decided command inside a transaction it is given and
+does not commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from ordersaga.db import Database, Row, Tx
+from ordersaga.db.groupcommit import GroupCommitter
+from ordersaga.errors import ConflictError
+from ordersaga.participant.fields import BadPayload, mapping
+from ordersaga.participant.options import (
+    DEFAULT_MAX_BATCH,
+    MAX_PAYLOAD_BYTES,
+    KitStats,
+    LockingPolicy,
+    RunnerOptions,
+)
+from ordersaga.protocol.messages import (
+    Command,
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    canonical_json,
+    parse_key,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "MAX_PAYLOAD_BYTES",
+    "Action",
+    "CommandRunner",
+    "KitStats",
+    "LockingPolicy",
+    "Plan",
+    "Prepared",
+    "Reader",
+    "RunnerOptions",
+    "Write",
+]
+
+R = TypeVar("R")
+
+
+class Reader(Protocol):
+    """Where rows are read from: a :class:`Database` (snapshot read) or an open :class:`Tx`."""
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+class Write(NamedTuple):
+    """One statement of a plan (an immutable value; a named tuple because plans make many).
+
+    ``expect`` is the number of rows the statement must change; any other count means the read
+    phase saw a state that no longer holds, and the whole transaction rolls back with
+    :class:`ConflictError`. ``None`` accepts any count (``INSERT ... ON CONFLICT DO NOTHING``).
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    expect: int | None = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a command decided: its reply (``ok`` or ``refused``) and the writes that apply it."""
+
+    reply: Reply
+    writes: tuple[Write, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.reply.status not in (ReplyStatus.OK, ReplyStatus.REFUSED):
+            raise ValueError(f"a plan's reply must be ok or refused, not {self.reply.status}")
+
+
+@dataclass(frozen=True, slots=True)
+class Action(Generic[R]):
+    """One command a service accepts.
+
+    ``parse`` turns a payload into a request, raising :class:`BadPayload` for a malformed one
+    (it must not touch the database). ``decide(reader, resource, request, now)`` reads the current
+    state and returns a :class:`Plan`; it must only read, never write, and must be deterministic
+    given what it reads, so it can be re-run after a conflict.
+    """
+
+    name: str
+    phase: Phase
+    parse: Callable[[Mapping[str, Any]], R]
+    decide: Callable[[Reader, str, R, float], Awaitable[Plan]]
+
+
+@dataclass(slots=True)
+class _BatchCounters:
+    """What the group committer counts itself (its commits include empty, rolled-back ones)."""
+
+    commits: int = 0
+    writes: int = 0
+
+
+class _NothingToCommit(Exception):
+    """Raised inside a batch's transaction that applied nothing, to roll it back."""
+
+
+class Prepared(NamedTuple):
+    """A command that passed validation: ready for the read and write phases."""
+
+    key: str
+    resource: str
+    fingerprint: str
+    action: Action[Any]
+    request: Any
+
+
+#: ``cancelled(reader, resource)``: the refusal a late action on a tombstoned resource gets.
+Cancelled = Callable[[Reader, str], Awaitable[Reply | None]]
+
+
+class _Job(NamedTuple):
+    """One command's write phase in a batch; without a plan it is decided inside the batch."""
+
+    cmd: Prepared
+    plan: Plan | None
+
+
+_RECORD = (
+    "INSERT INTO idempotency (key, fingerprint, status, reply, created_at) VALUES (?, ?, ?, ?, ?)"
+)
+_SCALARS = (str, int, bool, type(None))
+
+
+def _is_canonical(body: Mapping[str, Any]) -> bool:
+    """Whether ``body`` equals its own JSON round trip, key order included (a flat, sorted dict).
+
+    Then handing ``body`` back is the same as reading it back from its canonical JSON.
+    """
+    if type(body) is not dict:
+        return False
+    previous = ""
+    for key, value in body.items():
+        if type(key) is not str or key <= previous or type(value) not in _SCALARS:
+            return False
+        previous = key
+    return True
+
+
+class CommandRunner:
+    """Runs one service's commands: validation, idempotency, optimistic-locking retries, probes."""
+
+    def __init__(
+        self,
+        db: Database,
+        service: str,
+        actions: Sequence[Action[Any]],
+        cancelled: Cancelled,
+        options: RunnerOptions,
+    ) -> None:
+        self._db = db
+        self._service = service
+        self._actions = {a.name: a for a in actions}
+        # What every fingerprint of an action starts with (see _prepare).
+        self._fingerprint_heads = {
+            a.name: f'{{"action":{canonical_json(a.name)},"payload":' for a in actions
+        }
+        self._cancelled = cancelled
+        self._options = options
+        self.stats = KitStats()
+        # On SQLite a failed statement undoes only itself, so a command decided in its batch
+        # need not look its key up first: the record's INSERT finds a repeat (see _apply_job).
+        self._blind_record = db.dialect == "sqlite"
+        self._committer: GroupCommitter[_Job, Reply] = GroupCommitter(
+            self._apply_batch,
+            _BatchCounters(),
+            max_batch=options.max_batch,
+            name=f"{service} service",
+        )
+
+    async def close(self) -> None:
+        """Refuse new commands and wait until every pending one is committed."""
+        await self._committer.close()
+
+    async def handle(self, command: Command) -> Reply:
+        """Apply ``command`` at most once (see the module docstring); never raises for bad input."""
+        self.stats.commands += 1
+        prepared = self.prepare(command)
+        if isinstance(prepared, Reply):
+            self.stats.invalid += 1
+            return prepared
+        return await self.run(prepared)
+
+    def prepare(self, command: Command) -> Prepared | Reply:
+        """Validate the envelope and parse the payload; an ``invalid`` reply when it is bad."""
+        try:
+            return self._prepare(command)
+        except BadPayload as exc:
+            return Reply.invalid(str(exc))
+
+    def _prepare(self, command: Command) -> Prepared:
+        if command.service != self._service:
+            raise BadPayload(f"command for service {command.service!r} sent to {self._service!r}")
+        action = self._actions.get(command.action) if isinstance(command.action, str) else None
+        if action is None:
+            raise BadPayload(f"unknown action {command.action!r} for service {self._service!r}")
+        try:
+            saga_id, step, phase = parse_key(command.key)
+        except ValueError as exc:
+            raise BadPayload(str(exc)) from None
+        if phase is not action.phase:
+            raise BadPayload(f"action {action.name!r} needs a {action.phase} key, not {phase}")
+        payload = mapping(command.payload, "payload")
+        text = self._canonical_payload(payload)
+        # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse`` checks
+        # each value's type and copies what it keeps. Any other mapping is read back from JSON.
+        plain: Mapping[str, Any] = payload if type(payload) is dict else json.loads(text)
+        # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
+        head = self._fingerprint_heads[action.name]
+        return Prepared(
+            key=command.key,
+            resource=f"{saga_id}:{step}",
+            fingerprint=hashlib.sha256(f"{head}{text}}}".encode()).hexdigest(),
+            action=action,
+            request=action.parse(plain),
+        )
+
+    def _canonical_payload(self, payload: Mapping[str, Any]) -> str:
+        """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
+        try:
+            text = canonical_json(dict(payload))
+        except (TypeError, ValueError, RecursionError):
+            raise BadPayload("payload is not JSON data") from None
+        limit = self._options.max_payload_bytes
+        if len(text) * 4 > limit and len(text.encode()) > limit:  # ≤ 4 UTF-8 bytes a character
+            raise BadPayload(f"payload is larger than {limit} bytes")
+        return text
+
+    async def run(self, cmd: Prepared) -> Reply:
+        """The read → write loop, retried while optimistic locking loses races."""
+        policy = self._options.locking
+        pause = self._options.pause
+        for attempt in range(1, policy.max_attempts + 1):
+            plan = None
+            if pause is not None:
+                stored = await self._stored(self._db, cmd.key)
+                if stored is not None:
+                    reply = self._replay(cmd, stored)
+                    self.stats.replays += reply.status is not ReplyStatus.CONFLICT
+                    return reply
+                plan = await cmd.action.decide(self._db, cmd.resource, cmd.request, self._now())
+                await pause()
+            try:
+                return await self._committer.enqueue(_Job(cmd, plan))
+            except ConflictError:
+                self.stats.conflicts += 1
+                if attempt < policy.max_attempts:
+                    await self._options.sleep(policy.backoff(attempt, self._options.rng))
+        raise ConflictError(
+            f"{self._service}: {cmd.key}: still conflicting after {policy.max_attempts} attempts"
+        )
+
+    async def _apply_batch(self, jobs: Sequence[_Job]) -> list[Reply | Exception]:
+        """Run ``jobs`` in one transaction (see the module docstring); one outcome per job.
+
+        Commands decided inside the batch almost never fail, so a batch first runs as one plain
+        transaction. Only if a command fails (which rolls everything back) is it run again with a
+        SAVEPOINT around each command, so the failure stays that command's own. Raises only when
+        the transaction itself fails (or the single command of a batch of one does); the
+        committer then runs each command in a transaction of its own.
+        """
+        if len(jobs) == 1 or all(job.plan is None for job in jobs):
+            try:
+                return await self._transact(jobs, isolated=False)
+            except Exception:
+                if len(jobs) == 1:
+                    raise
+        return await self._transact(jobs, isolated=True)
+
+    async def _transact(self, jobs: Sequence[_Job], *, isolated: bool) -> list[Reply | Exception]:
+        outcomes: list[Reply | Exception] = []
+        applied = replayed = 0
+        try:
+            async with self._db.transaction() as tx:
+                for job in jobs:
+                    if isolated:
+                        await tx.execute("SAVEPOINT command")
+                    try:
+                        reply, wrote = await self._apply_job(tx, job)
+                    except Exception as exc:
+                        if not isolated:
+                            raise
+                        # This command's own failure, reported to it. If the rollback itself
+                        # fails, the transaction is lost: the whole batch fails.
+                        await tx.execute("ROLLBACK TO SAVEPOINT command")
+                        outcomes.append(exc)
+                    else:
+                        outcomes.append(reply)
+                        applied += wrote
+                        replayed += not wrote and reply.status is not ReplyStatus.CONFLICT
+                    if isolated:
+                        await tx.execute("RELEASE SAVEPOINT command")
+                if not applied:
+                    raise _NothingToCommit
+        except _NothingToCommit:
+            pass
+        else:
+            self.stats.commits += 1
+            self.stats.applied += applied
+        self.stats.replays += replayed
+        return outcomes
+
+    async def _apply_job(self, tx: Tx, job: _Job) -> tuple[Reply, bool]:
+        """One command's part of a batch: its reply, and whether it wrote anything."""
+        cmd, plan = job.cmd, job.plan
+        if plan is not None:
+            return await self.apply(tx, cmd, plan), True
+        if not self._blind_record:
+            stored = await self._stored(tx, cmd.key)
+            if stored is not None:
+                return self._replay(cmd, stored), False
+        plan = await cmd.action.decide(tx, cmd.resource, cmd.request, self._now())
+        body = canonical_json(plan.reply.to_json())
+        try:
+            await tx.execute(
+                _RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), body, self._now()
+            )
+        except ConflictError:
+            if not self._blind_record:
+                raise
+            # The key is recorded already: a repeat. The failed INSERT undid only itself.
+            stored = await self._stored(tx, cmd.key)
+            if stored is None:
+                raise
+            return self._replay(cmd, stored), False
+        return await self._write(tx, plan, body), True
+
+    async def apply(self, tx: Tx, cmd: Prepared, plan: Plan) -> Reply:
+        """Record ``cmd``'s reply and run its writes inside ``tx``, without committing.
+
+        Raises :class:`ConflictError` when the key is already recorded or a write finds a state
+        other than the one ``plan`` was decided on; the caller must roll ``tx`` back.
+        """
+        body = canonical_json(plan.reply.to_json())
+        await self._record(tx, cmd, plan, body)
+        return await self._write(tx, plan, body)
+
+    async def _record(self, tx: Tx, cmd: Prepared, plan: Plan, body: str) -> None:
+        """Insert the key's idempotency record (ConflictError if the key has one)."""
+        await tx.execute(
+            _RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), body, self._now()
+        )
+
+    async def _write(self, tx: Tx, plan: Plan, body: str) -> Reply:
+        """Run the plan's writes, checking each changed the rows it expects; its reply."""
+        for write in plan.writes:
+            changed = await tx.execute(write.sql, *write.params)
+            if write.expect is not None and changed != write.expect:
+                raise ConflictError(
+                    f"{self._service}: stale read: {write.sql.split(' SET ')[0]!r} changed"
+                    f" {changed} rows, expected {write.expect}"
+                )
+        # Hand back exactly what a repeat will read from the idempotency table: most replies
+        # are already in that form, the others are read back from their JSON.
+        reply = plan.reply
+        if _is_canonical(reply.body):
+            return reply
+        return Reply.from_json(json.loads(body))
+
+    async def probe(self, key: str) -> Probe:
+        """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""
+        try:
+            saga_id, step, phase = parse_key(key)
+        except ValueError:
+            return Probe(KeyState.UNKNOWN)
+        stored = await self._stored(self._db, key)
+        if stored is not None:
+            reply = Reply.from_json(json.loads(stored["reply"]))
+            state = KeyState.APPLIED if reply.ok else KeyState.REFUSED
+            return Probe(state, reply)
+        if phase is Phase.ACTION:
+            # A tombstone means the action can never apply: its late arrival will be refused.
+            cancelled = await self._cancelled(self._db, f"{saga_id}:{step}")
+            if cancelled is not None:
+                return Probe(KeyState.REFUSED, cancelled)
+        return Probe(KeyState.UNKNOWN)
+
+    async def _stored(self, reader: Reader, key: str) -> Row | None:
+        return await reader.fetchone(
+            "SELECT fingerprint, status, reply FROM idempotency WHERE key = ?", key
+        )
+
+    def _replay(self, cmd: Prepared, stored: Row) -> Reply:
+        """The stored reply for a repeat of ``cmd``, or ``conflict`` for another request."""
+        if stored["fingerprint"] != cmd.fingerprint:
+            return Reply(
+                ReplyStatus.CONFLICT,
+                {},
+                f"idempotency key {cmd.key!r} was already used for a different request",
+            )
+        return Reply.from_json(json.loads(stored["reply"]))
+
+    def _now(self) -> float:
+        return float(self._options.clock())

@@ -1,0 +1,133 @@
+"""The life of the resource a step creates, and the tombstones that keep late actions out.
+
+Every service keeps one resource per ``<saga id>:<step>`` (its ``ref``) in a table with at least
+the columns ``ref`` (primary key), ``order_id``, ``state``, ``tombstone`` (0/1), ``version``,
+``created_at``, ``updated_at``; every other column has a default. Its explicit state machine::
+
+    (unseen) ──action──► initial ──confirm──► confirmed
+        │                   └────compensate──► cancelled
+        └──compensate──► cancelled + tombstone
+    (a service may add terminal states, e.g. a declined payment, which compensate as a no-op)
+
+Rules shared by all three services:
+
+* compensate: initial → cancelled (undoing the action's effects); unseen → a tombstone (a
+  cancelled row without effects) so the action arriving late is refused; cancelled or another
+  terminal state → a no-op success; confirmed → refused (illegal transition).
+* confirm: initial → confirmed; confirmed → a no-op success; anything else → refused.
+* action on an existing ref: a tombstone → refused "<noun> cancelled"; otherwise refused.
+* a compensation or confirmation naming another order than the resource's is refused.
+
+Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.kit`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from ordersaga.db import Row
+from ordersaga.participant.kit import Plan, Reader, Write
+from ordersaga.protocol.messages import Reply, ReplyStatus
+
+__all__ = ["Effects", "Lifecycle"]
+
+#: The writes that go with a transition, given the resource row (e.g. stock back to available).
+Effects = Callable[[Reader, Row], Awaitable[Sequence[Write]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """The state machine of one service's resource table (inert data; functions below)."""
+
+    table: str
+    noun: str
+    initial: str
+    confirmed: str
+    cancelled: str
+    compensate_verb: str
+    confirm_verb: str
+    #: Terminal states besides confirmed/cancelled; compensating them is a no-op success.
+    other_terminal: frozenset[str] = field(default_factory=frozenset)
+
+    def cancelled_reply(self) -> Reply:
+        """The refusal of an action whose resource was cancelled before it arrived."""
+        return Reply.refused(f"{self.noun} cancelled")
+
+    async def load(self, reader: Reader, ref: str) -> Row | None:
+        # The table name comes from this frozen spec, never from input.
+        return await reader.fetchone(f"SELECT * FROM {self.table} WHERE ref = ?", ref)
+
+    async def cancelled_action(self, reader: Reader, ref: str) -> Reply | None:
+        """The refusal a late action on ``ref`` gets if a tombstone is there, else ``None``."""
+        row = await reader.fetchone(f"SELECT tombstone FROM {self.table} WHERE ref = ?", ref)
+        return self.cancelled_reply() if row is not None and row["tombstone"] else None
+
+    def refuse_existing(self, row: Row) -> Plan:
+        """The plan for an action whose resource already exists under another key."""
+        if row["tombstone"]:
+            return Plan(self.cancelled_reply())
+        return Plan(Reply.refused(f"{self.noun} {row['ref']!r} already exists ({row['state']})"))
+
+    def transition(self, row: Row, state: str, now: float) -> Write:
+        """Move ``row`` to ``state`` if nobody changed it since it was read."""
+        return Write(
+            f"UPDATE {self.table} SET state = ?, version = version + 1, updated_at = ?"
+            " WHERE ref = ? AND version = ?",
+            (state, now, row["ref"], row["version"]),
+        )
+
+    def tombstone(self, ref: str, order_id: str, now: float) -> Write:
+        # A plain INSERT: if the action commits first, the primary key makes this conflict and
+        # the compensation is decided again on the real row.
+        return Write(
+            f"INSERT INTO {self.table}"
+            " (ref, order_id, state, tombstone, version, created_at, updated_at)"
+            " VALUES (?, ?, ?, 1, 1, ?, ?)",
+            (ref, order_id, self.cancelled, now, now),
+        )
+
+    async def compensate(
+        self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects
+    ) -> Plan:
+        """Plan the compensation of ``ref`` (see the module docstring for the rules)."""
+        row = await self.load(reader, ref)
+        if row is None:
+            return Plan(self._state(self.cancelled), (self.tombstone(ref, order_id, now),))
+        if row["order_id"] != order_id:
+            return Plan(self._wrong_order(row, order_id))
+        state = row["state"]
+        if state == self.initial:
+            writes = (*await undo(reader, row), self.transition(row, self.cancelled, now))
+            return Plan(self._state(self.cancelled), writes)
+        if state == self.cancelled or state in self.other_terminal:
+            return Plan(self._state(state))
+        return Plan(self._illegal(state, self.compensate_verb))
+
+    async def confirm(
+        self, reader: Reader, ref: str, order_id: str | None, now: float, effects: Effects
+    ) -> Plan:
+        """Plan the confirmation of ``ref``; ``order_id`` is checked when given."""
+        row = await self.load(reader, ref)
+        if row is None:
+            return Plan(Reply.refused(f"no {self.noun} {ref!r} to {self.confirm_verb}"))
+        if order_id is not None and row["order_id"] != order_id:
+            return Plan(self._wrong_order(row, order_id))
+        state = row["state"]
+        if state == self.initial:
+            writes = (*await effects(reader, row), self.transition(row, self.confirmed, now))
+            return Plan(self._state(self.confirmed), writes)
+        if state == self.confirmed:
+            return Plan(self._state(state))
+        return Plan(self._illegal(state, self.confirm_verb))
+
+    def _state(self, state: str) -> Reply:
+        return Reply(ReplyStatus.OK, {"state": state})
+
+    def _illegal(self, state: str, verb: str) -> Reply:
+        return Reply.refused(f"illegal transition: {self.noun} is {state}, cannot {verb}")
+
+    def _wrong_order(self, row: Row, order_id: str) -> Reply:
+        return Reply.refused(
+            f"{self.noun} {row['ref']!r} belongs to order {row['order_id']!r}, not {order_id!r}"
+        )

@@ -1,0 +1,119 @@
+"""A service database's own bookkeeping: schema version, stored configuration, idempotency.
+
+Tables every service database has (besides the service's own)::
+
+    schema_version (component TEXT PK, version BIGINT)
+        one row per service; opening a database written by another schema version is refused
+    config (service TEXT PK, body TEXT JSON, created_at DOUBLE PRECISION)
+        the configuration the database was seeded from; later opens use it, not theirs
+    idempotency (key TEXT PK, fingerprint TEXT, status TEXT 'ok'|'refused', reply TEXT JSON,
+                 created_at DOUBLE PRECISION)
+        one row per applied or refused command, written in the command's own transaction
+
+All DDL is in the common subset of SQLite and PostgreSQL and idempotent (``IF NOT EXISTS``), so
+several processes may open one database at once (``executescript`` serialises them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ordersaga.db import Database
+from ordersaga.errors import ConfigError
+from ordersaga.participant.kit import Write
+from ordersaga.protocol.messages import canonical_json
+
+__all__ = ["ensure_schema", "load_or_seed_config", "redacted_url"]
+
+VERSION_DDL = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    component TEXT PRIMARY KEY,
+    version BIGINT NOT NULL
+)
+"""
+
+KIT_DDL = """
+CREATE TABLE IF NOT EXISTS config (
+    service TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reply TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+)
+"""
+
+
+def redacted_url(db: Database) -> str:
+    """The database URL without a password, fit for an error message."""
+    parts = urlsplit(db.url)
+    if parts.password is None:
+        return db.url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def ensure_schema(db: Database, component: str, version: int, ddl: str) -> None:
+    """Create the kit's and the service's tables if missing; refuse another schema version."""
+    await db.executescript(VERSION_DDL)
+    row = await db.fetchone("SELECT version FROM schema_version WHERE component = ?", component)
+    if row is not None and row["version"] != version:
+        raise ConfigError(
+            f"{redacted_url(db)}: the {component} schema is version {row['version']}, "
+            f"this ordersaga supports version {version}"
+        )
+    await db.executescript(
+        f"{KIT_DDL};\n{ddl};\n"
+        f"INSERT INTO schema_version (component, version) VALUES ('{component}', {int(version)})"
+        " ON CONFLICT (component) DO NOTHING"
+    )
+
+
+async def load_or_seed_config(
+    db: Database,
+    service: str,
+    config: Mapping[str, Any] | None,
+    seed: Sequence[Write],
+    now: float,
+) -> dict[str, Any]:
+    """The configuration stored in ``db``; on a new database, store ``config`` and run ``seed``.
+
+    A database that already has a configuration keeps it and ignores ``config``. Two processes
+    seeding one new database at once are safe: only the one whose config row lands seeds rows.
+    """
+    stored = await _stored(db, service)
+    if stored is not None:
+        return stored
+    if config is None:
+        raise ConfigError(
+            f"the {service} database {redacted_url(db)} is new and no configuration was given"
+        )
+    async with db.transaction() as tx:
+        created = await tx.execute(
+            "INSERT INTO config (service, body, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (service) DO NOTHING",
+            service,
+            canonical_json(config),
+            now,
+        )
+        if created:
+            for write in seed:
+                await tx.execute(write.sql, *write.params)
+    stored = await _stored(db, service)
+    assert stored is not None  # just inserted, by us or by a concurrent opener
+    return stored
+
+
+async def _stored(db: Database, service: str) -> dict[str, Any] | None:
+    row = await db.fetchone("SELECT body FROM config WHERE service = ?", service)
+    if row is None:
+        return None
+    body: dict[str, Any] = json.loads(row["body"])
+    return body
