@@ -1,0 +1,317 @@
+"""Driving one saga through its life: forward steps, the decision, compensations, confirmations.
+
+Life of a saga (every arrow is one durable write to the saga log, made *before* acting on it)::
+
+    create ─► step 1 result ─► ... ─► pivot result + decision "confirm" ─► confirmations + end
+                    │
+                    └─► refused/unknown result + decision "compensate" ─► compensations + end
+
+* Forward steps are retried under one idempotency key while their outcome is unknown; when the
+  budget is spent the service is probed; a still-unknown step is compensated along with the
+  earlier ones. A refused step is never compensated.
+* Compensations run in reverse order and confirmations in order, each retried without an attempt
+  limit and shielded from cancellation; their records and the terminal status are written in one
+  write at the end. Re-running them after a crash is harmless: they are idempotent.
+* On a worker (``owner`` set), every log write is fenced by the worker's lease (see
+  :meth:`ordersaga.saga.store.SagaStore.update`).
+
+The :class:`Driver` holds no saga of its own: each saga's state is a :class:`Run`, rebuilt from
+its log record when a saga is resumed. Who may drive which saga is the executor's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ordersaga.errors import ConflictError, OwnershipLost
+from ordersaga.protocol.messages import Command, Phase, make_key
+from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
+from ordersaga.saga.clock import Clock
+from ordersaga.saga.crash import CrashPoints
+from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
+from ordersaga.saga.result import DecisionCallback, EngineSettings, EngineStats, SagaResult
+from ordersaga.saga.retry import RetryPolicy
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
+
+_STEP_STATUS = {
+    CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
+    CallStatus.REFUSED: StepStatus.REFUSED,
+    CallStatus.UNKNOWN: StepStatus.UNKNOWN,
+}
+
+
+@dataclass(slots=True)
+class Run:
+    """The in-memory view of one saga while it runs (mirrors what is in the log)."""
+
+    record: SagaRecord
+    definition: SagaDefinition
+    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    attempts: int = 0
+    calls: int = 0
+    compensations: int = 0
+    on_decided: DecisionCallback | None = None
+
+    @property
+    def saga_id(self) -> str:
+        return self.record.saga_id
+
+    def context(self) -> SagaContext:
+        return SagaContext(self.saga_id, self.record.input, self.results)
+
+
+class Driver:
+    """Drives runs to their end, writing every decision to the log before acting on it."""
+
+    def __init__(
+        self,
+        store: SagaStore,
+        caller: Caller,
+        clock: Clock,
+        settings: EngineSettings,
+        crash: CrashPoints,
+        stats: EngineStats,
+        owner: str | None,
+    ) -> None:
+        self.store = store
+        self.caller = caller
+        self._clock = clock
+        self._settings = settings
+        self._crash = crash
+        self._stats = stats
+        self._owner = owner
+
+    async def drive(self, run: Run) -> SagaResult:
+        """Drive ``run`` from wherever its record stands to its end.
+
+        A write the log refuses means another runner took the saga over or finished it: stop
+        driving it and return the stored outcome if there is one, else raise
+        :class:`OwnershipLost`.
+        """
+        try:
+            return await self._drive_owned(run)
+        except ConflictError as exc:
+            stored = await self.store.load(run.saga_id)
+            if stored is None or not stored.status.terminal:
+                raise OwnershipLost(f"saga {run.saga_id!r}: {exc}") from exc
+            return SagaResult(
+                run.saga_id,
+                stored.status,
+                stored.reason,
+                replayed=True,
+                fingerprint=stored.fingerprint,
+            )
+
+    async def _drive_owned(self, run: Run) -> SagaResult:
+        for record in run.record.steps:
+            if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
+                run.results[record.step] = record.result
+        status = run.record.status
+        reason = run.record.reason
+        if status is SagaStatus.RUNNING:
+            status, reason = await self._forward(run)
+            if status is SagaStatus.CONFIRMING and run.on_decided is not None:
+                run.on_decided(self._result(run, status, reason))
+        if status is SagaStatus.CONFIRMING:
+            status = await _shielded(self._confirm(run))
+        elif status is SagaStatus.COMPENSATING:
+            status = await _shielded(self._compensate(run, reason))
+        if status is SagaStatus.CONFIRMED:
+            self._stats.confirmed += 1
+        elif status is SagaStatus.FAILED:
+            self._stats.failed += 1
+        return self._result(run, status, reason)
+
+    @staticmethod
+    def _result(run: Run, status: SagaStatus, reason: str | None) -> SagaResult:
+        return SagaResult(
+            run.saga_id,
+            status,
+            reason,
+            retries=run.attempts - run.calls,
+            compensations=run.compensations,
+            fingerprint=run.record.fingerprint,
+        )
+
+    async def _forward(self, run: Run) -> tuple[SagaStatus, str | None]:
+        steps = run.definition.forward_steps
+        for index, step in enumerate(steps):
+            if step.name in run.results:
+                continue
+            policy = step.retry or self._settings.action_policy
+            started = self._clock.time()
+            outcome = await self._call(run, step, Phase.ACTION, policy)
+            record = self._step_record(step, Phase.ACTION, outcome, started)
+            if outcome.status is CallStatus.SUCCEEDED:
+                run.results[step.name] = outcome.body
+                decided = index == len(steps) - 1
+                if not decided:
+                    await self._log(run, f"{step.name}.result", [record])
+                    continue
+                status = (
+                    SagaStatus.CONFIRMING
+                    if run.definition.retriable_steps
+                    else SagaStatus.CONFIRMED
+                )
+                await self._log(run, "decision.confirm", [record], status)
+                return status, None
+            needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
+            status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
+            await self._log(run, "decision.compensate", [record], status, outcome.reason)
+            return status, outcome.reason
+        raise AssertionError("a checked definition always decides")  # pragma: no cover
+
+    async def _compensate(self, run: Run, reason: str | None) -> SagaStatus:
+        """Undo, in reverse order, every step that succeeded or whose outcome is unknown."""
+        done: list[StepRecord] = []
+        for step in reversed(run.definition.forward_steps):
+            action = run.record.step(step.name)
+            if action is None or action.status is StepStatus.REFUSED:
+                continue
+            started = self._clock.time()
+            outcome = await self._call(run, step, Phase.COMPENSATE, self._settings.forever_policy)
+            if outcome.status is not CallStatus.SUCCEEDED:
+                await self._attention(run, outcome.reason)
+                return SagaStatus.COMPENSATING
+            run.compensations += 1
+            self._stats.compensations += 1
+            done.append(self._step_record(step, Phase.COMPENSATE, outcome, started))
+            self._crash.hit("compensation.during")
+        await self._log(run, "end.failed", done, SagaStatus.FAILED, reason, attention=False)
+        return SagaStatus.FAILED
+
+    async def _confirm(self, run: Run) -> SagaStatus:
+        """Drive every retriable step to success, in order."""
+        done: list[StepRecord] = []
+        for step in run.definition.retriable_steps:
+            started = self._clock.time()
+            outcome = await self._call(run, step, Phase.CONFIRM, self._settings.forever_policy)
+            if outcome.status is not CallStatus.SUCCEEDED:
+                await self._attention(run, outcome.reason)
+                return SagaStatus.CONFIRMING
+            done.append(self._step_record(step, Phase.CONFIRM, outcome, started))
+            self._crash.hit("confirmation.during")
+        await self._log(run, "end.confirmed", done, SagaStatus.CONFIRMED, attention=False)
+        return SagaStatus.CONFIRMED
+
+    # ------------------------------------------------------------------------ helpers
+
+    async def _call(self, run: Run, step: Step, phase: Phase, policy: RetryPolicy) -> CallOutcome:
+        builder = step.action if phase is not Phase.COMPENSATE else step.compensation
+        assert builder is not None  # guaranteed by the definition check
+        invocation = builder(run.context())
+        command = Command(
+            invocation.service,
+            invocation.action,
+            make_key(run.saga_id, step.key_name(), phase),
+            invocation.payload,
+        )
+
+        flag = None
+        if policy.unlimited:
+
+            async def flag() -> None:
+                await self._attention(run, f"{command.service} {command.action}: still failing")
+
+        outcome = await self.caller.call(
+            command,
+            policy,
+            f"{step.name}:{phase.value}",
+            on_slow=flag,
+            slow_after=self._settings.attention_after,
+        )
+        run.calls += 1
+        run.attempts += outcome.attempts
+        return outcome
+
+    def _step_record(
+        self, step: Step, phase: Phase, outcome: CallOutcome, started: float
+    ) -> StepRecord:
+        return StepRecord(
+            step.name,
+            phase,
+            _STEP_STATUS[outcome.status],
+            outcome.body,
+            outcome.reason,
+            outcome.attempts,
+            started,
+            self._clock.time(),
+        )
+
+    async def log_create(
+        self,
+        saga_id: str,
+        definition: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        status: SagaStatus,
+        reason: str | None,
+    ) -> tuple[SagaRecord, bool]:
+        """Create the saga's log record (see :meth:`SagaStore.create`), between crash points."""
+        self._crash.hit("log.before:create")
+        result = await self.store.create(
+            saga_id, definition, input, fingerprint, status=status, reason=reason
+        )
+        self._crash.hit("log.after:create")
+        return result
+
+    async def _log(
+        self,
+        run: Run,
+        what: str,
+        steps: list[StepRecord],
+        status: SagaStatus | None = None,
+        reason: str | None = None,
+        attention: bool | None = None,
+    ) -> None:
+        self._crash.hit(f"log.before:{what}")
+        await self.store.update(
+            run.saga_id,
+            steps=steps,
+            status=status,
+            reason=reason,
+            needs_attention=attention,
+            owner=self._owner,
+        )
+        self._crash.hit(f"log.after:{what}")
+        # Keep the in-memory record in step with the log.
+        merged = {(r.step, r.phase): r for r in run.record.steps}
+        merged.update({(r.step, r.phase): r for r in steps})
+        run.record = SagaRecord(
+            run.record.saga_id,
+            run.record.definition,
+            run.record.input,
+            run.record.fingerprint,
+            status or run.record.status,
+            tuple(merged.values()),
+            reason if reason is not None else run.record.reason,
+            run.record.needs_attention if attention is None else attention,
+            run.record.created_at,
+            self._clock.time(),
+        )
+
+    async def _attention(self, run: Run, reason: str | None) -> None:
+        if run.record.needs_attention:
+            return
+        self._stats.needs_attention += 1
+        await self._log(run, "attention", [], None, None, attention=True)
+
+
+async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:
+    """Run ``work`` to its end even if the caller is cancelled (compensation must finish).
+
+    A cancelled caller leaves ``work`` running on its own; should it then fail (say a new owner
+    fenced off its last log write), its error is retrieved here so that it is not reported as
+    an exception nobody retrieved: the saga's new owner finishes the job.
+    """
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[SagaStatus]) -> None:
+    if not task.cancelled():
+        task.exception()

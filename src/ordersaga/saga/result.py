@@ -1,0 +1,69 @@
+"""What the engine hands back: a saga's result, the engine's settings and its counters.
+
+Plain values, no behaviour: the executor (:mod:`ordersaga.saga.executor`) fills them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
+from ordersaga.saga.store.base import SagaStatus
+
+__all__ = ["MISMATCH_REASON", "DecisionCallback", "EngineSettings", "EngineStats", "SagaResult"]
+
+#: The reason given to a request whose saga id is already used with other input.
+MISMATCH_REASON = "saga id already used with different input"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """How hard the engine tries, frozen for the engine's life.
+
+    ``action_policy`` retries a forward step (a step may override it with ``Step.retry``);
+    ``forever_policy`` retries compensations and confirmations, which must finish;
+    ``probe_policy`` asks a service whether a step whose outcome stayed unknown was applied.
+    """
+
+    action_policy: RetryPolicy = ACTION_POLICY
+    forever_policy: RetryPolicy = FOREVER_POLICY
+    probe_policy: RetryPolicy = PROBE_POLICY
+    #: A compensation or confirmation failing for this long flags its saga for attention.
+    attention_after: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SagaResult:
+    """How a saga ended, as seen by the caller that asked for it."""
+
+    saga_id: str
+    status: SagaStatus
+    reason: str | None = None
+    retries: int = 0
+    compensations: int = 0
+    replayed: bool = False  # decided before this request: nothing was executed for it
+    mismatch: bool = False  # the id exists with other input: this request was not executed
+    fingerprint: str = ""
+
+    @property
+    def confirmed(self) -> bool:
+        """Decided to confirm: confirmed, or confirming (a confirmation is still outstanding and
+        the saga flagged for attention; it can only end confirmed)."""
+        return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
+
+
+#: Told a saga's outcome as soon as it is decided (see :meth:`SagaEngine.start`).
+DecisionCallback = Callable[["SagaResult"], None]
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """What one engine did since it was made (sagas, compensations, attention flags)."""
+
+    started: int = 0
+    resumed: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    compensations: int = 0
+    needs_attention: int = 0
