@@ -6,6 +6,9 @@ Life of a saga (every arrow is one durable write to the saga log, made *before* 
                     │
                     └─► refused/unknown result + decision "compensate" ─► compensations + end
 
+* The success of the last forward step (the pivot, or the last compensatable step of a
+  definition without one) decides the saga. With retriable steps left, the decision is
+  ``confirming``; without, the decision and the end are one write: ``confirmed``.
 * Forward steps are retried under one idempotency key while their outcome is unknown; when the
   budget is spent the service is probed; a still-unknown step is compensated along with the
   earlier ones. A refused step is never compensated.

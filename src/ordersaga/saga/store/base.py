@@ -12,7 +12,8 @@ Status life cycle (anything else is refused with :class:`ordersaga.errors.Confli
     running ──► confirming ──► confirmed
        │
        └──────► compensating ──► failed
-    (running may also go straight to failed when nothing needs compensating)
+    (running may also go straight to failed when nothing needs compensating, and straight to
+    confirmed when the deciding step is the last one: nothing is left to confirm)
 
 Backends: SQLite (the embedded default, a file in the data dir), PostgreSQL, and an in-memory one
 (for ``--no-durability`` and tests). All of them pass one contract test suite.
@@ -56,7 +57,13 @@ TERMINAL = frozenset({SagaStatus.CONFIRMED, SagaStatus.FAILED})
 
 ALLOWED_TRANSITIONS: Mapping[SagaStatus, frozenset[SagaStatus]] = {
     SagaStatus.RUNNING: frozenset(
-        {SagaStatus.RUNNING, SagaStatus.CONFIRMING, SagaStatus.COMPENSATING, SagaStatus.FAILED}
+        {
+            SagaStatus.RUNNING,
+            SagaStatus.CONFIRMING,
+            SagaStatus.CONFIRMED,
+            SagaStatus.COMPENSATING,
+            SagaStatus.FAILED,
+        }
     ),
     SagaStatus.CONFIRMING: frozenset({SagaStatus.CONFIRMING, SagaStatus.CONFIRMED}),
     SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATING, SagaStatus.FAILED}),
