@@ -17,7 +17,7 @@ from ordersaga.saga.crash import CrashPoints
 __all__ = ["RaisingCrashPoints", "SimulatedCrash"]
 
 
-class SimulatedCrash(Exception):  # noqa: N818 - it is not an error of the code under test
+class SimulatedCrash(Exception):
     """The process "died" at a crash point (raised by :class:`RaisingCrashPoints`).
 
     Deliberately not an :class:`ordersaga.errors.OrderSagaError`: nothing in the engine catches
