@@ -23,8 +23,9 @@ Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.ki
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ordersaga.db import Row
 from ordersaga.participant.kit import Plan, Reader, Write
@@ -32,8 +33,14 @@ from ordersaga.protocol.messages import Reply, ReplyStatus
 
 __all__ = ["Effects", "Lifecycle"]
 
-#: The writes that go with a transition, given the resource row (e.g. stock back to available).
-Effects = Callable[[Reader, Row], Awaitable[Sequence[Write]]]
+
+class Effects(Protocol):
+    """The writes that go with a transition, given the resource row (e.g. stock back to
+    available). Like a decision, it only reads; the kit runs the writes it returns."""
+
+    def __call__(self, reader: Reader, row: Row, /) -> Awaitable[Sequence[Write]]:
+        """The writes for ``row``'s transition (none is fine)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

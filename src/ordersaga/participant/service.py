@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 from ordersaga.db import Database
 from ordersaga.participant.kit import Action, CommandRunner, KitStats, RunnerOptions, Write
@@ -79,3 +80,15 @@ class KitService(abc.ABC):
             await self.runner.close()
         finally:
             await self.db.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the service (and its database), whatever ended the block."""
+        await self.close()

@@ -57,6 +57,8 @@ class Phase(enum.StrEnum):
 
 
 class ReplyStatus(enum.StrEnum):
+    """A service's answer to a command (see the table in the module docstring)."""
+
     OK = "ok"
     REFUSED = "refused"
     INVALID = "invalid"

@@ -8,6 +8,8 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    """Everything that reads time or sleeps takes one of these, so one fake drives a test."""
+
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (for intervals and deadlines)."""
         ...

@@ -27,6 +27,8 @@ from ordersaga.saga.retry import RetryPolicy
 
 
 class StepKind(enum.StrEnum):
+    """What a step may do when the saga goes wrong (see the module docstring)."""
+
     COMPENSATABLE = "compensatable"
     PIVOT = "pivot"
     RETRIABLE = "retriable"
@@ -55,6 +57,13 @@ Builder = Callable[[SagaContext], Invocation]
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """One step of a saga: how to build its call, and for a forward step its compensation.
+
+    ``action`` and ``compensation`` are pure functions of the :class:`SagaContext`: the engine
+    calls them again after a crash, and each call is sent under the same idempotency key, so
+    they must build the same request each time (read only the input and earlier results).
+    """
+
     name: str
     kind: StepKind
     action: Builder
@@ -71,6 +80,12 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class SagaDefinition:
+    """A named, ordered tuple of steps, checked when made (:func:`check`).
+
+    The name is written in the saga log: an engine resuming a saga looks its definition up by
+    name, so a definition keeps its name (and the meaning of its step names) across releases.
+    """
+
     name: str
     steps: tuple[Step, ...]
 

@@ -5,8 +5,8 @@ Plain values, no behaviour: the executor (:mod:`ordersaga.saga.executor`) fills 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
 from ordersaga.saga.store.base import SagaStatus
@@ -53,8 +53,11 @@ class SagaResult:
         return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
 
 
-#: Told a saga's outcome as soon as it is decided (see :meth:`SagaEngine.start`).
-DecisionCallback = Callable[["SagaResult"], None]
+class DecisionCallback(Protocol):
+    """Told a saga's outcome as soon as it is decided (see :meth:`SagaEngine.start`)."""
+
+    def __call__(self, result: SagaResult, /) -> None:
+        """Called once, with the decided result, before the confirmations run."""
 
 
 @dataclass(slots=True)

@@ -10,11 +10,18 @@ and HTTP; the fault injector wraps either.
 from __future__ import annotations
 
 import abc
+from types import TracebackType
+from typing import Self
 
 from ordersaga.protocol.messages import Command, Probe, Reply
 
 
 class Transport(abc.ABC):
+    """Carries commands and probes to named services (see the module docstring).
+
+    A transport is an async context manager: ``async with`` closes it on the way out.
+    """
+
     @abc.abstractmethod
     async def send(self, command: Command) -> Reply:
         """Deliver ``command`` to ``command.service``; raise TransportError if no answer came."""
@@ -28,3 +35,15 @@ class Transport(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the transport, whatever ended the block."""
+        await self.close()

@@ -36,6 +36,8 @@ FAULT_CLASSES = ("request_lost", "response_lost", "duplicate", "late", "delay")
 
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
+    """How often faults strike (``rate``, per class and call), from which seed, how late."""
+
     rate: float = 0.0
     seed: int | None = None
     max_delay: float = 0.002  # seconds, for the ``delay`` class
@@ -47,6 +49,8 @@ class FaultSettings:
 
 
 class FaultInjector(Transport):
+    """Wraps any transport and makes its calls suffer the faults of the module docstring."""
+
     def __init__(self, inner: Transport, settings: FaultSettings) -> None:
         self._inner = inner
         self._settings = settings

@@ -11,6 +11,12 @@ from ordersaga.transport.base import Transport
 
 
 class InProcessTransport(Transport):
+    """Calls participant objects directly, by service name (no network, no serialisation).
+
+    A participant's :class:`StorageError` becomes :class:`ResponseLost`: its transaction rolled
+    back, and to the engine that is an unknown outcome, retried under the same key.
+    """
+
     def __init__(self, services: Mapping[str, Participant]) -> None:
         self._services = dict(services)
 

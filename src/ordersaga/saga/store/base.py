@@ -25,7 +25,8 @@ import abc
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from ordersaga.protocol.messages import Phase
 
@@ -42,6 +43,8 @@ __all__ = [
 
 
 class SagaStatus(enum.StrEnum):
+    """Where a saga stands (the life cycle is drawn in the module docstring)."""
+
     RUNNING = "running"
     COMPENSATING = "compensating"
     CONFIRMING = "confirming"
@@ -73,6 +76,8 @@ ALLOWED_TRANSITIONS: Mapping[SagaStatus, frozenset[SagaStatus]] = {
 
 
 class StepStatus(enum.StrEnum):
+    """The known outcome of one phase of one step."""
+
     SUCCEEDED = "succeeded"  # the service applied it (result holds its reply body)
     REFUSED = "refused"  # a definite refusal: nothing applied, never compensated
     UNKNOWN = "unknown"  # retries and the probe could not tell: compensated to be safe
@@ -130,6 +135,9 @@ class StoreStats:
 class SagaStore(abc.ABC):
     """The saga log. Every method is safe to call from many coroutines at once.
 
+    A store is an async context manager: ``async with await open_store(url) as store:`` closes
+    it (flushing pending writes) on the way out.
+
     A value that is not JSON (in ``input`` or a step's ``result``) fails its own call
     (``TypeError``/``ValueError``) before anything is written. A call cancelled while it waits
     for its commit may still have been written (as with any cancelled commit); the log tells.
@@ -185,7 +193,8 @@ class SagaStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def load(self, saga_id: str) -> SagaRecord | None: ...
+    async def load(self, saga_id: str) -> SagaRecord | None:
+        """The saga's record as last committed, or None for an unknown id."""
 
     @abc.abstractmethod
     async def unfinished(self) -> list[SagaRecord]:
@@ -196,8 +205,21 @@ class SagaStore(abc.ABC):
         """Every saga, in creation order, read in batches (for the audit)."""
 
     @abc.abstractmethod
-    async def count_by_status(self) -> dict[SagaStatus, int]: ...
+    async def count_by_status(self) -> dict[SagaStatus, int]:
+        """How many sagas are in each status (every status present, zeros included)."""
 
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush pending writes and release the database."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store, whatever ended the block."""
+        await self.close()
