@@ -44,11 +44,12 @@ soak-short: $(STAMP)
 	$(BIN)/ordersaga chaos --orders 300 --fault-rate 0.2 --kills 3 --seed 1
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples/trip_saga.py
 
 ## lock: re-pin every dependency (needs network access to PyPI)
 lock:

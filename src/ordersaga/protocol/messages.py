@@ -166,6 +166,7 @@ def canonical_json(value: JSON) -> str:
 
 
 def fingerprint(value: JSON) -> str:
+    """A digest of JSON data (its canonical form): equal data, equal fingerprint."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 

@@ -33,7 +33,15 @@ from ordersaga.errors import (
     StorageError,
     TransportError,
 )
-from ordersaga.protocol.messages import Command, KeyState, Phase, Probe, Reply, ReplyStatus
+from ordersaga.protocol.messages import (
+    Command,
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    fingerprint,
+)
 from ordersaga.protocol.participant import Participant
 from ordersaga.saga.clock import Clock, SystemClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
@@ -75,6 +83,7 @@ __all__ = [
     "SagaEngine",
     "SagaResult",
     "SystemClock",
+    "fingerprint",
     "recover",
     # Stores
     "MemoryStore",
