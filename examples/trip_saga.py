@@ -223,6 +223,17 @@ TRIP = SagaDefinition(
     ),
 )
 
+STOCK = {"flight": {"LH400": 9}, "hotel": {"Ritz": 5}, "car": {"Mini": 1}}
+DESK_TYPES: tuple[type[Desk], ...] = (FlightDesk, HotelDesk, CarDesk, ChargeDesk)
+
+
+async def open_desk(desk: type[Desk], data_dir: Path) -> Desk:
+    """Open one desk on its own SQLite database in ``data_dir`` (seeded when new)."""
+    db = await open_database(f"sqlite:///{data_dir / desk.name}.db")
+    accounts = {"ada": 1, "bob": 1}
+    return await desk.open(db, STOCK.get(desk.name, accounts), max_cents=200_000)
+
+
 TRIPS = (
     {"trip": "T1", "flight": "LH400", "hotel": "Ritz", "car": "Mini", "account": "ada"},
     {"trip": "T2", "flight": "LH400", "hotel": "Ritz", "car": "Mini", "account": "bob"},
@@ -231,15 +242,10 @@ TRIPS = (
 
 async def book_trips(data_dir: Path, out: Callable[[str], None] = print) -> list[SagaResult]:
     """Run both trips on the logs in ``data_dir`` (continued if they exist)."""
-    stock = {"flight": {"LH400": 9}, "hotel": {"Ritz": 5}, "car": {"Mini": 1}}
-    desk_types: list[type[Desk]] = [FlightDesk, HotelDesk, CarDesk, ChargeDesk]
     async with contextlib.AsyncExitStack() as stack:
         desks: dict[str, Desk] = {}
-        for desk in desk_types:
-            db = await open_database(f"sqlite:///{data_dir / desk.name}.db")
-            accounts = {"ada": 1, "bob": 1}
-            opened = await desk.open(db, stock.get(desk.name, accounts), max_cents=200_000)
-            desks[desk.name] = await stack.enter_async_context(opened)
+        for desk in DESK_TYPES:
+            desks[desk.name] = await stack.enter_async_context(await open_desk(desk, data_dir))
         store = await stack.enter_async_context(await open_store(f"sqlite:///{data_dir}/log.db"))
         engine = SagaEngine(store, InProcessTransport(desks), [TRIP])
         await recover(engine)  # finish whatever a crash left unfinished, before new work

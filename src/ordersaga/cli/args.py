@@ -8,11 +8,15 @@ be read at all; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ordersaga.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ordersaga.saga.definition import SagaDefinition
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATAERR, EXIT_INTERRUPTED = 0, 1, 2, 65, 130
 DEFAULT_DATA_DIR = "./ordersaga-data"
@@ -124,19 +128,48 @@ def port(text: str) -> int:
 
 def service_map(text: str) -> dict[str, str]:
     """``inventory=URL,shipping=URL,...``: a URL per service name."""
+    return _service_map(text, SERVICES)
+
+
+def any_service_map(text: str) -> dict[str, str]:
+    """``NAME=URL,...`` for any service names (a worker's user sagas call services of their own)."""
+    return _service_map(text, None)
+
+
+def _service_map(text: str, known: tuple[str, ...] | None) -> dict[str, str]:
     urls: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, url = (x.strip() for x in part.partition("="))
         if not sep or not url:
             raise argparse.ArgumentTypeError(f"expected SERVICE=URL, got {part!r}")
-        if name not in SERVICES:
+        if known is not None and name not in known:
             raise argparse.ArgumentTypeError(
-                f"unknown service {name!r} (expected {', '.join(SERVICES)})"
+                f"unknown service {name!r} (expected {', '.join(known)})"
             )
+        if not name or any(c.isspace() for c in name):
+            raise argparse.ArgumentTypeError(f"bad service name {name!r}")
         if name in urls:
             raise argparse.ArgumentTypeError(f"service {name!r} given twice")
         urls[name] = url
     return urls
+
+
+def saga_ref(text: str) -> SagaDefinition:
+    """``package.module:NAME``: the :class:`SagaDefinition` named NAME in an importable module."""
+    from ordersaga.saga.definition import SagaDefinition
+
+    module_name, sep, attr = text.partition(":")
+    if not sep or not module_name or not attr:
+        raise argparse.ArgumentTypeError(f"expected package.module:NAME, got {text!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # whatever the user's module raises on import, say it in one line
+        raise argparse.ArgumentTypeError(f"cannot import {module_name!r}: {exc}") from None
+    value = getattr(module, attr, None)
+    if not isinstance(value, SagaDefinition):
+        what = "nothing" if value is None else type(value).__name__
+        raise argparse.ArgumentTypeError(f"{text} is {what}, not a SagaDefinition")
+    return value
 
 
 def add_data_dir(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,9 @@ from ordersaga.cli.args import (
     port,
     positive_float,
     positive_int,
+    any_service_map,
     probability,
+    saga_ref,
     service_map,
 )
 
@@ -67,10 +69,20 @@ def _add_worker_parser(commands: Any) -> None:
     worker.add_argument("--store", required=True, help="the saga log: postgresql://...")
     worker.add_argument(
         "--services",
-        type=service_map,
+        type=any_service_map,
         required=True,
         metavar="SERVICE=URL,...",
-        help="the HTTP base URL of every service (see 'ordersaga serve')",
+        help="the HTTP base URL of every service (see 'ordersaga serve'): the three order"
+        " services, and those the --saga definitions call",
+    )
+    worker.add_argument(
+        "--saga",
+        type=saga_ref,
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="also run this saga definition (a SagaDefinition importable from Python, e.g."
+        " trip_saga:TRIP) beside the order saga; may be given several times",
     )
     worker.add_argument("--id", help="this worker's name in the log (default host:pid:random)")
     worker.add_argument("--concurrency", type=positive_int, default=32, help="sagas at once")
@@ -172,6 +184,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ordersaga.cluster.worker import WorkerSettings, default_worker_id, run_worker
+    from ordersaga.orders.order_saga import ORDER_SAGA_NAME
     from ordersaga.saga.executor import EngineSettings
     from ordersaga.saga.retry import ACTION_POLICY
     from ordersaga.transport.http import HttpSettings
@@ -180,6 +193,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         raise UsageError("--store must be a postgresql:// URL: workers share the saga log")
     if args.grace < 0:
         raise UsageError("--grace must be at least 0")
+    names = [ORDER_SAGA_NAME, *(definition.name for definition in args.saga)]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"--saga: two saga definitions named {', '.join(map(repr, twice))}")
     engine = EngineSettings()
     if args.max_attempts is not None:
         policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
@@ -198,6 +215,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         http=HttpSettings(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout),
         engine=engine,
         stats_file=args.stats_file,
+        sagas=tuple(args.saga),
     )
     asyncio.run(run_worker(settings, sys.stderr))
     return EXIT_OK

@@ -49,6 +49,7 @@ from ordersaga.cluster.submit import open_pg_store
 from ordersaga.errors import ConfigError, OwnershipLost, StorageError
 from ordersaga.local.runtime import connect_http_services
 from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -80,6 +81,8 @@ class WorkerSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     stats_file: Path | None = None
+    #: User saga definitions run beside the order saga (``ordersaga worker --saga``).
+    sagas: tuple[SagaDefinition, ...] = ()
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.claim_batch < 1:
@@ -324,7 +327,7 @@ async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
         engine = SagaEngine(
             store,
             transport,
-            [ORDER_SAGA],
+            [ORDER_SAGA, *settings.sagas],
             rng=random.Random(settings.seed),
             settings=settings.engine,
             owner=settings.worker_id,

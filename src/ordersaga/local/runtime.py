@@ -155,7 +155,7 @@ async def connect_http_services(
         raise ConfigError(f"no HTTP URL for {', '.join(missing)}: --services needs all three")
     transport = HttpTransport(urls, http)
     try:
-        for name in SERVICE_NAMES:
+        for name in urls:
             try:
                 health = await transport.health(name)
             except TransportError as exc:

@@ -87,9 +87,12 @@ def ordersaga(*args: str | Path, stdin: str = "", timeout: float = 120) -> tuple
 class Process:
     """An `ordersaga` child process with its output in a log file."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.args = args
+        self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -99,7 +102,7 @@ class Process:
                 [sys.executable, "-m", "ordersaga", *self.args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=ordersaga_env(),
+                env=self.env or ordersaga_env(),
             )
         return self
 
