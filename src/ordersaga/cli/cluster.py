@@ -13,15 +13,14 @@ from ordersaga.cli.args import (
     EXIT_OK,
     SERVICES,
     UsageError,
+    any_service_map,
     integer,
     load_world,
     port,
     positive_float,
     positive_int,
-    any_service_map,
     probability,
     saga_ref,
-    service_map,
 )
 
 
