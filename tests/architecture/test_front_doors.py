@@ -56,3 +56,8 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     for module in (ordersaga.saga, ordersaga.participant):
         with pytest.raises(AttributeError):
             module.NoSuchThing  # noqa: B018
+
+
+def test_the_testing_helpers_import_without_pytest() -> None:
+    loaded = _loaded_after("import ordersaga.saga.testing")
+    assert "pytest" not in loaded and "_pytest" not in loaded

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,19 +9,7 @@ from pathlib import Path
 import pytest
 
 from ordersaga.saga.store import SagaStore, open_store
-
-
-class TickClock:
-    """A wall clock for stores that moves one second per reading: times are predictable."""
-
-    def __init__(self, start: float = 1_700_000_000.25) -> None:
-        self._ticks = itertools.count()
-        self.start = start
-        self.last = start
-
-    def __call__(self) -> float:
-        self.last = self.start + next(self._ticks)
-        return self.last
+from ordersaga.saga.testing import TickClock
 
 
 @dataclass

@@ -64,11 +64,12 @@ async def test_a_forbidden_write_fails_only_its_own_caller(store: SagaStore) -> 
 async def test_updates_of_one_saga_in_one_batch_apply_in_call_order(store: SagaStore) -> None:
     await store.create("a", "order", {}, "fp")
     await store.create("b", "order", {}, "fp")
+    await store.update("b", status=S.COMPENSATING)
     results = await asyncio.gather(
         store.update("a", status=S.CONFIRMING, steps=[step("x", n=1)]),
         store.update("a", status=S.CONFIRMED, steps=[step("x", n=2), step("y")]),
-        store.update("b", status=S.CONFIRMED),  # refused: b is still running
-        store.update("b", status=S.CONFIRMING),
+        store.update("b", status=S.CONFIRMED),  # refused: b is compensating
+        store.update("b", status=S.FAILED),
         return_exceptions=True,
     )
     assert results[0] is None and results[1] is None and results[3] is None
@@ -77,7 +78,7 @@ async def test_updates_of_one_saga_in_one_batch_apply_in_call_order(store: SagaS
     assert a is not None and a.status is S.CONFIRMED
     assert [(s.step, s.result) for s in a.steps] == [("x", {"n": 2}), ("y", {"n": 0})]
     b = await store.load("b")
-    assert b is not None and b.status is S.CONFIRMING
+    assert b is not None and b.status is S.FAILED
 
 
 async def test_create_pending_in_the_same_batch_is_not_created_twice(store: SagaStore) -> None:
