@@ -10,11 +10,11 @@ where they occur, so callers classify failures by type and never by message::
     │   ├── ConflictError        a concurrent writer won (version mismatch, unique key, busy)
     │   │   └── OwnershipLost    the saga log refused a runner's write: another owns the saga
     │   └── UnavailableError     the database cannot be reached right now (retryable)
-    ├── TransportError           no definite answer from a service: the outcome is unknown
-    │   ├── RequestLost          the request did not reach the service
-    │   ├── ResponseLost         the service may have applied it; the answer did not come back
-    │   └── CircuitOpen          the service is considered down; the call was not attempted
-    └── CrashPoint               an armed crash point fired (tests only; the process exits)
+    └── TransportError           no definite answer from a service: the outcome is unknown
+        ├── RequestLost          the request did not reach the service
+        └── ResponseLost         the service may have applied it; the answer did not come back
+
+(An armed crash point ends the process with ``os._exit``; it raises nothing.)
 """
 
 from __future__ import annotations
@@ -60,10 +60,3 @@ class RequestLost(TransportError):
 class ResponseLost(TransportError):
     """The request may have been applied; the response did not come back (timeout, reset, 5xx)."""
 
-
-class CircuitOpen(TransportError):
-    """The service's circuit breaker is open: the call was not attempted."""
-
-
-class CrashPoint(OrderSagaError):
-    """An armed crash point fired."""

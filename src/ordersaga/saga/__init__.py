@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ordersaga.errors import (
-    CircuitOpen,
     ConflictError,
     DefinitionError,
     OrderSagaError,
@@ -110,7 +109,6 @@ __all__ = [
     "ReplyStatus",
     "Transport",
     # Errors
-    "CircuitOpen",
     "ConflictError",
     "DefinitionError",
     "OrderSagaError",
