@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 from ordersaga.db import Database, Row, Tx, open_database
 from ordersaga.participant import fields
 from ordersaga.participant.fields import BadPayload
-from ordersaga.participant.kit import Action, CommandRunner, Plan, Reader, Write
+from ordersaga.participant.kit import CommandRunner
 from ordersaga.participant.lifecycle import Effects, Lifecycle
 from ordersaga.participant.options import KitStats, LockingPolicy, RunnerOptions
+from ordersaga.participant.plan import Action, Plan, Reader, Write
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Command, KeyState, Phase, Probe, Reply, ReplyStatus
 from ordersaga.protocol.participant import Participant

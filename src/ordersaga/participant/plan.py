@@ -1,0 +1,83 @@
+"""What a participant's action declares and decides: the inert values the kit runs.
+
+An :class:`Action` names a command, its phase, how to parse its payload and how to ``decide``
+it; deciding reads through a :class:`Reader` and returns a :class:`Plan` — the reply and the
+:class:`Write` statements that carry it out. Nothing here touches a database: the command
+runner (:mod:`ordersaga.participant.kit`) does, in one transaction per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from ordersaga.db import Row
+from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
+
+__all__ = ["Action", "Cancelled", "Plan", "Prepared", "Reader", "Write"]
+
+R = TypeVar("R")
+
+
+class Reader(Protocol):
+    """Where rows are read from: a :class:`Database` (snapshot read) or an open :class:`Tx`."""
+
+    async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
+
+    async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+
+class Write(NamedTuple):
+    """One statement of a plan (an immutable value; a named tuple because plans make many).
+
+    ``expect`` is the number of rows the statement must change; any other count means the read
+    phase saw a state that no longer holds, and the whole transaction rolls back with
+    :class:`ConflictError`. ``None`` accepts any count (``INSERT ... ON CONFLICT DO NOTHING``).
+    """
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    expect: int | None = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a command decided: its reply (``ok`` or ``refused``) and the writes that apply it."""
+
+    reply: Reply
+    writes: tuple[Write, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.reply.status not in (ReplyStatus.OK, ReplyStatus.REFUSED):
+            raise ValueError(f"a plan's reply must be ok or refused, not {self.reply.status}")
+
+
+@dataclass(frozen=True, slots=True)
+class Action(Generic[R]):
+    """One command a service accepts.
+
+    ``parse`` turns a payload into a request, raising :class:`BadPayload` for a malformed one
+    (it must not touch the database). ``decide(reader, resource, request, now)`` reads the current
+    state and returns a :class:`Plan`; it must only read, never write, and must be deterministic
+    given what it reads, so it can be re-run after a conflict.
+    """
+
+    name: str
+    phase: Phase
+    parse: Callable[[Mapping[str, Any]], R]
+    decide: Callable[[Reader, str, R, float], Awaitable[Plan]]
+
+
+class Prepared(NamedTuple):
+    """A command that passed validation: ready for the read and write phases."""
+
+    key: str
+    resource: str
+    fingerprint: str
+    action: Action[Any]
+    request: Any
+
+
+#: ``cancelled(reader, resource)``: the refusal a late action on a tombstoned resource gets.
+Cancelled = Callable[[Reader, str], Awaitable[Reply | None]]
