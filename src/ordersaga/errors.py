@@ -59,4 +59,3 @@ class RequestLost(TransportError):
 
 class ResponseLost(TransportError):
     """The request may have been applied; the response did not come back (timeout, reset, 5xx)."""
-
