@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
 from ordersaga.saga.clock import Clock, SystemClock
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
+from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
 from ordersaga.transport.base import Transport
@@ -123,8 +124,11 @@ class SagaEngine:
         crash: CrashPoints = NO_CRASH,
         settings: EngineSettings | None = None,
         owner: str | None = None,
+        observer: SagaObserver | None = None,
     ) -> None:
         self.store = store
+        #: Told what happens, for metrics, logs and traces (see :mod:`ordersaga.saga.observe`).
+        self.observer = observer or SagaObserver()
         #: Set on a worker: every log write is fenced by this lease owner (see SagaStore.update).
         self.owner = owner
         self._definitions = {d.name: d for d in definitions}
@@ -143,6 +147,11 @@ class SagaEngine:
         self.stats = EngineStats()
         # One runner per saga id in this process: a second request for the same id waits.
         self._inflight: dict[str, asyncio.Future[SagaResult]] = {}
+
+    @property
+    def running(self) -> Collection[str]:
+        """The ids of the sagas this engine is driving now."""
+        return self._inflight.keys()
 
     # ----------------------------------------------------------------- public entry points
 
@@ -171,6 +180,7 @@ class SagaEngine:
         if running is not None:
             result = await asyncio.shield(running)
             return self._as_repeat(result, fingerprint)
+        input = self.observer.stamp(saga_id, input)
         return await self._owned(
             saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint, on_decided)
         )
@@ -195,6 +205,7 @@ class SagaEngine:
             )
             if created:
                 self.stats.failed += 1
+                self.observer.logged(record, "create", [])
                 return SagaResult(saga_id, SagaStatus.FAILED, reason, fingerprint=fingerprint)
             return await self._existing(record, fingerprint)
 
@@ -274,7 +285,8 @@ class SagaEngine:
 
     async def _drive(self, run: _Run) -> SagaResult:
         try:
-            return await self._drive_owned(run)
+            with self.observer.driving(run.record):
+                return await self._drive_owned(run)
         except ConflictError as exc:
             # The log refused our write: another runner took the saga over (its lease lapsed)
             # or finished it. Stop driving it; report the stored outcome if it has one.
@@ -400,13 +412,17 @@ class SagaEngine:
             async def flag() -> None:
                 await self._attention(run, f"{command.service} {command.action}: still failing")
 
-        outcome = await self.caller.call(
-            command,
-            policy,
-            f"{step.name}:{phase.value}",
-            on_slow=flag,
-            slow_after=self._settings.attention_after,
-        )
+        started = self._clock.monotonic()
+        with self.observer.calling(run.saga_id, step.name, phase):
+            outcome = await self.caller.call(
+                command,
+                policy,
+                f"{step.name}:{phase.value}",
+                on_slow=flag,
+                slow_after=self._settings.attention_after,
+            )
+            elapsed = self._clock.monotonic() - started
+            self.observer.called(run.saga_id, step.name, phase, outcome, elapsed)
         run.calls += 1
         run.attempts += outcome.attempts
         return outcome
@@ -475,6 +491,7 @@ class SagaEngine:
             run.record.created_at,
             self._clock.time(),
         )
+        self.observer.logged(run.record, what, steps)
 
     async def _attention(self, run: _Run, reason: str | None) -> None:
         if run.record.needs_attention:
