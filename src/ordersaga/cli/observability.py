@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from typing import Any
 
-from ordersaga.cli.args import port
+from ordersaga.cli.args import UsageError, port
 
 __all__ = ["add_telemetry_options", "telemetry_settings"]
 
@@ -46,11 +47,25 @@ def telemetry_settings(args: argparse.Namespace, service_name: str) -> Any:
     from ordersaga.local.telemetry import TelemetrySettings
     from ordersaga.telemetry.tracing import TracingSettings
 
+    metrics_port = getattr(args, "metrics_port", None)
+    if metrics_port:
+        _check_free(metrics_port)
     tracing = TracingSettings.from_env(
         os.environ, flag=getattr(args, "trace", False), service_name=service_name
     )
     return TelemetrySettings(
-        metrics_port=getattr(args, "metrics_port", None),
+        metrics_port=metrics_port,
         log_format=getattr(args, "log_format", "text"),
         tracing=tracing,
     )
+
+
+def _check_free(number: int) -> None:
+    """A taken port is a usage error before anything is opened (the server binds it later)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", number))
+        except OSError as exc:
+            raise UsageError(
+                f"--metrics-port {number}: cannot listen on 127.0.0.1: {exc.strerror or exc}"
+            ) from None

@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import pg_server_url
 from tests.integration.http.conftest import ordersaga_env
-from tests.integration.telemetry.promtool import parse_samples, promtool_check
+from tests.promtool import parse_samples, promtool_check
 
 from .conftest import order, ordersaga
 from .test_up import _drop
