@@ -60,13 +60,13 @@ def engine_families(engine: SagaEngine, metrics: EngineMetrics) -> Iterator[Metr
     yield counter(
         "ordersaga_step_calls",
         "Step calls by step, phase and outcome (succeeded, refused, unknown).",
-        _float(metrics.step_calls),
+        metrics.step_calls(),
         ["step", "phase", "outcome"],
     )
     yield counter(
         "ordersaga_step_attempts",
         "Attempts of step calls by step, phase and result (ok, refused, error: no answer).",
-        _float(metrics.attempts),
+        metrics.step_attempts(),
         ["step", "phase", "result"],
     )
     yield counter("ordersaga_step_retries", "Attempts beyond each call's first.", calls.retries)
@@ -74,7 +74,7 @@ def engine_families(engine: SagaEngine, metrics: EngineMetrics) -> Iterator[Metr
     yield histogram_family(
         "ordersaga_step_duration_seconds",
         "One step call, retries and probe included, by step and phase.",
-        metrics.step_seconds,
+        metrics.step_seconds(),
         ["step", "phase"],
     )
     yield histogram_family(
@@ -111,7 +111,3 @@ def log_batch_sizes(engine: SagaEngine) -> dict[tuple[str], Histogram]:
     """The saga log's group-commit batch sizes, under the committer label ``saga_log``."""
     sizes = getattr(engine.store, "batch_sizes", None)
     return {("saga_log",): sizes} if isinstance(sizes, Histogram) else {}
-
-
-def _float(values: dict[tuple[str, str, str], int]) -> dict[tuple[str, ...], float]:
-    return {key: float(value) for key, value in values.items()}

@@ -18,16 +18,17 @@ caller's, the breakers') are read by collectors at scrape time, not pushed throu
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.calls import CallOutcome, CallStatus
-from ordersaga.saga.store.base import SagaRecord, StepRecord
+from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
 from ordersaga.telemetry.histogram import LATENCY_SECONDS, SAGA_SECONDS, Histogram
 
-__all__ = ["NOTHING", "EngineMetrics", "Fanout", "SagaObserver"]
+__all__ = ["NOTHING", "EngineMetrics", "Fanout", "SagaObserver", "StepMetrics", "combine"]
 
 #: The context manager that does nothing (reusable, reentrant).
 NOTHING: AbstractContextManager[Any] = contextlib.nullcontext()
@@ -97,7 +98,23 @@ def combine(observers: Sequence[SagaObserver]) -> SagaObserver:
     return observers[0] if len(observers) == 1 else Fanout(observers)
 
 
-_OK, _REFUSED, _ERROR = "ok", "refused", "error"
+#: Attempt results, in the order of :attr:`StepMetrics.attempts`.
+ATTEMPT_RESULTS = ("ok", "refused", "error")
+#: Call outcomes, in the order of :attr:`StepMetrics.calls`.
+CALL_OUTCOMES = tuple(status.value for status in CallStatus)
+_OUTCOME_INDEX = {status: index for index, status in enumerate(CallStatus)}
+_ATTEMPT_INDEX = {CallStatus.SUCCEEDED: 0, CallStatus.REFUSED: 1}
+
+
+class StepMetrics:
+    """One (step, phase)'s call latency, calls by outcome and attempts by result."""
+
+    __slots__ = ("attempts", "calls", "seconds")
+
+    def __init__(self) -> None:
+        self.seconds = Histogram(LATENCY_SECONDS)
+        self.calls = [0] * len(CALL_OUTCOMES)
+        self.attempts = [0] * len(ATTEMPT_RESULTS)
 
 
 class EngineMetrics(SagaObserver):
@@ -110,40 +127,58 @@ class EngineMetrics(SagaObserver):
     """
 
     def __init__(self) -> None:
-        self.step_seconds: dict[tuple[str, str], Histogram] = {}
-        self.step_calls: dict[tuple[str, str, str], int] = {}
-        self.attempts: dict[tuple[str, str, str], int] = {}
+        self.steps: dict[tuple[str, Phase], StepMetrics] = {}
         self.saga_seconds: dict[tuple[str], Histogram] = {}
         self.flagged: set[str] = set()  # sagas this process flagged for attention
 
     def called(
         self, saga_id: str, step: str, phase: Phase, outcome: CallOutcome, seconds: float
     ) -> None:
-        key = (step, phase.value)
-        histogram = self.step_seconds.get(key)
-        if histogram is None:
-            histogram = self.step_seconds[key] = Histogram(LATENCY_SECONDS)
-        histogram.observe(seconds)
+        metrics = self.steps.get((step, phase))
+        if metrics is None:
+            metrics = self.steps[step, phase] = StepMetrics()
+        histogram = metrics.seconds
+        histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
+        histogram.sum += seconds
         status = outcome.status
-        calls_key = (step, phase.value, status.value)
-        self.step_calls[calls_key] = self.step_calls.get(calls_key, 0) + 1
-        attempts = outcome.attempts
-        failed = attempts
-        if not outcome.probed and status is not CallStatus.UNKNOWN:
-            failed -= 1
-            last = (step, phase.value, _OK if status is CallStatus.SUCCEEDED else _REFUSED)
-            self.attempts[last] = self.attempts.get(last, 0) + 1
-        if failed:
-            errors = (step, phase.value, _ERROR)
-            self.attempts[errors] = self.attempts.get(errors, 0) + failed
+        metrics.calls[_OUTCOME_INDEX[status]] += 1
+        attempts = metrics.attempts
+        last = None if outcome.probed else _ATTEMPT_INDEX.get(status)
+        if last is None:
+            attempts[2] += outcome.attempts
+        else:
+            attempts[last] += 1
+            attempts[2] += outcome.attempts - 1
 
     def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
-        if record.status.terminal:
+        status = record.status
+        if status in TERMINAL:
             self.flagged.discard(record.saga_id)
-            key = (record.status.value,)
+            key = (status.value,)
             histogram = self.saga_seconds.get(key)
             if histogram is None:
                 histogram = self.saga_seconds[key] = Histogram(SAGA_SECONDS)
             histogram.observe(max(0.0, record.updated_at - record.created_at))
         elif record.needs_attention:
             self.flagged.add(record.saga_id)
+
+    # -- read by the collector at scrape time -----------------------------------------------------
+
+    def step_calls(self) -> dict[tuple[str, ...], float]:
+        return {
+            (step, phase.value, outcome): float(n)
+            for (step, phase), m in self.steps.items()
+            for outcome, n in zip(CALL_OUTCOMES, m.calls, strict=True)
+            if n
+        }
+
+    def step_attempts(self) -> dict[tuple[str, ...], float]:
+        return {
+            (step, phase.value, result): float(n)
+            for (step, phase), m in self.steps.items()
+            for result, n in zip(ATTEMPT_RESULTS, m.attempts, strict=True)
+            if n
+        }
+
+    def step_seconds(self) -> dict[tuple[str, str], Histogram]:
+        return {(step, phase.value): m.seconds for (step, phase), m in self.steps.items()}
