@@ -22,6 +22,7 @@ from ordersaga.cli.args import (
     probability,
     saga_ref,
 )
+from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 
 
 def register(commands: Any) -> None:
@@ -58,6 +59,7 @@ def _add_serve_parser(commands: Any) -> None:
         help="server log level",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    add_telemetry_options(serve, metrics=False)
     serve.set_defaults(handler=_cmd_serve)
 
 
@@ -114,6 +116,7 @@ def _add_worker_parser(commands: Any) -> None:
     worker.add_argument(
         "--stats-file", type=Path, metavar="PATH", help="keep live worker counters in this file"
     )
+    add_telemetry_options(worker)
     worker.set_defaults(handler=_cmd_worker)
 
 
@@ -147,6 +150,7 @@ def _add_up_parser(commands: Any) -> None:
     up.add_argument(
         "--log-dir", type=Path, help="write each process's output to a file here (default: stderr)"
     )
+    add_telemetry_options(up, metrics=False)
     output = up.add_mutually_exclusive_group()
     output.add_argument(
         "--print-env", action="store_true", help="print the URLs as shell variables when ready"
@@ -159,6 +163,9 @@ def _add_up_parser(commands: Any) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from ordersaga.cluster.serve import DEFAULT_PORTS, ServeSettings, serve
+    from ordersaga.telemetry.logs import configure_logging
+
+    configure_logging(args.log_format)
 
     if args.service == "api":
         return _cmd_serve_api(args)
@@ -174,6 +181,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         pool_size=args.pool_size,
         log_level=args.log_level,
         access_log=args.access_log,
+        log_format=args.log_format,
+        tracing=telemetry_settings(args, f"ordersaga-{args.service}").tracing,
     )
     asyncio.run(serve(settings))
     return EXIT_OK
@@ -186,10 +195,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from ordersaga.orders.order_saga import ORDER_SAGA_NAME
     from ordersaga.saga.executor import EngineSettings
     from ordersaga.saga.retry import ACTION_POLICY
+    from ordersaga.telemetry.logs import configure_logging
     from ordersaga.transport.http import HttpSettings
 
     if not args.store.startswith(("postgresql://", "postgres://")):
         raise UsageError("--store must be a postgresql:// URL: workers share the saga log")
+    configure_logging(args.log_format)
     if args.grace < 0:
         raise UsageError("--grace must be at least 0")
     names = [ORDER_SAGA_NAME, *(definition.name for definition in args.saga)]
@@ -215,6 +226,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         engine=engine,
         stats_file=args.stats_file,
         sagas=tuple(args.saga),
+        telemetry=telemetry_settings(args, "ordersaga-worker"),
     )
     asyncio.run(run_worker(settings, sys.stderr))
     return EXIT_OK
@@ -224,6 +236,7 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     from ordersaga.cluster.api import create_api
     from ordersaga.cluster.serve import run_server
     from ordersaga.cluster.submit import open_pg_store
+    from ordersaga.telemetry.tracing import open_tracing
 
     if not (args.store or "").startswith(("postgresql://", "postgres://")):
         raise UsageError("serve api needs --store postgresql://... (the workers' saga log)")
@@ -235,16 +248,22 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
         return await open_pg_store(url, "serve api")
 
     port = 8000 if args.port is None else args.port
-    asyncio.run(
-        run_server(
-            create_api(opener),
-            "api",
-            host=args.host,
-            port=port,
-            log_level=args.log_level,
-            access_log=args.access_log,
+    tracing = open_tracing(telemetry_settings(args, "ordersaga-api").tracing)
+    try:
+        asyncio.run(
+            run_server(
+                create_api(opener, tracing=tracing),
+                "api",
+                host=args.host,
+                port=port,
+                log_level=args.log_level,
+                access_log=args.access_log,
+                json_logs=args.log_format == "json",
+            )
         )
-    )
+    finally:
+        if tracing is not None:
+            tracing.close()
     return EXIT_OK
 
 
@@ -264,6 +283,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         seed=args.seed,
         log_dir=args.log_dir,
         output="env" if args.print_env else "json" if args.json else "text",
+        log_format=args.log_format,
+        trace=args.trace,
     )
     code: int = asyncio.run(run_up(settings, sys.stdout, sys.stderr))
     return code

@@ -25,6 +25,7 @@ from ordersaga.cli.args import (
     positive_int,
     probability,
 )
+from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 
 SUBMIT_ONLY_HELP = (
     "create each saga in the --store PostgreSQL log and wait for the workers' outcome"
@@ -55,6 +56,7 @@ def register(commands: Any) -> None:
     )
     add_service_options(run, http=True)
     run.add_argument("--submit-only", action="store_true", help=SUBMIT_ONLY_HELP)
+    add_telemetry_options(run, log_format=False)
     run.set_defaults(handler=cmd_run)
 
 
@@ -110,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         service_urls=args.service_dbs,
         http_services=args.services,
         http=HttpSettings(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout),
+        telemetry=telemetry_settings(args, "ordersaga-run"),
     )
     options = RunOptions(
         settings,

@@ -9,6 +9,7 @@ order becomes a saga in the log, and the workers (``ordersaga worker``) execute 
                              and timings; ``?wait=S`` waits up to S seconds for the outcome
     GET  /health             200 when the saga log answers, else 503
     GET  /stats              sagas per status
+    GET  /metrics            Prometheus metrics: submissions by result, sagas per status
     GET  /openapi.json       the OpenAPI schema (and /docs, its browsable form)
 
 Submission follows the rules of ``ordersaga run``: the order is validated before anything is
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -41,8 +43,10 @@ from ordersaga.cluster.submit import Submitter
 from ordersaga.errors import StorageError
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.saga.spans import TRACE_KEY
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
 __all__ = ["MAX_WAIT_SECONDS", "StoreOpener", "create_api", "order_view"]
 
@@ -110,6 +114,8 @@ class _State:
     def __init__(self) -> None:
         self.store: PostgresSagaStore | None = None
         self.submitter: Submitter | None = None
+        self.orders: Counter[str] = Counter()  # POST /orders by result, for /metrics
+        self.statuses: dict[SagaStatus, int] | None = None  # read from the log when scraped
 
     def ready(self) -> tuple[PostgresSagaStore, Submitter]:
         if self.store is None or self.submitter is None:
@@ -117,8 +123,14 @@ class _State:
         return self.store, self.submitter
 
 
-def create_api(store: PostgresSagaStore | StoreOpener) -> FastAPI:
-    """The order API on ``store``: an open saga log (the caller closes it) or an opener."""
+def create_api(
+    store: PostgresSagaStore | StoreOpener, *, tracing: Tracing | None = None
+) -> FastAPI:
+    """The order API on ``store``: an open saga log (the caller closes it) or an opener.
+
+    With ``tracing``, ``POST /orders`` runs in a server span (continuing the client's
+    ``traceparent``) that the order's saga keeps in the log: its whole life joins that trace.
+    """
     state = _State()
 
     @asynccontextmanager
@@ -143,23 +155,39 @@ def create_api(store: PostgresSagaStore | StoreOpener) -> FastAPI:
     app.state.orders = state
 
     async def post_order(request: Request) -> Response:
+        if tracing is None:
+            return await _post_order(request)
+        with tracing.span(
+            "POST /orders", traceparent=request.headers.get(TRACEPARENT), kind="server"
+        ) as span:
+            response = await _post_order(request, tracing.current_traceparent())
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def _post_order(request: Request, trace: str | None = None) -> Response:
         _, submitter = state.ready()
         raw = await _body(request)
         if raw is None:
+            state.orders["too_large"] += 1
             return _error(413, f"the body is larger than {_MAX_BODY} bytes")
         parsed = _parse(raw, request.headers.get("content-type", ""))
         if isinstance(parsed, str):
+            state.orders["unreadable"] += 1
             return _error(400, parsed)
         try:
-            record, created = await _submit(submitter, parsed)
+            record, created = await _submit(submitter, parsed, trace)
         except StorageError as exc:
+            state.orders["unavailable"] += 1
             return _error(503, f"the saga log is unavailable: {exc}")
         url = order_url(record.saga_id)
         fingerprint = (
             parsed.fingerprint if isinstance(parsed, Rejected) else parsed.order.fingerprint()
         )
         if not created and record.fingerprint != fingerprint:
+            state.orders["conflict"] += 1
             return _error(409, "this order id was used before with other content", order=url)
+        rejected = isinstance(parsed, Rejected)
+        state.orders["rejected" if rejected else "accepted" if created else "replayed"] += 1
         return JSONResponse(
             order_view(record), status_code=202 if created else 200, headers={"Location": url}
         )
@@ -205,6 +233,23 @@ def create_api(store: PostgresSagaStore | StoreOpener) -> FastAPI:
             return _error(503, f"the saga log is unavailable: {exc}")
         return JSONResponse({"service": "api", "sagas": {k.value: v for k, v in counts.items()}})
 
+    registry: list[Any] = []  # prometheus_client is loaded at the first scrape
+
+    async def metrics(_request: Request) -> Response:
+        from ordersaga.cluster.metrics import api_families
+        from ordersaga.telemetry.exposition import CONTENT_TYPE, MetricsRegistry
+
+        store, _ = state.ready()
+        try:
+            statuses: dict[SagaStatus, int] | None = await store.count_by_status()
+        except StorageError:
+            statuses = None  # the families from the log are left out of this scrape
+        if not registry:
+            registry.append(MetricsRegistry())
+            registry[0].add(lambda: api_families(state.orders, state.statuses))
+        state.statuses = statuses
+        return Response(registry[0].render(), headers={"Content-Type": CONTENT_TYPE})
+
     app.add_api_route(
         "/orders",
         post_order,
@@ -232,6 +277,7 @@ def create_api(store: PostgresSagaStore | StoreOpener) -> FastAPI:
     )
     app.add_api_route("/health", health, methods=["GET"], tags=["operations"])
     app.add_api_route("/stats", stats, methods=["GET"], tags=["operations"])
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     return app
 
 
@@ -269,9 +315,12 @@ def _parse(raw: bytes, content_type: str) -> Parsed | Rejected | str:
     return parsed
 
 
-async def _submit(submitter: Submitter, request: Parsed | Rejected) -> tuple[SagaRecord, bool]:
+async def _submit(
+    submitter: Submitter, request: Parsed | Rejected, trace: str | None = None
+) -> tuple[SagaRecord, bool]:
     # The same saga input and fingerprint as `ordersaga run` (app.pipeline): an order posted
-    # here and the same line in a stream are one order.
+    # here and the same line in a stream are one order. The trace the request belongs to is
+    # kept beside the order (not in the fingerprint): the saga's spans continue it.
     if isinstance(request, Rejected):
         return await submitter.submit(
             ORDER_SAGA_NAME,
@@ -281,9 +330,10 @@ async def _submit(submitter: Submitter, request: Parsed | Rejected) -> tuple[Sag
             f"invalid order: {request.reason}",
         )
     order = request.order.normalized()
-    return await submitter.submit(
-        ORDER_SAGA_NAME, order.order_id, order.to_json(), order.fingerprint()
-    )
+    data = order.to_json()
+    if trace is not None:
+        data = {**data, TRACE_KEY: trace}
+    return await submitter.submit(ORDER_SAGA_NAME, order.order_id, data, order.fingerprint())
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:

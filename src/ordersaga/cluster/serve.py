@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -27,6 +27,7 @@ from ordersaga.orders.demo import demo_world
 from ordersaga.orders.world import World
 from ordersaga.participant.http import DEFAULT_MAX_BODY_BYTES, create_app
 from ordersaga.services.factory import SERVICE_NAMES, ServiceConfigs, open_service
+from ordersaga.telemetry.tracing import TracingSettings, open_tracing
 
 __all__ = ["DEFAULT_PORTS", "ServeSettings", "run_server", "serve"]
 
@@ -46,6 +47,8 @@ class ServeSettings:
     log_level: str = "info"
     access_log: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    log_format: str = "text"  # json: uvicorn's records as JSON objects (telemetry.logs)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     def __post_init__(self) -> None:
         if self.service not in SERVICE_NAMES:
@@ -64,11 +67,17 @@ async def serve(settings: ServeSettings) -> None:
     """Open the service, serve it until SIGINT/SIGTERM, then close its database."""
     world = settings.world or demo_world()
     configs = ServiceConfigs(world.inventory, world.shipping, world.payment)
+    tracing = open_tracing(settings.tracing)
     service = await open_service(
         settings.service, settings.db_url, configs, pool_size=settings.pool_size
     )
     try:
-        app = create_app(service, name=settings.service, max_body_bytes=settings.max_body_bytes)
+        app = create_app(
+            service,
+            name=settings.service,
+            max_body_bytes=settings.max_body_bytes,
+            tracing=tracing,
+        )
         await run_server(
             app,
             settings.service,
@@ -76,21 +85,39 @@ async def serve(settings: ServeSettings) -> None:
             port=settings.port,
             log_level=settings.log_level,
             access_log=settings.access_log,
+            json_logs=settings.log_format == "json",
         )
     finally:
-        await service.close()
+        try:
+            await service.close()
+        finally:
+            if tracing is not None:
+                tracing.close()
 
 
 async def run_server(
-    app: Any, what: str, *, host: str, port: int, log_level: str, access_log: bool
+    app: Any,
+    what: str,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    access_log: bool,
+    json_logs: bool = False,
 ) -> None:
-    """Serve the ASGI ``app`` with uvicorn until SIGINT/SIGTERM (a graceful stop)."""
+    """Serve the ASGI ``app`` with uvicorn until SIGINT/SIGTERM (a graceful stop).
+
+    With ``json_logs`` uvicorn keeps its hands off logging: its records reach the root
+    logger's JSON handler (see :func:`ordersaga.telemetry.logs.configure_logging`).
+    """
+    extra: dict[str, Any] = {"log_config": None} if json_logs else {}
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level,
         access_log=access_log,
+        **extra,
         lifespan="on",
         server_header=False,
         proxy_headers=False,

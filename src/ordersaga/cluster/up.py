@@ -78,6 +78,8 @@ class UpSettings:
     stop_timeout: float = 15.0  # per group (API and workers, then services)
     worker_grace: float = 5.0
     api: bool = True  # False: no order API (the topology `bench --workers` drives)
+    log_format: str = "text"  # json: every child logs JSON, and the relay keeps it JSON
+    trace: bool = False  # --trace on every child
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
@@ -95,10 +97,13 @@ class SupervisorSettings:
     log_dir: Path | None = None
     startup_timeout: float = 60.0
     stop_timeout: float = 15.0  # per group (API and workers, then services)
+    log_format: str = "text"
 
     @classmethod
     def of(cls, settings: UpSettings) -> SupervisorSettings:
-        return cls(settings.log_dir, settings.startup_timeout, settings.stop_timeout)
+        return cls(
+            settings.log_dir, settings.startup_timeout, settings.stop_timeout, settings.log_format
+        )
 
 
 def _with_database(url: str, name: str) -> str:
@@ -124,6 +129,7 @@ class Topology:
     service_dbs: dict[str, str]
     workers: list[str]
     children: list[Child] = field(default_factory=list)
+    metrics: dict[str, str] = field(default_factory=dict)  # process name -> its /metrics URL
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -132,6 +138,7 @@ class Topology:
             "services": self.services,
             "service_dbs": self.service_dbs,
             "workers": self.workers,
+            "metrics": self.metrics,
             "pids": {c.name: c.proc.pid for c in self.children if c.proc is not None},
         }
 
@@ -154,10 +161,11 @@ async def ensure_databases(settings: UpSettings, names: list[str]) -> None:
         await conn.close()
 
 
-def pick_ports(base: int) -> list[int]:
-    """The API's port and the three services' (free ones when ``base`` is 0)."""
+def pick_ports(base: int, count: int = 4) -> list[int]:
+    """The API's port, the three services' and then the workers' metrics ports (free ones when
+    ``base`` is 0)."""
     if base == 0:
-        sockets = [socket.socket() for _ in range(4)]
+        sockets = [socket.socket() for _ in range(count)]
         try:
             for sock in sockets:
                 sock.bind(("127.0.0.1", 0))
@@ -165,7 +173,7 @@ def pick_ports(base: int) -> list[int]:
         finally:
             for sock in sockets:
                 sock.close()
-    ports = [base, base + 1, base + 2, base + 3]
+    ports = list(range(base, base + count))
     for port in ports:
         with socket.socket() as sock:
             try:
@@ -197,7 +205,8 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
     ``state_dir``); nothing is created or started yet."""
     names = {what: f"{settings.prefix}_{what}" for what in ("sagas", *SERVICES)}
     dbs = {what: _with_database(settings.pg_url, name) for what, name in names.items()}
-    api_port, *service_ports = pick_ports(settings.base_port)
+    api_port, *service_ports = pick_ports(settings.base_port, 4 + settings.workers)
+    service_ports, metrics_ports = service_ports[:3], service_ports[3:]
     ports = dict(zip(SERVICES, service_ports, strict=True))
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     api = f"http://127.0.0.1:{api_port}"
@@ -208,16 +217,23 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
         {name: dbs[name] for name in SERVICES},
         [f"{settings.prefix}-w{i}" for i in range(1, settings.workers + 1)],
     )
+    telemetry = ["--log-format", settings.log_format] + (["--trace"] if settings.trace else [])
     topology.children += service_children(ports, topology.service_dbs, settings.world)
+    for child in topology.children:
+        child.args += telemetry
+    topology.metrics = {name: f"{url}/metrics" for name, url in urls.items()}
     if settings.api:
         api_args = ["serve", "api", "--port", str(api_port), "--store", topology.store, *_QUIET]
-        topology.children.append(Child("api", api_args, health=f"{api}/health"))
+        topology.children.append(Child("api", [*api_args, *telemetry], health=f"{api}/health"))
+        topology.metrics["api"] = f"{api}/metrics"
     services = ",".join(f"{name}={url}" for name, url in urls.items())
     for i, worker_id in enumerate(topology.workers):
         stats = state_dir / f"{worker_id}.json"
         args = ["worker", "--store", topology.store, "--services", services, "--id", worker_id]
         args += ["--concurrency", str(settings.concurrency), "--lease", f"{settings.lease:g}"]
         args += ["--grace", f"{settings.worker_grace:g}", "--stats-file", str(stats)]
+        args += ["--metrics-port", str(metrics_ports[i]), *telemetry]
+        topology.metrics[worker_id] = f"http://127.0.0.1:{metrics_ports[i]}/metrics"
         if settings.fault_rate:
             args += ["--fault-rate", f"{settings.fault_rate:g}"]
         if settings.seed is not None:
@@ -263,7 +279,10 @@ class _Supervisor:
             self.killed = await self.stop(hurry or asyncio.Event())
 
     def say(self, message: str) -> None:
-        self.err.write(f"ordersaga up: {message}\n")
+        if self.settings.log_format == "json":
+            self.err.write(_json_line("up", {"event": "message", "message": message}) + "\n")
+        else:
+            self.err.write(f"ordersaga up: {message}\n")
         self.err.flush()
 
     async def start(self, child: Child) -> None:
@@ -293,8 +312,13 @@ class _Supervisor:
             child.relay = asyncio.create_task(self._relay(child, child.proc.stdout))
 
     async def _relay(self, child: Child, stream: asyncio.StreamReader) -> None:
+        json_lines = self.settings.log_format == "json"
         while line := await stream.readline():
-            self.err.write(f"[{child.name}] {line.decode(errors='replace').rstrip()}\n")
+            text = line.decode(errors="replace").rstrip()
+            if json_lines:
+                self.err.write(_json_line(child.name, _as_object(text)) + "\n")
+            else:
+                self.err.write(f"[{child.name}] {text}\n")
             self.err.flush()
 
     async def wait_ready(self, children: list[Child]) -> None:
@@ -369,6 +393,19 @@ class _Supervisor:
         return killed
 
 
+def _as_object(text: str) -> dict[str, Any]:
+    """A child's JSON log line as it is, or any other line as a ``log`` event."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else {"event": "log", "message": text}
+
+
+def _json_line(process: str, data: dict[str, Any]) -> str:
+    return json.dumps({**data, "process": process}, ensure_ascii=False)
+
+
 async def _ready(http: aiohttp.ClientSession, child: Child) -> bool:
     if child.ready_file is not None:
         return child.ready_file.exists()
@@ -401,6 +438,8 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
             f"ordersaga is up: {len(topology.workers)} workers on the saga log {topology.store}",
             f"  order API   {topology.api}   (OpenAPI: {topology.api}/docs)",
             *(f"  {name:<11} {url}" for name, url in topology.services.items()),
+            "  metrics     GET /metrics on the API and each service; the workers':",
+            *(f"              {topology.metrics[w]}" for w in topology.workers),
             "",
             "Submit orders through the API:",
             f"  curl -si {topology.api}/orders -H 'Content-Type: text/plain' --data-binary \\",

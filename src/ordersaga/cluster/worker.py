@@ -48,8 +48,10 @@ from typing import Any, TextIO
 from ordersaga.cluster.submit import open_pg_store
 from ordersaga.errors import ConfigError, OwnershipLost, StorageError
 from ordersaga.local.runtime import connect_http_services
+from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.saga.definition import SagaDefinition
+from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -83,6 +85,7 @@ class WorkerSettings:
     stats_file: Path | None = None
     #: User saga definitions run beside the order saga (``ordersaga worker --saga``).
     sagas: tuple[SagaDefinition, ...] = ()
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.claim_batch < 1:
@@ -117,6 +120,7 @@ class Worker:
         *,
         wakeup: Wakeup | None = None,
         log: Callable[[str], None] = lambda _m: None,
+        events: EventLog | None = None,
     ) -> None:
         self.settings = settings
         self.owner = settings.worker_id
@@ -125,6 +129,7 @@ class Worker:
         self.counts = WorkerCounts()
         self._wakeup = wakeup
         self._log = log
+        self._events = events  # claims and takeovers, with --log-format json
         self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
         self._done = Notifier(store, DONE_CHANNEL)
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -186,8 +191,10 @@ class Worker:
             if record.saga_id in self._tasks:
                 continue  # ours already: our lease had lapsed and nobody else took it
             self.counts.claimed += 1
-            if record.steps or record.status is not SagaStatus.RUNNING:
-                self.counts.taken_over += 1
+            takeover = bool(record.steps) or record.status is not SagaStatus.RUNNING
+            self.counts.taken_over += takeover
+            if self._events is not None:
+                self._events.claimed(record, takeover)
             task = asyncio.create_task(self._drive(record), name=f"saga {record.saga_id}")
             self._tasks[record.saga_id] = task
             task.add_done_callback(functools.partial(self._ended, record.saga_id))
@@ -308,10 +315,25 @@ def _snapshot(worker: Worker, injector: FaultInjector | None, phase: str) -> dic
 async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
     """Open everything, work until SIGINT/SIGTERM, stop gracefully, close everything."""
 
+    telemetry = EngineTelemetry(settings.telemetry, worker=settings.worker_id)
+    events = telemetry.events
+
     def log(message: str) -> None:
+        if events is not None:
+            events.message(message)
+            return
         err.write(f"ordersaga worker {settings.worker_id}: {message}\n")
         err.flush()
 
+    try:
+        return await _open_and_serve(settings, telemetry, log)
+    finally:
+        telemetry.close()
+
+
+async def _open_and_serve(
+    settings: WorkerSettings, telemetry: EngineTelemetry, log: Callable[[str], None]
+) -> WorkerCounts:
     store = await open_pg_store(settings.store_url, "ordersaga worker")
     transport: Transport | None = None
     wakeup: Wakeup | None = None
@@ -331,13 +353,18 @@ async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
             rng=random.Random(settings.seed),
             settings=settings.engine,
             owner=settings.worker_id,
+            observer=telemetry.observer,
         )
+        telemetry.attach(engine)
         try:
             wakeup = await Wakeup.open(settings.store_url, [WORK_CHANNEL])
         except StorageError as exc:
             log(f"warning: {exc}; polling every {settings.poll:g} s instead")
-        worker = Worker(settings, store, engine, wakeup=wakeup, log=log)
-        return await _serve(worker, injector, settings, log)
+        worker = Worker(settings, store, engine, wakeup=wakeup, log=log, events=telemetry.events)
+        async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
+            if url is not None:
+                log(f"serving metrics at {url}")
+            return await _serve(worker, injector, settings, log)
     finally:
         if wakeup is not None:
             await wakeup.close()
@@ -346,6 +373,15 @@ async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
                 await transport.close()  # late deliveries land first
         finally:
             await store.close()
+
+
+def _worker_metrics(worker: Worker, injector: FaultInjector | None) -> Callable[[], Any]:
+    def collect() -> Any:
+        from ordersaga.cluster.metrics import worker_families
+
+        return worker_families(worker.counts, worker.running, injector)
+
+    return collect
 
 
 async def _serve(

@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from ordersaga.errors import StorageError
+from ordersaga.telemetry.histogram import BATCH_SIZES, Histogram
 
 W = TypeVar("W")
 R = TypeVar("R")
@@ -72,6 +73,8 @@ class GroupCommitter(Generic[W, R]):
         self._direct = 0  # unbatched writes in flight (max_batch=1)
         self._direct_idle = asyncio.Event()
         self._direct_idle.set()
+        #: Writes per transaction (one observation per batch: the metrics read it when scraped).
+        self.batch_sizes = Histogram(BATCH_SIZES)
 
     async def submit(self, write: W) -> R:
         """Queue ``write``; return its outcome once the commit carrying it is durable."""
@@ -139,6 +142,7 @@ class GroupCommitter(Generic[W, R]):
 
     async def _flush(self, batch: list[tuple[W, asyncio.Future[R]]]) -> None:
         writes = [w for w, _ in batch]
+        self.batch_sizes.observe(len(writes))
         outcomes: list[R | Exception]
         try:
             outcomes = await self._apply(writes)

@@ -56,7 +56,14 @@ async def run_orders(
         sink = StreamSink(out, err, options.json_lines, options.verbose)
         pipeline = Pipeline(runtime.engine, sink, options.concurrency, options.ordered)
         stats.attach(runtime, pipeline.counts)
-        async with live_progress(pipeline.counts, options.progress), stats.periodic():
+        participants = runtime.services.by_name() if runtime.services is not None else None
+        async with (
+            live_progress(pipeline.counts, options.progress),
+            stats.periodic(),
+            runtime.telemetry.serving(runtime.engine, participants) as metrics_url,
+        ):
+            if metrics_url is not None:
+                err.write(f"ordersaga: serving metrics at {metrics_url}\n")
             # Every unfinished saga is finished before any new request is admitted.
             stats.enter("recovering")
             resumed = await recover(runtime.engine, concurrency=options.concurrency)

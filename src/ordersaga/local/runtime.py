@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ordersaga.errors import ConfigError, TransportError
 from ordersaga.local.datadir import DataDir, Locations
+from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.demo import demo_world
 from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.orders.world import World, parse_world
@@ -44,6 +45,7 @@ class RuntimeSettings:
     http: HttpSettings = field(default_factory=HttpSettings)
     crash: CrashPoints = field(default_factory=CrashPoints)
     engine: EngineSettings = field(default_factory=EngineSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
 
 @dataclass(slots=True)
@@ -54,11 +56,13 @@ class Runtime:
     transport: Transport
     injector: FaultInjector | None
     engine: SagaEngine
+    telemetry: EngineTelemetry
 
     async def close(self) -> None:
         """Deliver pending late requests, flush the log, close every database."""
         try:
             await self.transport.close()
+            self.telemetry.close()
         finally:
             try:
                 await self.store.close()
@@ -90,6 +94,7 @@ async def open_runtime(
 ) -> Runtime:
     world = resolve_world(settings, warn)
     locations = _locations(settings)
+    telemetry = EngineTelemetry(settings.telemetry)  # first: a bad tracing setup opens nothing
     services: Services | None = None
     transport: Transport
     if settings.http_services:
@@ -124,8 +129,10 @@ async def open_runtime(
         rng=random.Random(settings.seed),
         crash=settings.crash,
         settings=settings.engine,
+        observer=telemetry.observer,
     )
-    return Runtime(world, services, store, transport, injector, engine)
+    telemetry.attach(engine)
+    return Runtime(world, services, store, transport, injector, engine, telemetry)
 
 
 async def _refuse_a_log_with_workers(store: SagaStore) -> None:

@@ -7,6 +7,7 @@ process are independent). Routes::
     GET  /keys/{key}          status probe: {"state": "applied"|"refused"|"unknown", "reply"}
     GET  /health              200 when the service's database answers, else 503
     GET  /stats               the service's counters (commands, commits, conflicts, ...)
+    GET  /metrics             the same and more in the Prometheus text format (ordersaga_*)
     GET  /openapi.json        the OpenAPI schema (and /docs, its browsable form)
 
 Status codes of ``POST /commands/{action}`` (the table lives in :mod:`ordersaga.protocol.wire`,
@@ -64,6 +65,7 @@ from ordersaga.protocol.wire import (
     UNAVAILABLE,
     decode_key,
 )
+from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "Opener", "create_app"]
 
@@ -90,10 +92,15 @@ class _Json(JSONResponse):
 class _Served:
     """The participant an app serves, and what the app counted (per app, never global)."""
 
-    def __init__(self, name: str, participant: Participant | None) -> None:
+    def __init__(
+        self, name: str, participant: Participant | None, tracing: Tracing | None = None
+    ) -> None:
         self.name = name
         self._participant = participant
         self.codes: Counter[int] = Counter()
+        self.commands: Counter[tuple[str, str]] = Counter()  # (action, result)
+        self.actions = frozenset(doc.name for doc in SERVICE_ACTIONS.get(name, ()))
+        self.tracing = tracing
 
     @property
     def participant(self) -> Participant:
@@ -127,12 +134,15 @@ def create_app(
     *,
     name: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    tracing: Tracing | None = None,
 ) -> FastAPI:
     """An ASGI app serving ``participant`` as the service ``name``.
 
     ``participant`` is either an open participant, which the caller keeps and closes, or an
     async function that opens one: the app then opens it at startup and closes it at shutdown,
     in the server's event loop (where, for instance, a PostgreSQL pool must be created).
+    With ``tracing``, each command runs in a server span continuing the caller's
+    ``traceparent``.
     """
     if max_body_bytes < 1:
         raise ConfigError("max_body_bytes must be at least 1")
@@ -141,10 +151,10 @@ def create_app(
         ready = cast(Participant, participant)
         if ready.name != name:
             raise ConfigError(f"cannot serve the {ready.name} service as {name!r}")
-        served = _Served(name, ready)
+        served = _Served(name, ready, tracing)
     else:
         opener = participant
-        served = _Served(name, None)
+        served = _Served(name, None, tracing)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -236,10 +246,27 @@ async def _command(served: _Served, request: Request, action: str, limit: int) -
         return served.invalid(f"request body is not JSON: {exc}")
     # The participant validates everything else (a non-object payload included).
     command = Command(served.name, action, key, cast(Any, payload))
+    label = action if action in served.actions else "other"  # bounded label values
+    if served.tracing is None:
+        return await _handle(served, command, label)
+    with served.tracing.span(
+        f"{served.name} {label}",
+        traceparent=request.headers.get(TRACEPARENT),
+        kind="server",
+        attributes={"ordersaga.service": served.name, "ordersaga.key": key},
+    ) as span:
+        response = await _handle(served, command, label)
+        span.set_attribute("http.response.status_code", response.status_code)
+        return response
+
+
+async def _handle(served: _Served, command: Command, label: str) -> Response:
     try:
         reply = await served.participant.handle(command)
     except StorageError as exc:
+        served.commands[label, "unavailable"] += 1
         return served.unavailable(exc)
+    served.commands[label, reply.status.value] += 1
     return served.answer(reply)
 
 
@@ -304,6 +331,14 @@ def _add_read_routes(app: FastAPI, served: _Served) -> None:
         codes = {str(code): count for code, count in sorted(served.codes.items())}
         return _Json({"service": served.name, **kit, "http_responses": codes})
 
+    rendered: list[tuple[Callable[[], bytes], str]] = []
+
+    async def metrics(_request: Request) -> Response:
+        if not rendered:  # prometheus_client is loaded at the first scrape, not at startup
+            rendered.append(_metrics_renderer(served))
+        render, content_type = rendered[0]
+        return Response(render(), headers={"Content-Type": content_type})
+
     app.add_api_route(
         "/keys/{key:path}",
         probe,
@@ -346,6 +381,7 @@ def _add_read_routes(app: FastAPI, served: _Served) -> None:
             UNAVAILABLE: _content("The database does not answer", _HEALTH_SCHEMA),
         },
     )
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.add_api_route(
         "/stats",
         stats,
@@ -356,6 +392,22 @@ def _add_read_routes(app: FastAPI, served: _Served) -> None:
         response_class=_Json,
         responses={200: _content("Counters", {"type": "object"})},
     )
+
+
+def _metrics_renderer(served: _Served) -> tuple[Callable[[], bytes], str]:
+    """The app's registry (its own: two apps in one process never mix their metrics)."""
+    from ordersaga.participant.metrics import http_families, kit_batch_sizes, kit_families
+    from ordersaga.telemetry.exposition import CONTENT_TYPE, MetricsRegistry, group_commit_family
+
+    registry = MetricsRegistry()
+
+    def participant() -> dict[str, object]:
+        return {served.name: served.participant}
+
+    registry.add(lambda: kit_families(participant()))
+    registry.add(lambda: http_families(served.name, served.commands, served.codes))
+    registry.add(lambda: [group_commit_family(kit_batch_sizes(participant()))])
+    return registry.render, CONTENT_TYPE
 
 
 def _content(description: str, schema: dict[str, Any]) -> dict[str, Any]:

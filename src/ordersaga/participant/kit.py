@@ -88,6 +88,7 @@ from ordersaga.protocol.messages import (
     canonical_json,
     parse_key,
 )
+from ordersaga.telemetry.histogram import Histogram
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -174,6 +175,11 @@ class CommandRunner:
             max_batch=options.max_batch,
             name=f"{service} service",
         )
+
+    @property
+    def batch_sizes(self) -> Histogram:
+        """Commands per group commit (for the metrics)."""
+        return self._committer.batch_sizes
 
     async def close(self) -> None:
         """Refuse new commands and wait until every pending one is committed."""

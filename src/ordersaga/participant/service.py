@@ -18,6 +18,7 @@ from ordersaga.participant.kit import Action, CommandRunner, KitStats, RunnerOpt
 from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.schema import ensure_schema, load_or_seed_config
 from ordersaga.protocol.messages import Command, Probe, Reply
+from ordersaga.telemetry.histogram import Histogram
 
 __all__ = ["KitService"]
 
@@ -63,6 +64,11 @@ class KitService(abc.ABC):
     @property
     def stats(self) -> KitStats:
         return self.runner.stats
+
+    @property
+    def batch_sizes(self) -> Histogram:
+        """Commands per group commit (for the metrics)."""
+        return self.runner.batch_sizes
 
     def handle(self, command: Command) -> Coroutine[Any, Any, Reply]:
         """Apply ``command`` at most once; see :class:`ordersaga.protocol.participant.Participant`.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ordersaga.saga.clock import Clock
@@ -27,6 +28,10 @@ class BreakerSettings:
     cooldown: float = 0.25
 
 
+#: Told when a breaker opens or closes again: (service, new state).
+BreakerListener = Callable[[str, "BreakerState"], None]
+
+
 class CircuitBreaker:
     def __init__(self, name: str, clock: Clock, settings: BreakerSettings | None = None) -> None:
         self.name = name
@@ -39,6 +44,7 @@ class CircuitBreaker:
         self._changed = asyncio.Event()
         self.opened = 0  # how many times it opened (for reports and tests)
         self.waits = 0  # how many times a caller waited instead of calling
+        self.listener: BreakerListener | None = None  # told when it opens or closes
 
     async def acquire(self) -> None:
         """Wait until a call may be attempted."""
@@ -64,15 +70,20 @@ class CircuitBreaker:
         if self.state is not BreakerState.CLOSED:
             self.state = BreakerState.CLOSED
             self._release_trial()
+            if self.listener is not None:
+                self.listener(self.name, self.state)
 
     def record_failure(self) -> None:
         self._failures += 1
         if self.state is BreakerState.HALF_OPEN or self._failures >= self._settings.threshold:
-            if self.state is not BreakerState.OPEN:
+            was_open = self.state is BreakerState.OPEN
+            if not was_open:
                 self.opened += 1
             self.state = BreakerState.OPEN
             self._opened_at = self._clock.monotonic()
             self._release_trial()
+            if not was_open and self.listener is not None:
+                self.listener(self.name, self.state)
 
     def release(self) -> None:
         """Give back a trial slot without a verdict (the trial call was cancelled)."""
@@ -91,11 +102,19 @@ class Breakers:
         self._clock = clock
         self._settings = settings
         self._by_service: dict[str, CircuitBreaker] = {}
+        self._listener: BreakerListener | None = None
+
+    def listen(self, listener: BreakerListener) -> None:
+        """Tell ``listener`` whenever a breaker (an existing or a future one) opens or closes."""
+        self._listener = listener
+        for breaker in self._by_service.values():
+            breaker.listener = listener
 
     def __getitem__(self, service: str) -> CircuitBreaker:
         breaker = self._by_service.get(service)
         if breaker is None:
             breaker = CircuitBreaker(service, self._clock, self._settings)
+            breaker.listener = self._listener
             self._by_service[service] = breaker
         return breaker
 

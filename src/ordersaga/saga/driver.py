@@ -35,6 +35,7 @@ from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
 from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
+from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.result import DecisionCallback, EngineSettings, EngineStats, SagaResult
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
@@ -78,8 +79,10 @@ class Driver:
         crash: CrashPoints,
         stats: EngineStats,
         owner: str | None,
+        observer: SagaObserver,
     ) -> None:
         self.store = store
+        self.observer = observer
         self.caller = caller
         self._clock = clock
         self._settings = settings
@@ -95,7 +98,8 @@ class Driver:
         :class:`OwnershipLost`.
         """
         try:
-            return await self._drive_owned(run)
+            with self.observer.driving(run.record):
+                return await self._drive_owned(run)
         except ConflictError as exc:
             stored = await self.store.load(run.saga_id)
             if stored is None or not stored.status.terminal:
@@ -219,13 +223,17 @@ class Driver:
             async def flag() -> None:
                 await self._attention(run, f"{command.service} {command.action}: still failing")
 
-        outcome = await self.caller.call(
-            command,
-            policy,
-            f"{step.name}:{phase.value}",
-            on_slow=flag,
-            slow_after=self._settings.attention_after,
-        )
+        started = self._clock.monotonic()
+        with self.observer.calling(run.saga_id, step.name, phase):
+            outcome = await self.caller.call(
+                command,
+                policy,
+                f"{step.name}:{phase.value}",
+                on_slow=flag,
+                slow_after=self._settings.attention_after,
+            )
+            elapsed = self._clock.monotonic() - started
+            self.observer.called(run.saga_id, step.name, phase, outcome, elapsed)
         run.calls += 1
         run.attempts += outcome.attempts
         return outcome
@@ -295,6 +303,7 @@ class Driver:
             run.record.created_at,
             self._clock.time(),
         )
+        self.observer.logged(run.record, what, steps)
 
     async def _attention(self, run: Run, reason: str | None) -> None:
         if run.record.needs_attention:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ordersaga.errors import ConfigError
@@ -25,6 +25,7 @@ from ordersaga.saga.clock import Clock, SystemClock
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.driver import Driver, Run
+from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.result import (
     MISMATCH_REASON,
     DecisionCallback,
@@ -60,8 +61,11 @@ class SagaEngine:
         crash: CrashPoints = NO_CRASH,
         settings: EngineSettings | None = None,
         owner: str | None = None,
+        observer: SagaObserver | None = None,
     ) -> None:
         self.store = store
+        #: Told what happens, for metrics, logs and traces (see :mod:`ordersaga.saga.observe`).
+        self.observer = observer or SagaObserver()
         #: Set on a worker: every log write is fenced by this lease owner (see SagaStore.update).
         self.owner = owner
         self._definitions = {d.name: d for d in definitions}
@@ -79,10 +83,15 @@ class SagaEngine:
         )
         self.stats = EngineStats()
         self._driver = Driver(
-            store, self.caller, self._clock, self._settings, crash, self.stats, owner
+            store, self.caller, self._clock, self._settings, crash, self.stats, owner, self.observer
         )
         # One runner per saga id in this process: a second request for the same id waits.
         self._inflight: dict[str, asyncio.Future[SagaResult]] = {}
+
+    @property
+    def running(self) -> Collection[str]:
+        """The ids of the sagas this engine is driving now."""
+        return self._inflight.keys()
 
     # ----------------------------------------------------------------- public entry points
 
@@ -111,6 +120,7 @@ class SagaEngine:
         if running is not None:
             result = await asyncio.shield(running)
             return self._as_repeat(result, fingerprint)
+        input = self.observer.stamp(saga_id, input)
         return await self._owned(
             saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint, on_decided)
         )
@@ -135,6 +145,7 @@ class SagaEngine:
             )
             if created:
                 self.stats.failed += 1
+                self.observer.logged(record, "create", [])
                 return SagaResult(saga_id, SagaStatus.FAILED, reason, fingerprint=fingerprint)
             return await self._existing(record, fingerprint)
 

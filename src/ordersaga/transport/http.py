@@ -14,7 +14,8 @@ from
   business answer).
 
 The engine retries both errors under the same idempotency key, and the fault injector wraps this
-transport like any other.
+transport like any other. A command carries the current span's W3C ``traceparent`` header when
+tracing is on (see :mod:`ordersaga.telemetry.tracing`).
 
 The client is aiohttp's: on a saga workload it spends about a tenth of the CPU per request that
 httpx's pool does (httpx scans every pooled connection on each request; encode/httpx#3215), and
@@ -36,6 +37,7 @@ from yarl import URL
 from ordersaga.errors import ConfigError, RequestLost, ResponseLost
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.protocol.wire import IDEMPOTENCY_KEY, STATUS_OF_CODE, encode_key
+from ordersaga.telemetry.tracing import inject_current
 from ordersaga.transport.base import Transport
 
 __all__ = ["HttpSettings", "HttpTransport", "check_base_url"]
@@ -137,6 +139,7 @@ class HttpTransport(Transport):
             # what the service answers such a payload.
             return Reply.invalid("payload is not JSON data")
         headers = {IDEMPOTENCY_KEY: encode_key(command.key), "Content-Type": "application/json"}
+        inject_current(headers)  # the step's span, when tracing: the service continues it
         path = f"/commands/{quote(command.action, safe='')}"
         answer = await self._request(command.service, "POST", path, body, headers)
         return _reply(command.service, answer)

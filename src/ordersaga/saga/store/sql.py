@@ -29,6 +29,7 @@ from ordersaga.saga.store.model import (
 )
 from ordersaga.saga.store.schema import ensure_schema
 from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
+from ordersaga.telemetry.histogram import Histogram
 
 SAGA_COLUMNS = (
     "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
@@ -95,6 +96,11 @@ class SqlSagaStore(SagaStore):
     @property
     def max_batch(self) -> int:
         return self._committer.max_batch
+
+    @property
+    def batch_sizes(self) -> Histogram:
+        """Writes per group commit (for the metrics)."""
+        return self._committer.batch_sizes
 
     # -- writes ------------------------------------------------------------------------------
 

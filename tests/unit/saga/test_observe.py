@@ -1,0 +1,115 @@
+"""The engine's observers: metrics as plain counters, events as structured records."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+
+from ordersaga.protocol.messages import Command
+from ordersaga.saga.breaker import Breakers, BreakerSettings, BreakerState
+from ordersaga.saga.clock import FakeClock
+from ordersaga.saga.events import EventLog
+from ordersaga.saga.executor import SagaEngine
+from ordersaga.saga.observe import EngineMetrics, Fanout
+from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.telemetry.logs import JsonFormatter
+from tests.promtool import parse_samples, promtool_check
+
+from .fakes import Ledger, ScriptedTransport
+from .test_executor import make_definition
+
+
+def _engine(refuse_c: bool) -> tuple[SagaEngine, EngineMetrics, io.StringIO]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger(f"ordersaga.test.events.{refuse_c}")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    failures = {"s1:a:action": 2}
+
+    def fail(command: Command) -> str | None:
+        left = failures.get(command.key, 0)
+        if left:
+            failures[command.key] = left - 1
+            return "request"
+        return None
+
+    ledgers = {n: Ledger(n, (lambda c: refuse_c) if n == "C" else (lambda c: False)) for n in "ABC"}
+    metrics = EngineMetrics()
+    events = EventLog("w1", logger)
+    engine = SagaEngine(
+        MemoryStore(),
+        ScriptedTransport(ledgers, fail),
+        [make_definition()],
+        clock=FakeClock(),
+        rng=random.Random(3),
+        observer=Fanout([metrics, events]),
+    )
+    engine.breakers.listen(events.breaker)
+    return engine, metrics, stream
+
+
+async def test_metrics_count_attempts_by_result_and_sagas_by_outcome() -> None:
+    engine, metrics, _ = _engine(refuse_c=True)
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status.value == "failed"
+    attempts = metrics.step_attempts()
+    assert attempts[("a", "action", "error")] == 2  # two lost requests, then ok
+    assert attempts[("a", "action", "ok")] == 1
+    assert attempts[("c", "action", "refused")] == 1
+    assert attempts[("a", "compensate", "ok")] == 1
+    assert ("c", "action", "error") not in attempts
+    assert metrics.step_calls()[("c", "action", "refused")] == 1
+    assert metrics.step_seconds()[("a", "action")].count == 1
+    assert metrics.saga_seconds[("failed",)].count == 1
+
+    from ordersaga.saga.metrics import engine_families
+    from ordersaga.telemetry.exposition import MetricsRegistry
+
+    registry = MetricsRegistry()
+    registry.add(lambda: engine_families(engine, metrics))
+    text = registry.render().decode()
+    promtool_check(text, "the engine's families")
+    samples = parse_samples(text)
+    assert samples['ordersaga_sagas_completed_total{outcome="failed"}'] == 1
+    assert samples["ordersaga_compensations_total"] == 2
+    assert samples["ordersaga_step_retries_total"] == 2
+    assert samples['ordersaga_step_attempts_total{phase="action",result="error",step="a"}'] == 2
+    assert samples['ordersaga_saga_duration_seconds_count{outcome="failed"}'] == 1
+
+
+async def test_events_follow_a_saga_by_its_order_id() -> None:
+    engine, _, stream = _engine(refuse_c=True)
+    await engine.start("trip", "s1", {}, "fp")
+    await engine.start("trip", "s2", {}, "fp2")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    s1 = [(e["event"], e.get("step"), e.get("phase")) for e in events if e["order_id"] == "s1"]
+    assert s1 == [
+        ("step", "a", "action"),
+        ("step", "b", "action"),
+        ("step", "c", "action"),
+        ("decision", None, None),
+        ("compensation", "b", "compensate"),
+        ("compensation", "a", "compensate"),
+        ("saga_end", None, None),
+    ]
+    first = next(e for e in events if e["order_id"] == "s1")
+    assert first["attempt"] == 3 and first["worker"] == "w1" and first["status"] == "succeeded"
+    assert all(e["worker"] == "w1" for e in events)
+
+
+def test_breakers_tell_their_listener_when_they_open_and_close() -> None:
+    seen: list[tuple[str, BreakerState]] = []
+    breakers = Breakers(FakeClock(), BreakerSettings(threshold=2))
+    early = breakers["inventory"]
+    breakers.listen(lambda name, state: seen.append((name, state)))
+    early.record_failure()
+    early.record_failure()
+    early.record_failure()  # already open: said once
+    breakers["payment"].record_success()  # closed already: nothing to say
+    early.record_success()
+    assert seen == [("inventory", BreakerState.OPEN), ("inventory", BreakerState.CLOSED)]
