@@ -32,10 +32,9 @@ from ordersaga.local.pipeline import Pipeline
 from ordersaga.local.progress import live_progress
 from ordersaga.local.run import RunOptions, RunReport
 from ordersaga.local.stats import RunStats
-from ordersaga.protocol.messages import Phase
 from ordersaga.saga.executor import MISMATCH_REASON, DecisionCallback, SagaResult
 from ordersaga.saga.store import PostgresSagaStore, open_store
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus
 from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
 
 __all__ = ["SubmitSettings", "Submitter", "open_pg_store", "submit_orders"]
@@ -63,23 +62,9 @@ async def open_pg_store(url: str | None, what: str) -> PostgresSagaStore:
 
 
 def outcome_of(record: SagaRecord, *, replayed: bool) -> SagaResult:
-    """A finished saga's :class:`SagaResult`, its counts read from the step records."""
-    retries = compensations = 0
-    if not replayed:  # a replayed request executed nothing itself
-        retries = sum(max(0, step.attempts - 1) for step in record.steps)
-        compensations = sum(
-            step.phase is Phase.COMPENSATE and step.status is StepStatus.SUCCEEDED
-            for step in record.steps
-        )
-    return SagaResult(
-        record.saga_id,
-        record.status,
-        record.reason,
-        retries=retries,
-        compensations=compensations,
-        replayed=replayed,
-        fingerprint=record.fingerprint,
-    )
+    """A finished saga's :class:`SagaResult`, read from its step records (a replayed request
+    reports what the original saga cost)."""
+    return SagaResult.of_record(record, replayed=replayed)
 
 
 class Submitter:
@@ -178,7 +163,9 @@ class Submitter:
 
     async def _answer(self, record: SagaRecord, created: bool, fingerprint: str) -> SagaResult:
         if not created and record.fingerprint != fingerprint:
-            return SagaResult(record.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+            return SagaResult(
+                record.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input"
+            )
         if not record.status.terminal:
             record = await self.wait(record.saga_id)
         return outcome_of(record, replayed=not created)

@@ -10,8 +10,15 @@ from ordersaga.errors import ConfigError
 __all__ = ["Database", "Dialect", "Row", "Tx", "open_database"]
 
 
-async def open_database(url: str, *, durable: bool = True, pool_size: int = 10) -> Database:
-    """Open the database named by ``url``; a bare path is taken as a SQLite file."""
+async def open_database(
+    url: str, *, durable: bool = True, pool_size: int = 10, read_only: bool = False
+) -> Database:
+    """Open the database named by ``url``; a bare path is taken as a SQLite file.
+
+    ``read_only`` opens a SQLite file that must exist with ``mode=ro`` (nothing is created;
+    readers run while another process writes). PostgreSQL connections are the same either way:
+    a reader simply writes nothing.
+    """
     if url.startswith(("postgresql://", "postgres://")):
         from ordersaga.db.postgres import PostgresDatabase
 
@@ -24,4 +31,4 @@ async def open_database(url: str, *, durable: bool = True, pool_size: int = 10) 
         path = Path(url)
     from ordersaga.db.sqlite import SqliteDatabase
 
-    return SqliteDatabase(path, durable=durable)
+    return SqliteDatabase(path, durable=durable, read_only=read_only)

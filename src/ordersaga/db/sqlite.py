@@ -20,9 +20,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ordersaga.db.base import Database, Row, Tx
-from ordersaga.errors import ConflictError, StorageError, UnavailableError
+from ordersaga.errors import ConfigError, ConflictError, StorageError, UnavailableError
 
 BUSY_TIMEOUT_MS = 10_000
 #: Prepared statements kept per connection (the saga log's multi-row statements vary in size).
@@ -92,20 +93,28 @@ class _SqliteTx(Tx):
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, read_only: bool = False) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise ConfigError(f"no database at {path}")
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves. Read-only: a URI with
+            # mode=ro, so nothing is created or changed (the WAL mode is kept in the file).
+            target = f"file:{quote(str(path.absolute()))}?mode=ro" if read_only else str(path)
             self._conn = sqlite3.connect(
-                path,
+                target,
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
                 cached_statements=STATEMENT_CACHE,
+                uri=read_only,
             )
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            if not read_only:
+                self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._conn.execute("PRAGMA foreign_keys=ON")

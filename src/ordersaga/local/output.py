@@ -24,6 +24,8 @@ class StreamSink:
                 "order_id": outcome.order_id,
                 "status": outcome.status,
                 "reason": outcome.reason,
+                "step": outcome.step,
+                "cause": outcome.cause,
                 "retries": outcome.retries,
                 "compensations": outcome.compensations,
                 "replayed": outcome.replayed,

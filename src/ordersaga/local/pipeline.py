@@ -35,6 +35,8 @@ class Outcome:
     compensations: int = 0
     replayed: bool = False
     latency: float = 0.0  # seconds from admission to decision (what a benchmark reports)
+    step: str | None = None  # a failed order: the step that failed it
+    cause: str | None = None  # a failed order: business | technical | input | operator
 
     @property
     def status(self) -> str:
@@ -101,8 +103,9 @@ class Counts:
         else:
             self.failed += 1
         self.replayed += outcome.replayed
-        self.retries += outcome.retries
-        self.compensations += outcome.compensations
+        if not outcome.replayed:  # a replayed line reports what the original saga cost
+            self.retries += outcome.retries
+            self.compensations += outcome.compensations
 
 
 class RunAborted(Exception):
@@ -177,6 +180,8 @@ class Pipeline:
                 result.compensations,
                 result.replayed,
                 time.perf_counter() - admitted,
+                result.step,
+                result.cause,
             )
 
         def decided(result: SagaResult) -> None:

@@ -36,6 +36,7 @@ from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
 from ordersaga.saga.observe import SagaObserver
+from ordersaga.saga.outcome import failure_of
 from ordersaga.saga.result import DecisionCallback, EngineSettings, EngineStats, SagaResult
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
@@ -58,6 +59,8 @@ class Run:
     calls: int = 0
     compensations: int = 0
     on_decided: DecisionCallback | None = None
+    failed_step: str | None = None
+    cause: str | None = None
 
     @property
     def saga_id(self) -> str:
@@ -102,15 +105,13 @@ class Driver:
                 return await self._drive_owned(run)
         except ConflictError as exc:
             stored = await self.store.load(run.saga_id)
-            if stored is None or not stored.status.terminal:
-                raise OwnershipLost(f"saga {run.saga_id!r}: {exc}") from exc
-            return SagaResult(
-                run.saga_id,
-                stored.status,
-                stored.reason,
-                replayed=True,
-                fingerprint=stored.fingerprint,
-            )
+            if stored is not None and stored.status.terminal:
+                return SagaResult.of_record(stored)
+            if stored is not None and self._owner is None and _cancelled(run.record, stored):
+                # An operator cancelled the saga before its decision (ordersaga sagas cancel)
+                # while this process drove it, with no lease to fence it off: compensate now.
+                return await self.drive(Run(stored, run.definition))
+            raise OwnershipLost(f"saga {run.saga_id!r}: {exc}") from exc
 
     async def _drive_owned(self, run: Run) -> SagaResult:
         for record in run.record.steps:
@@ -134,6 +135,10 @@ class Driver:
 
     @staticmethod
     def _result(run: Run, status: SagaStatus, reason: str | None) -> SagaResult:
+        if run.cause is None and status in (SagaStatus.COMPENSATING, SagaStatus.FAILED):
+            failure = failure_of(run.record)  # resumed from the log: decided before
+            if failure is not None:
+                run.failed_step, run.cause = failure.step, failure.cause
         return SagaResult(
             run.saga_id,
             status,
@@ -141,6 +146,8 @@ class Driver:
             retries=run.attempts - run.calls,
             compensations=run.compensations,
             fingerprint=run.record.fingerprint,
+            step=run.failed_step,
+            cause=run.cause,
         )
 
     async def _forward(self, run: Run) -> tuple[SagaStatus, str | None]:
@@ -167,6 +174,8 @@ class Driver:
                 return status, None
             needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
+            run.failed_step = step.name
+            run.cause = "business" if outcome.status is CallStatus.REFUSED else "technical"
             await self._log(run, "decision.compensate", [record], status, outcome.reason)
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
@@ -310,6 +319,11 @@ class Driver:
             return
         self._stats.needs_attention += 1
         await self._log(run, "attention", [], None, None, attention=True)
+
+
+def _cancelled(ours: SagaRecord, stored: SagaRecord) -> bool:
+    """The log turned a saga we drove forward to compensating behind our back: a cancel."""
+    return ours.status is SagaStatus.RUNNING and stored.status is SagaStatus.COMPENSATING
 
 
 async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:

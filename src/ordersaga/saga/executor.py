@@ -14,6 +14,7 @@ steps is :mod:`ordersaga.saga.driver`; what it returns is :mod:`ordersaga.saga.r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -146,7 +147,9 @@ class SagaEngine:
             if created:
                 self.stats.failed += 1
                 self.observer.logged(record, "create", [])
-                return SagaResult(saga_id, SagaStatus.FAILED, reason, fingerprint=fingerprint)
+                return SagaResult(
+                    saga_id, SagaStatus.FAILED, reason, fingerprint=fingerprint, cause="input"
+                )
             return await self._existing(record, fingerprint)
 
         return await self._owned(saga_id, decide())
@@ -179,10 +182,8 @@ class SagaEngine:
 
     def _as_repeat(self, result: SagaResult, fingerprint: str) -> SagaResult:
         if result.fingerprint != fingerprint:
-            return SagaResult(result.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
-        return SagaResult(
-            result.saga_id, result.status, result.reason, replayed=True, fingerprint=fingerprint
-        )
+            return _mismatch(result.saga_id)
+        return dataclasses.replace(result, replayed=True, mismatch=False)
 
     def _definition(self, name: str) -> SagaDefinition:
         try:
@@ -209,14 +210,14 @@ class SagaEngine:
 
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
         if record.fingerprint != fingerprint:
-            return SagaResult(record.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+            return _mismatch(record.saga_id)
         if record.status.terminal:
-            return SagaResult(
-                record.saga_id, record.status, record.reason, replayed=True, fingerprint=fingerprint
-            )
+            return SagaResult.of_record(record)
         # Unfinished in the log but not running here: finish it now (as recovery would).
         self.stats.resumed += 1
         result = await self._driver.drive(Run(record, self._definition(record.definition)))
-        return SagaResult(
-            result.saga_id, result.status, result.reason, replayed=True, fingerprint=fingerprint
-        )
+        return dataclasses.replace(result, replayed=True)
+
+
+def _mismatch(saga_id: str) -> SagaResult:
+    return SagaResult(saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input")

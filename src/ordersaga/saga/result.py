@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
-from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus
 
 __all__ = ["MISMATCH_REASON", "DecisionCallback", "EngineSettings", "EngineStats", "SagaResult"]
 
@@ -45,6 +46,25 @@ class SagaResult:
     replayed: bool = False  # decided before this request: nothing was executed for it
     mismatch: bool = False  # the id exists with other input: this request was not executed
     fingerprint: str = ""
+    step: str | None = None  # a failed saga: the step that failed it (None: none ran)
+    cause: str | None = None  # a failed saga: business | technical | input | operator
+
+    @classmethod
+    def of_record(cls, record: SagaRecord, *, replayed: bool = True) -> SagaResult:
+        """The outcome the log records for a decided saga, with its retries, compensations
+        and the step and cause of a failure (see :mod:`ordersaga.saga.outcome`)."""
+        failure = failure_of(record)
+        return cls(
+            record.saga_id,
+            record.status,
+            record.reason,
+            retries=retries_of(record),
+            compensations=compensations_of(record),
+            replayed=replayed,
+            fingerprint=record.fingerprint,
+            step=None if failure is None else failure.step,
+            cause=None if failure is None else failure.cause,
+        )
 
     @property
     def confirmed(self) -> bool:

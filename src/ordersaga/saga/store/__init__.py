@@ -17,6 +17,11 @@ from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     TERMINAL,
+    OperatorAction,
+    Repair,
+    SagaEntry,
+    SagaFilter,
+    SagaPage,
     SagaRecord,
     SagaStatus,
     SagaStore,
@@ -35,7 +40,12 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "TERMINAL",
     "MemoryStore",
+    "OperatorAction",
     "PostgresSagaStore",
+    "Repair",
+    "SagaEntry",
+    "SagaFilter",
+    "SagaPage",
     "SagaRecord",
     "SagaStatus",
     "SagaStore",
@@ -55,6 +65,7 @@ async def open_store(
     max_batch: int = DEFAULT_MAX_BATCH,
     clock: Callable[[], float] = time.time,
     crash: CrashPoints = NO_CRASH,
+    read_only: bool = False,
 ) -> SagaStore:
     """Open the saga log named by ``url``, creating its schema if needed.
 
@@ -62,6 +73,8 @@ async def open_store(
     PostgreSQL ``synchronous_commit=off``). ``max_batch`` caps the writes per group commit.
     ``clock`` gives the ``created_at``/``updated_at`` timestamps. ``crash`` arms the SQL stores'
     crash points around each group commit (``store.before:commit``, ``store.after:commit``).
+    ``read_only`` opens an existing log to read it while others write (see
+    :meth:`SqlSagaStore.open`).
     """
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
@@ -71,5 +84,5 @@ async def open_store(
     else:
         store_class = SqliteSagaStore  # sqlite:/// or a bare path; open_database checks the rest
     return await store_class.open(
-        url, durable=durable, max_batch=max_batch, clock=clock, crash=crash
+        url, durable=durable, max_batch=max_batch, clock=clock, crash=crash, read_only=read_only
     )

@@ -14,9 +14,20 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ordersaga.errors import StorageError
+from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
+from ordersaga.saga.store.base import (
+    OperatorAction,
+    Repair,
+    SagaEntry,
+    SagaFilter,
+    SagaPage,
+    SagaRecord,
+    SagaStatus,
+    SagaStore,
+    StepRecord,
+    StoreStats,
+)
 from ordersaga.saga.store.model import (
     CreateWrite,
     Head,
@@ -31,6 +42,7 @@ from ordersaga.saga.store.model import (
 class _Saga:
     create: CreateWrite
     head: Head
+    seq: int
     # (step, phase) -> (ordinal of first insertion, row); the ordinal keeps a stable order.
     steps: dict[tuple[str, Phase], tuple[int, StepRow]] = field(default_factory=dict)
 
@@ -59,6 +71,14 @@ class MemoryStore(SagaStore):
         self._sagas: dict[str, _Saga] = {}
         self._ordinals = itertools.count()
         self._closed = False
+        self._actions: dict[str, list[OperatorAction]] = {}
+
+    def _upsert(self, saga: _Saga, rows: Sequence[StepRow]) -> None:
+        for row in rows:
+            key = (row.step, row.phase)
+            previous = saga.steps.get(key)
+            ordinal = previous[0] if previous is not None else next(self._ordinals)
+            saga.steps[key] = (ordinal, row)
 
     def _count_write(self) -> None:
         if self._closed:
@@ -81,7 +101,7 @@ class MemoryStore(SagaStore):
         existing = self._sagas.get(saga_id)
         if existing is not None:
             return existing.record(), False
-        self._sagas[saga_id] = _Saga(write, Head.of_create(write))
+        self._sagas[saga_id] = _Saga(write, Head.of_create(write), len(self._sagas) + 1)
         return write.record(), True
 
     async def update(
@@ -102,11 +122,7 @@ class MemoryStore(SagaStore):
             check_update(saga_id, None, write.status)  # raises: unknown saga
             return
         saga.head.apply(write, saga_id)
-        for row in write.steps:
-            key = (row.step, row.phase)
-            previous = saga.steps.get(key)
-            ordinal = previous[0] if previous is not None else next(self._ordinals)
-            saga.steps[key] = (ordinal, row)
+        self._upsert(saga, write.steps)
 
     async def load(self, saga_id: str) -> SagaRecord | None:
         saga = self._sagas.get(saga_id)
@@ -129,6 +145,55 @@ class MemoryStore(SagaStore):
         for saga in self._sagas.values():
             counts[saga.head.status] += 1
         return counts
+
+    async def list_sagas(self, query: SagaFilter) -> SagaPage:
+        after = None if query.cursor is None else int(query.cursor)  # see sqlops.cursor_value
+        picked: list[_Saga] = []
+        for saga in reversed(self._sagas.values()):  # newest first
+            if after is not None and saga.seq >= after:
+                continue
+            head = saga.head
+            if (
+                (query.status is not None and head.status is not query.status)
+                or (
+                    query.needs_attention is not None
+                    and head.needs_attention != query.needs_attention
+                )
+                or (query.updated_before is not None and head.updated_at >= query.updated_before)
+            ):
+                continue
+            if len(picked) == query.limit:
+                return SagaPage([self._entry(s) for s in picked], str(picked[-1].seq))
+            picked.append(saga)
+        return SagaPage([self._entry(s) for s in picked], None)
+
+    async def inspect(self, saga_id: str) -> SagaEntry | None:
+        saga = self._sagas.get(saga_id)
+        return None if saga is None else self._entry(saga)
+
+    async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
+        self._count_write()
+        saga = self._sagas.get(saga_id)
+        if saga is None:
+            raise ConflictError(f"unknown saga {saga_id!r}")
+        head = saga.head
+        if head.status not in change.expect:
+            raise ConflictError(f"saga {saga_id!r} is {head.status.value}")
+        now = self._clock()
+        head.status = change.status or head.status
+        head.reason = head.reason if change.reason is None else change.reason
+        if change.needs_attention is not None:
+            head.needs_attention = change.needs_attention
+        head.updated_at = now
+        head.version += 1
+        self._upsert(saga, [StepRow.of(step) for step in change.steps])
+        stamped = OperatorAction(saga_id, action.action, action.who, action.note, now)
+        self._actions.setdefault(saga_id, []).append(stamped)
+        return self._entry(saga)
+
+    def _entry(self, saga: _Saga) -> SagaEntry:
+        actions = tuple(self._actions.get(saga.create.saga_id, ()))
+        return SagaEntry(saga.record(), actions=actions)
 
     async def close(self) -> None:
         self._closed = True

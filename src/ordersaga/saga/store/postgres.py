@@ -107,12 +107,18 @@ class PostgresSagaStore(SqlSagaStore):
         return [saga_id for saga_id in saga_ids if saga_id in held]
 
     async def release(self, owner: str, saga_ids: Sequence[str]) -> None:
-        """Give up ``owner``'s leases on ``saga_ids`` (ids it does not hold are ignored)."""
+        """Give up ``owner``'s leases on ``saga_ids`` (ids it does not hold are ignored).
+
+        A finished saga keeps ``owner`` (with no lease): who ran it, for operators. No claim
+        ever looks at a finished saga, so it holds nothing.
+        """
         if not saga_ids:
             return
+        terminal = ", ".join(f"'{s.value}'" for s in TERMINAL)
         async with self.database.transaction() as tx:
             await tx.execute(
-                "UPDATE sagas SET owner = NULL, lease_until = NULL"
+                f"UPDATE sagas SET owner = CASE WHEN status IN ({terminal}) THEN owner END,"
+                " lease_until = NULL"
                 f" WHERE saga_id IN ({_mine(len(saga_ids))})",
                 owner,
                 *saga_ids,

@@ -9,12 +9,17 @@ the audit scans after the writers are done.
 
 ``owner`` and ``lease_until`` belong to the distributed setup (workers claiming sagas with
 ``FOR UPDATE SKIP LOCKED``; see :mod:`ordersaga.saga.store.postgres`).
+
+``operator_actions`` keeps what people did to sagas (retry, resolve, cancel: when, who, why) and
+``workers`` the workers that registered on a shared log, with their last heartbeat. Both are off
+the engine's path. They came after version 1 without changing it: tables that only add, created
+on open when missing; a read-only reader of a log that lacks them sees no actions and no workers.
 """
 
 from __future__ import annotations
 
 from ordersaga.db import Database, Dialect
-from ordersaga.errors import StorageError
+from ordersaga.errors import ConfigError, StorageError
 
 COMPONENT = "saga_log"
 SCHEMA_VERSION = 1
@@ -58,9 +63,48 @@ CREATE TABLE IF NOT EXISTS saga_steps (
     ended_at DOUBLE PRECISION NOT NULL,
     UNIQUE (saga_id, step, phase)
 );
+CREATE TABLE IF NOT EXISTS operator_actions (
+    id {identity},
+    saga_id TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    who TEXT NOT NULL,
+    action TEXT NOT NULL,
+    note TEXT
+);
+CREATE INDEX IF NOT EXISTS operator_actions_by_saga ON operator_actions (saga_id, id);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    stopped_at DOUBLE PRECISION
+);
 INSERT INTO schema_version (component, version) VALUES ('{component}', {version})
     ON CONFLICT (component) DO NOTHING
 """
+
+
+async def has_table(db: Database, name: str) -> bool:
+    """Whether ``name`` exists (a read-only reader cannot create what an older build lacked)."""
+    if db.dialect == "sqlite":
+        sql = "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        sql = "SELECT 1 AS found WHERE to_regclass(?) IS NOT NULL"
+    return await db.fetchone(sql, name) is not None
+
+
+async def check_schema(db: Database) -> None:
+    """Refuse, without writing anything, a database that is not a saga log of this version."""
+    if not await has_table(db, "schema_version"):
+        raise ConfigError(f"{db.url} holds no saga log")
+    row = await db.fetchone("SELECT version FROM schema_version WHERE component = ?", COMPONENT)
+    found = int(row["version"]) if row else None
+    if found != SCHEMA_VERSION:
+        raise StorageError(
+            f"saga log schema version {found} in {db.url} is not supported "
+            f"(this build knows version {SCHEMA_VERSION})"
+        )
 
 
 async def ensure_schema(db: Database) -> None:

@@ -17,7 +17,18 @@ from typing import Any, Protocol, Self
 from ordersaga.db import Database, Row, Tx, open_database
 from ordersaga.errors import StorageError
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StoreStats
+from ordersaga.saga.store.base import (
+    OperatorAction,
+    Repair,
+    SagaEntry,
+    SagaFilter,
+    SagaPage,
+    SagaRecord,
+    SagaStatus,
+    SagaStore,
+    StepRecord,
+    StoreStats,
+)
 from ordersaga.saga.store.batching import DEFAULT_MAX_BATCH, GroupCommitter
 from ordersaga.saga.store.model import (
     UNFINISHED,
@@ -27,8 +38,15 @@ from ordersaga.saga.store.model import (
     record_from_row,
     step_from_row,
 )
-from ordersaga.saga.store.schema import ensure_schema
+from ordersaga.saga.store.schema import check_schema, ensure_schema
 from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
+from ordersaga.saga.store.sqlops import (
+    HOLDER_COLUMNS,
+    actions_of,
+    apply_repair,
+    list_query,
+    page_of,
+)
 from ordersaga.telemetry.histogram import Histogram
 
 SAGA_COLUMNS = (
@@ -79,11 +97,16 @@ class SqlSagaStore(SagaStore):
         max_batch: int = DEFAULT_MAX_BATCH,
         clock: Callable[[], float] = time.time,
         crash: CrashPoints = NO_CRASH,
+        read_only: bool = False,
     ) -> Self:
-        """Open the database at ``url`` and create the schema if it is missing."""
-        db = await open_database(url, durable=durable)
+        """Open the database at ``url`` and create the schema if it is missing.
+
+        ``read_only`` (inspection while another process executes): a SQLite file is opened
+        ``mode=ro``, nothing is created, and a database without a saga log is refused.
+        """
+        db = await open_database(url, durable=durable, read_only=read_only)
         try:
-            await ensure_schema(db)
+            await (check_schema(db) if read_only else ensure_schema(db))
         except BaseException:
             await db.close()
             raise
@@ -197,11 +220,45 @@ class SqlSagaStore(SagaStore):
             counts[SagaStatus(row["status"])] = int(row["n"])
         return counts
 
+    # -- inspection and repair ----------------------------------------------------------------
+
+    async def list_sagas(self, query: SagaFilter) -> SagaPage:
+        sql, params = list_query(f"{SAGA_COLUMNS}, {HOLDER_COLUMNS}", query)
+        async with self.reading() as reader:
+            rows = await reader.fetchall(sql, *params)
+            records = await with_steps(reader, rows[: query.limit])
+        entries = [_entry(row, record) for row, record in zip(rows, records, strict=False)]
+        return page_of(rows, entries, query.limit)
+
+    async def inspect(self, saga_id: str) -> SagaEntry | None:
+        async with self.reading() as reader:
+            row = await reader.fetchone(
+                f"SELECT {SAGA_COLUMNS}, {HOLDER_COLUMNS} FROM sagas WHERE saga_id = ?", saga_id
+            )
+            if row is None:
+                return None
+            record = (await with_steps(reader, [row]))[0]
+            actions = await actions_of(self._db, reader, saga_id)
+        return _entry(row, record, actions)
+
+    async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
+        async with self._db.transaction() as tx:
+            await apply_repair(tx, saga_id, change, action, self._clock(), self.lock_suffix)
+        entry = await self.inspect(saga_id)
+        if entry is None:  # sagas are never deleted
+            raise StorageError(f"saga {saga_id!r} cannot be read back")
+        return entry
+
     async def close(self) -> None:
         try:
             await self._committer.close()
         finally:
             await self._db.close()
+
+
+def _entry(row: Row, record: SagaRecord, actions: Sequence[OperatorAction] = ()) -> SagaEntry:
+    lease = row["lease_until"]
+    return SagaEntry(record, row["owner"], None if lease is None else float(lease), tuple(actions))
 
 
 @asynccontextmanager

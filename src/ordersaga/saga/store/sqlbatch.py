@@ -101,7 +101,7 @@ async def apply_batch(
         if heads[saga_id].version != version
     ]
     await _update_sagas(tx, changed)
-    await _upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
+    await upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
     return outcomes
 
 
@@ -156,7 +156,7 @@ async def _update_sagas(tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> Non
             raise ConflictError("a saga changed under a batch (concurrent writer)")
 
 
-async def _upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
+async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
     for chunk in chunks(rows):
         params: list[Any] = []
         for saga_id, row in chunk:
