@@ -119,6 +119,24 @@ def positive_float(text: str) -> float:
     return value
 
 
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def duration(text: str) -> float:
+    """``DURATION`` in seconds: a number and a unit, ``0s``, ``90s``, ``15m``, ``36h``, ``7d``."""
+    number = text.rstrip("mshdw")
+    unit = text[len(number) :]
+    try:
+        value = float(number) if unit in _UNITS and number else -1.0
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (a number and a unit: ms, s, m, h, d or w, e.g. 36h)"
+        )
+    return value * _UNITS[unit]
+
+
 def port(text: str) -> int:
     value = integer(text)
     if not 0 <= value <= 65535:

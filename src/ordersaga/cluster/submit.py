@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from ordersaga.cluster.liveness import warn_without_workers
 from ordersaga.errors import ConfigError, StorageError
 from ordersaga.local.output import StreamSink
 from ordersaga.local.pipeline import Pipeline
@@ -52,11 +53,13 @@ class SubmitSettings:
     quiet_warning: float = 15.0
 
 
-async def open_pg_store(url: str | None, what: str) -> PostgresSagaStore:
+async def open_pg_store(
+    url: str | None, what: str, *, read_only: bool = False
+) -> PostgresSagaStore:
     """The PostgreSQL saga log at ``url``; ConfigError for anything else."""
     if not url or not url.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"{what} needs --store postgresql://... (the log the workers share)")
-    store = await open_store(url)
+    store = await open_store(url, read_only=read_only)
     assert isinstance(store, PostgresSagaStore)
     return store
 
@@ -246,9 +249,15 @@ async def submit_orders(
             sink = StreamSink(out, err, options.json_lines, options.verbose)
             pipeline = Pipeline(submitter, sink, options.concurrency, options.ordered)
             stats.counts = pipeline.counts
-            async with live_progress(pipeline.counts, options.progress), stats.periodic():
-                stats.enter("running")
-                counts = await pipeline.run(lines)
+            lonely = asyncio.create_task(warn_without_workers(store, warn))
+            try:
+                async with live_progress(pipeline.counts, options.progress), stats.periodic():
+                    stats.enter("running")
+                    counts = await pipeline.run(lines)
+            finally:
+                lonely.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lonely
         finally:
             await submitter.close()
     except BaseException:

@@ -11,7 +11,9 @@ waits until every one is ready (the services' and the API's ``/health``, each wo
 stats snapshot), prints where everything is and how to use it, and stays in the foreground,
 relaying the children's output with a ``[name]`` prefix (or to files with ``--log-dir``). A child
 that dies is reported; the others keep running (kill a worker and watch the others take its
-sagas over). SIGINT (Ctrl-C) or SIGTERM stops everything in order — the API and the workers
+sagas over). A worker that died is restarted under a new id (``NAME-r1``, ``NAME-r2``...), after
+a backoff that grows while it keeps dying (:func:`restart_delay`). SIGINT (Ctrl-C), SIGTERM or
+SIGHUP stops everything in order — the API and the workers
 first (the workers hand back their leases), then the services — each with SIGTERM, a wait, then
 SIGKILL; a second signal kills at once. Children run in their own sessions, so a terminal's
 Ctrl-C reaches only this process, which stops them in that order; on Linux they also die with
@@ -119,6 +121,7 @@ class Child:
     ready_file: Path | None = None  # or: a file that appears when ready
     proc: asyncio.subprocess.Process | None = None
     relay: asyncio.Task[None] | None = None
+    restarts: int = 0  # a worker: times it was restarted after dying
 
 
 @dataclass(slots=True)
@@ -344,13 +347,40 @@ class _Supervisor:
                     await asyncio.sleep(0.05)
 
     async def watch(self, child: Child) -> None:
-        assert child.proc is not None
-        code = await child.proc.wait()
-        if not self.stopping:
+        """Report a child that dies; a worker is restarted (see :func:`restart_delay`)."""
+        quick_deaths = 0
+        while True:
+            assert child.proc is not None
+            started = time.monotonic()
+            code = await child.proc.wait()
+            if self.stopping:
+                return
             hint = ""
             if child.ready_file is not None:
                 hint = "; its sagas are taken over when its leases lapse"
             self.say(f"{child.name} (pid {child.proc.pid}) exited with status {code}{hint}")
+            if child.ready_file is None:
+                return
+            ran = time.monotonic() - started
+            quick_deaths = 1 if ran >= RESTART_RESET_S else quick_deaths + 1
+            if not await self._restart(child, quick_deaths):
+                return
+
+    async def _restart(self, child: Child, attempt: int) -> bool:
+        delay = restart_delay(attempt)
+        self.say(f"restarting {child.name} in {delay:g} s (restart {attempt} in a row)")
+        await asyncio.sleep(delay)
+        if self.stopping:
+            return False
+        new_id = _renamed(child)
+        await self.start(child)
+        assert child.proc is not None
+        if self.stopping:  # stop() began while it started: it must not outlive us
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.send_signal(signal.SIGTERM)
+            return False
+        self.say(f"{child.name} restarted as worker {new_id} (pid {child.proc.pid})")
+        return True
 
     async def stop(self, hurry: asyncio.Event) -> list[str]:
         """Stop the API and the workers, then the services; return who had to be killed."""
@@ -406,6 +436,26 @@ def _json_line(process: str, data: dict[str, Any]) -> str:
     return json.dumps({**data, "process": process}, ensure_ascii=False)
 
 
+#: A worker that dies again and again waits longer each time before its restart, up to this.
+RESTART_MAX_DELAY_S = 30.0
+#: A worker that ran this long before dying is restarted at once again (its backoff resets).
+RESTART_RESET_S = 60.0
+
+
+def restart_delay(attempt: int) -> float:
+    """Seconds before the ``attempt``-th restart in a row: 0.5, 1, 2, 4 ... up to 30."""
+    return min(RESTART_MAX_DELAY_S, 0.5 * 2.0 ** max(0, attempt - 1))
+
+
+def _renamed(child: Child) -> str:
+    """Give a restarted worker an id of its own (``w1`` -> ``w1-r1``, ``w1-r2``...): the log
+    then tells the dead process's leases and registration from the new one's."""
+    child.restarts += 1
+    at = child.args.index("--id") + 1
+    child.args[at] = f"{child.name}-r{child.restarts}"
+    return child.args[at]
+
+
 async def _ready(http: aiohttp.ClientSession, child: Child) -> bool:
     if child.ready_file is not None:
         return child.ready_file.exists()
@@ -458,6 +508,10 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
     out.flush()
 
 
+#: A closed terminal (SIGHUP) stops `up` as cleanly as Ctrl-C or SIGTERM.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 async def run_up(settings: UpSettings, out: TextIO, err: TextIO) -> int:
     """Start the topology, serve until SIGINT/SIGTERM, stop it; 0 after a clean stop."""
     with contextlib.ExitStack() as stack:
@@ -481,7 +535,7 @@ async def _supervise(settings: UpSettings, topology: Topology, out: TextIO, err:
         (hurry if stop.is_set() else stop).set()
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal)
     watchers: list[asyncio.Task[None]] = []
     code = 0
@@ -498,7 +552,7 @@ async def _supervise(settings: UpSettings, topology: Topology, out: TextIO, err:
     finally:
         for watcher in watchers:
             watcher.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
     killed = supervisor.killed
     if killed:

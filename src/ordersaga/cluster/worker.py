@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ordersaga.cluster.liveness import registered
 from ordersaga.cluster.submit import open_pg_store
 from ordersaga.errors import ConfigError, OwnershipLost, StorageError
 from ordersaga.local.runtime import connect_http_services
@@ -364,7 +365,8 @@ async def _open_and_serve(
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:
                 log(f"serving metrics at {url}")
-            return await _serve(worker, injector, settings, log)
+            async with registered(store, settings.worker_id, log):
+                return await _serve(worker, injector, settings, log)
     finally:
         if wakeup is not None:
             await wakeup.close()

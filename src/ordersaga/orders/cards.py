@@ -7,8 +7,9 @@ declined there); these helpers let generators and tests make both kinds on purpo
 from __future__ import annotations
 
 import random
+import re
 
-__all__ = ["luhn_check_digit", "luhn_valid", "make_card_number"]
+__all__ = ["luhn_check_digit", "luhn_valid", "make_card_number", "mask_card"]
 
 
 def luhn_check_digit(payload: str) -> str:
@@ -43,3 +44,17 @@ def make_card_number(
     if not valid:
         check = (check + rng.randrange(1, 10)) % 10
     return body + str(check)
+
+
+_CARD_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){11,18}(?![0-9])")
+
+
+def mask_card(text: str) -> str:
+    """``text`` with every card-number-like run of 12-19 digits (spaces or dashes allowed in
+    between) replaced by asterisks but its last four digits: ``************1111``."""
+
+    def hide(match: re.Match[str]) -> str:
+        digits = [c for c in match.group() if c.isdigit()]
+        return "*" * (len(digits) - 4) + "".join(digits[-4:])
+
+    return _CARD_RUN.sub(hide, text)
