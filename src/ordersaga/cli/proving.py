@@ -34,6 +34,18 @@ def register(commands: Any) -> None:
     generate.add_argument("--orders", type=positive_int, default=3000, help="order lines")
     generate.add_argument("--seed", type=integer, default=7, help="seeds the workload")
     generate.add_argument("--world", type=Path, help="world file (default: the demo world)")
+    generate.add_argument(
+        "--id-prefix",
+        type=_id_prefix,
+        default="o",
+        help="order ids are PREFIX1, PREFIX2...: a new prefix makes a stream a running system"
+        " has not seen",
+    )
+    generate.add_argument(
+        "--no-malformed",
+        action="store_true",
+        help="no unreadable or invalid lines (every line is a well-formed order)",
+    )
     generate.set_defaults(handler=_cmd_generate)
     _add_chaos_parser(commands)
     _add_bench_parser(commands)
@@ -137,14 +149,26 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def _id_prefix(text: str) -> str:
+    if not text or len(text) > 40 or not all(c.isalnum() or c in "-_." for c in text):
+        raise argparse.ArgumentTypeError(
+            f"an id prefix is 1-40 letters, digits, '-', '_' or '.': {text!r}"
+        )
+    return text
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from ordersaga.orders.demo import demo_world
     from ordersaga.orders.world import World
-    from ordersaga.proving.generate import generate_orders
+    from ordersaga.proving.generate import Mix, generate_orders
 
     world = load_world(args.world) or demo_world()
     assert isinstance(world, World)
-    for line in generate_orders(args.orders, seed=args.seed, world=world):
+    mix = Mix(malformed=0.0, invalid=0.0) if args.no_malformed else None
+    lines = generate_orders(
+        args.orders, seed=args.seed, world=world, mix=mix, id_prefix=args.id_prefix
+    )
+    for line in lines:
         sys.stdout.write(line + "\n")
     return EXIT_OK
 

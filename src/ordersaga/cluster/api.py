@@ -5,8 +5,11 @@ order becomes a saga in the log, and the workers (``ordersaga worker``) execute 
 
     POST /orders             an order (CONTRACT section 2: a JSON object, or one text-form
                              line as text/plain) -> 202 Accepted + Location: /orders/{id}
-    GET  /orders/{id}        the order: status, outcome, reason, each step with its attempts
-                             and timings; ``?wait=S`` waits up to S seconds for the outcome
+    GET  /orders             the orders, newest first: ``?status=&needs_attention=&limit=
+                             &cursor=`` (see :mod:`ordersaga.cluster.listing`)
+    GET  /orders/{id}        the order's whole timeline (``ordersaga sagas show --json``):
+                             status, outcome, reason, each step with its attempts and timings,
+                             operator actions; ``?wait=S`` waits up to S seconds for the outcome
     GET  /health             200 when the saga log answers, else 503
     GET  /stats              sagas per status
     GET  /metrics            Prometheus metrics: submissions by result, sagas per status
@@ -39,8 +42,10 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from ordersaga import __version__
+from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
 from ordersaga.cluster.submit import Submitter
 from ordersaga.errors import StorageError
+from ordersaga.ops.views import saga_view
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
 from ordersaga.saga.spans import TRACE_KEY
@@ -212,7 +217,21 @@ def create_api(
             return _error(503, f"the saga log is unavailable: {exc}")
         if record is None:
             return _error(404, "no such order", order_id=order_id)
-        return JSONResponse(order_view(record))
+        try:
+            entry = await store.inspect(order_id)
+        except StorageError as exc:
+            return _error(503, f"the saga log is unavailable: {exc}")
+        timeline = {} if entry is None else saga_view(entry)
+        return JSONResponse({**order_view(record), **timeline})
+
+    async def get_orders(request: Request) -> Response:
+        store, _ = state.ready()
+        try:
+            return JSONResponse(await list_orders(store, request.query_params))
+        except ListError as exc:
+            return _error(400, str(exc))
+        except StorageError as exc:
+            return _error(503, f"the saga log is unavailable: {exc}")
 
     async def health(_request: Request) -> Response:
         store, _ = state.ready()
@@ -259,6 +278,20 @@ def create_api(
         tags=["orders"],
         responses=_POST_RESPONSES,
         openapi_extra=_POST_BODY,
+    )
+    app.add_api_route(
+        "/orders",
+        get_orders,
+        methods=["GET"],
+        summary="The orders, newest first, a page at a time",
+        operation_id="list_orders",
+        tags=["orders"],
+        responses={
+            200: _json("A page of orders", _LIST_SCHEMA),
+            400: _json("A bad query parameter", _ERROR_SCHEMA),
+            503: _json("The saga log is unavailable", _ERROR_SCHEMA),
+        },
+        openapi_extra={"parameters": LIST_PARAMETERS},
     )
     app.add_api_route(
         "/orders/{order_id:path}",
@@ -358,6 +391,14 @@ _ORDER_SCHEMA: dict[str, Any] = {
         "needs_attention": {"type": "boolean"},
         "created_at": _TIME,
         "updated_at": _TIME,
+        "step": {"type": ["string", "null"], "description": "the step that failed the order"},
+        "cause": {"enum": ["business", "technical", "input", "operator", None]},
+        "worker": {"type": ["string", "null"], "description": "the worker holding it, or last"},
+        "actions": {
+            "type": "array",
+            "description": "what operators did (ordersaga sagas retry|resolve|cancel)",
+            "items": {"type": "object"},
+        },
         "steps": {
             "type": "array",
             "items": {
@@ -373,6 +414,14 @@ _ORDER_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+    },
+}
+_LIST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["orders", "next_cursor"],
+    "properties": {
+        "orders": {"type": "array", "items": {"type": "object"}},
+        "next_cursor": {"type": ["string", "null"]},
     },
 }
 _POST_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -7,6 +7,10 @@ service databases, each violation reported with its order id.
 3. A failed order has nothing sold, captured, scheduled or held.
 4. Every record in a service database belongs to an order the saga log knows; no saga is left
    unfinished.
+
+Operator actions count: a saga a person resolved (``ordersaga sagas resolve``) is decided as they
+resolved it and checked as such; the report counts resolved and cancelled sagas, and a violation
+on a resolved saga quotes who resolved it and why.
 5. Per user: authorized + captured <= credit limit.
 6. Every operation took effect at most once: the services' counters equal the sums over their
    records, and every record has exactly the one applied command that created it.
@@ -28,7 +32,7 @@ from ordersaga.db import Database, open_database
 from ordersaga.errors import ConfigError
 from ordersaga.local.datadir import DataDir
 from ordersaga.saga.store import open_store
-from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.saga.store.base import OperatorAction, SagaRecord, SagaStatus
 
 INVARIANTS = {
     1: "stock conserved",
@@ -246,11 +250,28 @@ async def audit(
         _check_accounts(report, services)
         _check_applied_once(report, services)
         report.checked.update({"orders": len(known), **statuses})
+        _note_operator_actions(report, await store.operator_actions())
     finally:
         await store.close()
         for db in dbs.values():
             await db.close()
     return report
+
+
+def _note_operator_actions(report: AuditReport, actions: list[OperatorAction]) -> None:
+    resolved = {a.saga_id: a for a in actions if a.action.startswith("resolve")}
+    cancelled = {a.saga_id for a in actions if a.action == "cancel"}
+    if resolved:
+        report.checked["resolved by operators"] = len(resolved)
+    if cancelled:
+        report.checked["cancelled by operators"] = len(cancelled)
+    for index, violation in enumerate(report.violations):
+        action = resolved.get(violation.order_id or "")
+        if action is not None:
+            found = (
+                f"{violation.found} (the saga was {action.action} by {action.who}: {action.note})"
+            )
+            report.violations[index] = Violation(violation.order_id, violation.invariant, found)
 
 
 async def audit_data_dir(

@@ -294,6 +294,10 @@ class SagaStore(abc.ABC):
         """One saga with its holder and operator actions (oldest first), or None."""
 
     @abc.abstractmethod
+    async def operator_actions(self) -> list[OperatorAction]:
+        """Every operator action in the log, oldest first (people act rarely: they are few)."""
+
+    @abc.abstractmethod
     async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
         """Apply ``change`` and record ``action`` in one durable transaction; return the result.
 

@@ -171,6 +171,9 @@ class MemoryStore(SagaStore):
         saga = self._sagas.get(saga_id)
         return None if saga is None else self._entry(saga)
 
+    async def operator_actions(self) -> list[OperatorAction]:
+        return sorted((a for done in self._actions.values() for a in done), key=lambda a: a.at)
+
     async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
         self._count_write()
         saga = self._sagas.get(saga_id)

@@ -241,6 +241,9 @@ class SqlSagaStore(SagaStore):
             actions = await actions_of(self._db, reader, saga_id)
         return _entry(row, record, actions)
 
+    async def operator_actions(self) -> list[OperatorAction]:
+        return await actions_of(self._db, self._db, None)
+
     async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
         async with self._db.transaction() as tx:
             await apply_repair(tx, saga_id, change, action, self._clock(), self.lock_suffix)

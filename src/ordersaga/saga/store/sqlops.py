@@ -60,11 +60,13 @@ def page_of(rows: Sequence[Row], entries: list[SagaEntry], limit: int) -> SagaPa
     return SagaPage(entries, None)
 
 
-async def actions_of(db: Database, reader: Any, saga_id: str) -> list[OperatorAction]:
+async def actions_of(db: Database, reader: Any, saga_id: str | None) -> list[OperatorAction]:
+    """The operator actions on ``saga_id`` (None: on every saga), oldest first."""
     if not await has_table(db, "operator_actions"):
         return []
+    where, params = ("", []) if saga_id is None else (" WHERE saga_id = ?", [saga_id])
     rows = await reader.fetchall(
-        f"SELECT {_ACTION_COLUMNS} FROM operator_actions WHERE saga_id = ? ORDER BY id", saga_id
+        f"SELECT {_ACTION_COLUMNS} FROM operator_actions{where} ORDER BY id", *params
     )
     return [
         OperatorAction(r["saga_id"], r["action"], r["who"], r["note"], float(r["at"])) for r in rows
