@@ -116,6 +116,14 @@ def _add_worker_parser(commands: Any) -> None:
     worker.add_argument(
         "--stats-file", type=Path, metavar="PATH", help="keep live worker counters in this file"
     )
+    worker.add_argument(
+        "--attention-after",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="flag a saga for attention when its compensation or confirmation keeps failing"
+        " this long",
+    )
     add_telemetry_options(worker)
     worker.set_defaults(handler=_cmd_worker)
 
@@ -207,7 +215,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(f"--saga: two saga definitions named {', '.join(map(repr, twice))}")
-    engine = EngineSettings()
+    engine = EngineSettings(attention_after=args.attention_after)
     if args.max_attempts is not None:
         policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
         engine = dataclasses.replace(engine, action_policy=policy)

@@ -22,6 +22,7 @@ from ordersaga.cli.args import (
     integer,
     load_world,
     open_input,
+    positive_float,
     positive_int,
     probability,
 )
@@ -53,6 +54,14 @@ def register(commands: Any) -> None:
         type=positive_int,
         default=None,
         help="attempts per step before probing the service (default 10)",
+    )
+    run.add_argument(
+        "--attention-after",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="flag a saga for attention when its compensation or confirmation keeps failing"
+        " this long",
     )
     add_service_options(run, http=True)
     run.add_argument("--submit-only", action="store_true", help=SUBMIT_ONLY_HELP)
@@ -95,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--service-dbs and --services exclude each other: HTTP services"
             " open their own databases"
         )
-    engine = EngineSettings()
+    engine = EngineSettings(attention_after=args.attention_after)
     if args.max_attempts is not None:
         policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
         engine = dataclasses.replace(engine, action_policy=policy)

@@ -36,7 +36,9 @@ def register(commands: Any) -> None:
     workers = commands.add_parser(
         "workers", help="the workers of a shared PostgreSQL saga log and their liveness"
     )
-    workers.add_argument("--store", required=True, help="the saga log: postgresql://...")
+    workers.add_argument(
+        "--store", required=True, metavar="URL", help="the saga log: postgresql://..."
+    )
     workers.add_argument("--live", action="store_true", help="only the live workers")
     workers.add_argument("--json", action="store_true", help="one JSON object per worker")
     workers.set_defaults(handler=_cmd_workers)
@@ -46,6 +48,7 @@ def _add_log(parser: argparse.ArgumentParser) -> None:
     add_data_dir(parser)
     parser.add_argument(
         "--store",
+        metavar="URL",
         help="the saga log's URL (postgresql://... or sqlite:///FILE) instead of the data dir's",
     )
 
@@ -63,7 +66,9 @@ def _add_list(actions: Any) -> None:
         metavar="DURATION",
         help="only sagas unchanged for longer than DURATION (0s, 90s, 15m, 36h, 7d)",
     )
-    listing.add_argument("--limit", type=positive_int, help="at most N sagas (default: all)")
+    listing.add_argument(
+        "--limit", type=positive_int, metavar="N", help="at most N sagas (default: all)"
+    )
     listing.add_argument("--json", action="store_true", help="one JSON object per saga")
     listing.set_defaults(handler=_cmd_list)
 

@@ -45,7 +45,7 @@ from ordersaga import __version__
 from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
 from ordersaga.cluster.submit import Submitter
 from ordersaga.errors import StorageError
-from ordersaga.ops.views import saga_view
+from ordersaga.ops.views import saga_view, step_view
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
 from ordersaga.saga.spans import TRACE_KEY
@@ -94,18 +94,7 @@ def order_view(record: SagaRecord) -> dict[str, Any]:
         "needs_attention": record.needs_attention,
         "created_at": _time(record.created_at),
         "updated_at": _time(record.updated_at),
-        "steps": [
-            {
-                "step": step.step,
-                "phase": step.phase.value,
-                "status": step.status.value,
-                "attempts": step.attempts,
-                "reason": step.reason,
-                "started_at": _time(step.started_at),
-                "ended_at": _time(step.ended_at),
-            }
-            for step in record.steps
-        ],
+        "steps": [step_view(step) for step in record.steps],
     }
 
 

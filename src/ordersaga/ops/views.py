@@ -24,7 +24,15 @@ from ordersaga.saga.store.base import (
     StepStatus,
 )
 
-__all__ = ["DECIDED", "current_step", "iso_time", "list_row", "masked", "saga_view"]
+__all__ = [
+    "DECIDED",
+    "current_step",
+    "iso_time",
+    "list_row",
+    "masked",
+    "saga_view",
+    "step_view",
+]
 
 DEFINITIONS: dict[str, SagaDefinition] = {ORDER_SAGA.name: ORDER_SAGA}
 DECIDED = {
@@ -60,7 +68,11 @@ def masked(value: Any) -> Any:
 
 
 def current_step(record: SagaRecord) -> str | None:
-    """The step an unfinished saga is at (``name``, or ``name (compensate|confirm)``)."""
+    """The step an unfinished saga is at (``name``, or ``name (compensate|confirm)``).
+
+    Compensations and confirmations are logged together at their end, so for a saga that is
+    compensating or confirming this is the first one the log does not show done yet.
+    """
     definition = DEFINITIONS.get(record.definition)
     if definition is None or record.status.terminal:
         return None
@@ -102,7 +114,7 @@ def list_row(entry: SagaEntry) -> dict[str, Any]:
     }
 
 
-def _step_view(step: StepRecord) -> dict[str, Any]:
+def step_view(step: StepRecord) -> dict[str, Any]:
     duration = max(0.0, step.ended_at - step.started_at) if step.started_at else None
     reason = step.reason or ""
     return {
@@ -155,6 +167,6 @@ def saga_view(entry: SagaEntry) -> dict[str, Any]:
         "compensations": compensations_of(record),
         "decision": _decision(record),
         "input": masked(dict(record.input)),
-        "steps": [_step_view(step) for step in record.steps],
+        "steps": [step_view(step) for step in record.steps],
         "actions": [_action_view(action) for action in entry.actions],
     }
