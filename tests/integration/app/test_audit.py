@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.app.audit import AuditReport, audit_data_dir
+from ordersaga.app.audit import AuditReport, audit_data_dir, format_report
 from ordersaga.app.run import RunOptions, run_orders
 from ordersaga.app.runtime import RuntimeSettings
+from ordersaga.errors import ConfigError
 from ordersaga.saga.store import open_store
 
 STREAM = b"""\
@@ -22,6 +24,7 @@ Order c2, User 2, Items: [{A, 1}], Payment: PayPal, Address: 2 Oak St, Paris, FR
 Order f1, User 3, Items: [{A, 1}], Payment: PayPal, Address: 3 Elm St, Rio, BR
 Order f2, User 4, Items: [{C, 1}], Payment: PayPal, Address: 4 Elm St, Springfield, US
 Order f3, User 99, Items: [{A, 1}], Payment: PayPal, Address: 5 Elm St, Springfield, US
+Order c3:x, User 1, Items: [{B, 2}], Payment: PayPal, Address: 6 Elm St, Springfield, US
 """
 
 
@@ -51,6 +54,9 @@ def make_data_dir(root: Path) -> Path:
         "Order",
         "f3",
         "failed",
+        "Order",
+        "c3:x",
+        "confirmed",
     ]
     return data
 
@@ -81,16 +87,36 @@ def data(pristine: Path, tmp_path: Path) -> Path:
 def test_a_clean_run_passes(data: Path) -> None:
     report = report_of(data)
     assert report.ok, report.violations
-    assert report.checked == {"items": 25, "users": 2, "orders": 5, "confirmed": 2, "failed": 3}
+    assert report.checked == {"items": 25, "users": 2, "orders": 6, "confirmed": 3, "failed": 3}
 
 
-def _unfinished_saga(data: Path) -> None:
+def _unfinished_saga(data: Path, *, flagged: bool = False) -> None:
     async def plant() -> None:
         store = await open_store(f"sqlite:///{data / 'saga.db'}")
         await store.create("ghost", "order", {"order_id": "ghost", "items": []}, "fp")
+        if flagged:
+            await store.update("ghost", needs_attention=True)
         await store.close()
 
     asyncio.run(plant())
+
+
+def copy_row(
+    service: str, table: str, ref: str, new_ref: str, columns: str
+) -> Callable[[Path], None]:
+    """A plant copying a record under another ref (and order id)."""
+    order_id = new_ref.rsplit(":", 1)[0]
+    statement = (
+        f"INSERT INTO {table} (ref, order_id, {columns}) SELECT ?, ?, {columns} FROM {table}"
+        " WHERE ref = ?"
+    )
+    return lambda d: sql(d, service, statement, new_ref, order_id, ref)
+
+
+RESERVATION_COLUMNS = "state, lines, tombstone, version, created_at, updated_at"
+PAYMENT_COLUMNS = (
+    "user_id, amount_cents, method, state, reason, tombstone, version, created_at, updated_at"
+)
 
 
 def state(service: str, table: str, ref: str, new_state: str) -> Callable[[Path], None]:
@@ -113,7 +139,7 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None, str]] = {
         ),
         1,
         None,
-        "item A: initial 1000 != available 996",
+        "item A: initial 1000 != available 996 + held 0 + sold 3",
     ),
     "confirmed but reservation only held": (
         state("inventory", "reservations", "c1:reserve", "held"),
@@ -244,7 +270,48 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None, str]] = {
         "nobody",
         "shipment nobody:ship belongs to no saga in the log",
     ),
-    "unfinished saga": (_unfinished_saga, 4, "ghost", "saga is unfinished"),
+    "reservation of an unknown order": (
+        copy_row("inventory", "reservations", "c1:reserve", "nobody:reserve", RESERVATION_COLUMNS),
+        4,
+        "nobody",
+        "reservation nobody:reserve belongs to no saga in the log",
+    ),
+    "payment of an unknown order": (
+        copy_row("payment", "payments", "c1:pay", "nobody:pay", PAYMENT_COLUMNS),
+        4,
+        "nobody",
+        "payment nobody:pay belongs to no saga in the log",
+    ),
+    "record without its applied action": (
+        lambda d: sql(
+            d,
+            "shipping",
+            "INSERT INTO shipments (ref, order_id, state, tombstone, version, created_at,"
+            " updated_at) VALUES ('nobody:ship', 'nobody', 'prepared', 0, 1, 0, 0)",
+        ),
+        6,
+        "nobody",
+        "shipping record nobody:ship has no applied action",
+    ),
+    "applied action without its record": (
+        missing("shipping", "shipments", "c1:ship"),
+        6,
+        "c1",
+        "shipping applied c1:ship but kept no record of it",
+    ),
+    "unfinished saga": (_unfinished_saga, 4, "ghost", "saga is unfinished: running"),
+    "unfinished saga flagged for attention": (
+        lambda d: _unfinished_saga(d, flagged=True),
+        4,
+        "ghost",
+        "saga is unfinished: running (flagged for attention)",
+    ),
+    "authorized counter off": (
+        lambda d: sql(d, "payment", "UPDATE accounts SET authorized_cents = 100 WHERE user_id = 1"),
+        6,
+        None,
+        "user 1: counters authorized 100, captured 5088 but payments sum to 0 and 5088",
+    ),
     "over the credit limit": (
         lambda d: sql(
             d,
@@ -263,9 +330,65 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None, str]] = {
         ),
         6,
         None,
-        "item B: counters held 0, sold 3 but reservations hold 0 and sold 1",
+        "item B: counters held 0, sold 5 but reservations hold 0 and sold 3",
     ),
 }
+
+
+def _authorize_c1(d: Path) -> None:
+    """c1's payment authorized only, its account's counters moved to match."""
+    sql(d, "payment", "UPDATE payments SET state='authorized' WHERE ref='c1:pay'")
+    sql(
+        d,
+        "payment",
+        "UPDATE accounts SET authorized_cents = 3629, captured_cents = captured_cents - 3629"
+        " WHERE user_id = 1",
+    )
+
+
+def _hold_c1(d: Path) -> None:
+    """c1's reservation held only (A 2, B 1), the items' counters moved to match."""
+    sql(d, "inventory", "UPDATE reservations SET state='held' WHERE ref='c1:reserve'")
+    for item, quantity in (("A", 2), ("B", 1)):
+        sql(
+            d,
+            "inventory",
+            "UPDATE items SET held = held + ?, sold = sold - ? WHERE item_id = ?",
+            quantity,
+            quantity,
+            item,
+        )
+
+
+#: name -> (plant, an invariant the audit must *not* report): states that are consistent as far
+#: as that invariant goes (others may well be broken by the plant).
+ACCEPTED: dict[str, tuple[Callable[[Path], None], int]] = {
+    "failed with its payment voided": (state("payment", "payments", "f3:pay", "voided"), 3),
+    "an authorized payment counted as authorized": (_authorize_c1, 6),
+    "a held reservation counted as held": (_hold_c1, 6),
+    "held stock is part of the stock": (_hold_c1, 1),
+    "exactly at the credit limit": (
+        lambda d: sql(
+            d,
+            "payment",
+            "UPDATE accounts SET captured_cents = credit_limit_cents WHERE user_id = 1",
+        ),
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_consistent_states_are_not_reported(data: Path, name: str) -> None:
+    plant, invariant = ACCEPTED[name]
+    plant(data)
+    report = report_of(data)
+    assert [v for v in report.violations if v.invariant == invariant] == []
+
+
+def test_a_directory_that_is_no_data_dir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is not an ordersaga data dir \(no ordersaga.json\)"):
+        asyncio.run(audit_data_dir(tmp_path))
 
 
 @pytest.mark.parametrize("name", list(PLANTS))
@@ -275,4 +398,38 @@ def test_each_planted_violation_is_reported(data: Path, name: str) -> None:
     report = report_of(data)
     assert not report.ok
     hits = [v for v in report.violations if v.invariant == invariant]
-    assert any(v.order_id == order_id and found in v.found for v in hits), report.violations
+    assert any(v.order_id == order_id and v.found == found for v in hits), report.violations
+
+
+def test_the_report_in_text_and_json(data: Path) -> None:
+    checked = "confirmed 3, failed 3, items 25, orders 6, users 2"
+    assert format_report(report_of(data), as_json=False) == (
+        f"audit: OK: all 6 invariants hold ({checked})\n"
+    )
+    PLANTS["stock lost"][0](data)
+    state("shipping", "shipments", "c1:ship", "prepared")(data)
+    report = report_of(data)
+    assert format_report(report, as_json=False).splitlines() == [
+        "order c1: invariant 2 (confirmed order complete):"
+        " shipment is prepared, expected scheduled",
+        "-: invariant 1 (stock conserved): item A: initial 1000 != available 996 + held 0 + sold 3",
+        f"audit: 2 violations ({checked})",
+    ]
+    assert json.loads(format_report(report, as_json=True)) == {
+        "ok": False,
+        "checked": {"confirmed": 3, "failed": 3, "items": 25, "orders": 6, "users": 2},
+        "violations": [
+            {
+                "order_id": "c1",
+                "invariant": 2,
+                "invariant_name": "confirmed order complete",
+                "found": "shipment is prepared, expected scheduled",
+            },
+            {
+                "order_id": None,
+                "invariant": 1,
+                "invariant_name": "stock conserved",
+                "found": "item A: initial 1000 != available 996 + held 0 + sold 3",
+            },
+        ],
+    }
