@@ -9,6 +9,7 @@
   ``deadline=None``: a shared 2-core runner's timing says nothing about correctness, and a
   deadline would turn its noise into flaky failures. ``database=None``: a CI checkout is thrown
   away after the run.
+* ``mutate`` (``make mutate``): derandomized and without deadline, see below.
 
 Hypothesis would otherwise load its built-in ``ci`` profile by itself under ``CI=true``, which is
 derandomized: always the same examples. Hence the explicit choice here.
@@ -36,6 +37,9 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=(),
 )
+# `make mutate`: the same examples for every mutant (a kill is reproducible, not luck), and no
+# deadline: mutmut's trampolines slow every call, and a missed deadline is not a kill.
+settings.register_profile("mutate", derandomize=True, deadline=None, database=None)
 
 
 def profile_name() -> str:
