@@ -1,3 +1,4 @@
+import asyncio
 import random
 from collections.abc import Callable
 
@@ -142,13 +143,42 @@ async def test_same_id_same_input_replays_and_other_input_is_a_mismatch() -> Non
 
 
 async def test_concurrent_starts_of_one_id_run_it_once() -> None:
-    import asyncio
-
     engine, ledgers, _, _ = world()
     results = await asyncio.gather(*(engine.start("trip", "s1", {}, "fp") for _ in range(5)))
     assert [r.status for r in results] == [SagaStatus.CONFIRMED] * 5
     assert sum(r.replayed for r in results) == 4
     assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_a_start_during_the_run_waits_and_gets_its_outcome_or_a_mismatch(
+    refused: bool,
+) -> None:
+    engine, ledgers, _, _ = world(refuse={"C": lambda c: refused})
+    first, same, other = await asyncio.gather(
+        engine.start("trip", "s1", {}, "fp"),
+        engine.start("trip", "s1", {}, "fp"),
+        engine.start("trip", "s1", {"x": 2}, "other"),
+    )
+    assert first.status is (SagaStatus.FAILED if refused else SagaStatus.CONFIRMED)
+    assert not first.replayed and first.fingerprint == "fp"
+    # What the waiting request gets: the outcome, marked replayed, nothing executed for it.
+    assert same == SagaResult("s1", first.status, first.reason, replayed=True, fingerprint="fp")
+    assert other == SagaResult("s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+    assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+
+
+async def test_a_resume_during_the_run_waits_for_it() -> None:
+    engine, _, transport, _ = world()
+    record, _ = await engine.store.create("s1", "trip", {}, "fp")
+    other, _ = await engine.store.create("s2", "trip", {}, "fp")
+    results = await asyncio.gather(
+        engine.resume(record), engine.resume(record), engine.resume(other)
+    )
+    assert results[0] == results[1] and results[0].status is SagaStatus.CONFIRMED
+    assert results[2].saga_id == "s2" and results[2].status is SagaStatus.CONFIRMED
+    assert engine.stats.resumed == 2  # the second resume of s1 found it running and waited
+    assert all(n == 1 for n in transport.sent.values())
 
 
 @pytest.mark.parametrize("status", [SagaStatus.RUNNING, SagaStatus.COMPENSATING])
