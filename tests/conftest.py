@@ -1,7 +1,11 @@
-"""Shared fixtures: temporary data dirs and fresh PostgreSQL databases.
+"""Shared fixtures: temporary data dirs and fresh PostgreSQL databases; the Hypothesis profile.
 
 PostgreSQL-backed tests read the server URL from ``ORDERSAGA_PG_URL``. Without it they skip with
 a clear reason on a developer's machine; under ``CI=true`` a missing server is a failure.
+
+The Hypothesis profile comes from ``HYPOTHESIS_PROFILE`` (``dev`` by default, ``ci`` in
+``.ci/run``): see tests/hypothesis_profiles.py. It is loaded here, before any test module builds
+its ``settings``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+
+from tests import hypothesis_profiles
+
+HYPOTHESIS_PROFILE = hypothesis_profiles.load()
 
 PG_URL_ENV = "ORDERSAGA_PG_URL"
 
@@ -30,6 +38,10 @@ def pg_server_url() -> str:
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+def pytest_report_header() -> str:
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} (set by {hypothesis_profiles.PROFILE_ENV})"
 
 
 @pytest.fixture

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ordersaga.errors import ConfigError
 from ordersaga.local.run import RunOptions, run_orders
 from ordersaga.local.runtime import RuntimeSettings
-from ordersaga.proving.audit import AuditReport, audit_data_dir
+from ordersaga.proving.audit import AuditReport, audit_data_dir, format_report
 from ordersaga.saga.store import open_store
 
 STREAM = b"""\
@@ -20,6 +23,8 @@ Order c1, User 1, Items: [{A, 2}, {B, 1}], Payment: CreditCard, Address: 1 Main 
 Order c2, User 2, Items: [{A, 1}], Payment: PayPal, Address: 2 Oak St, Paris, FR
 Order f1, User 3, Items: [{A, 1}], Payment: PayPal, Address: 3 Elm St, Rio, BR
 Order f2, User 4, Items: [{C, 1}], Payment: PayPal, Address: 4 Elm St, Springfield, US
+Order f3, User 99, Items: [{A, 1}], Payment: PayPal, Address: 5 Elm St, Springfield, US
+Order c3:x, User 1, Items: [{B, 2}], Payment: PayPal, Address: 6 Elm St, Springfield, US
 """
 
 
@@ -46,6 +51,12 @@ def make_data_dir(root: Path) -> Path:
         "Order",
         "f2",
         "failed",
+        "Order",
+        "f3",
+        "failed",
+        "Order",
+        "c3:x",
+        "confirmed",
     ]
     return data
 
@@ -62,33 +73,91 @@ def report_of(data: Path) -> AuditReport:
     return asyncio.run(audit_data_dir(data))
 
 
-def test_a_clean_run_passes(tmp_path: Path) -> None:
-    report = report_of(make_data_dir(tmp_path))
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the stream, made once; each test plants into its own copy."""
+    return make_data_dir(tmp_path_factory.mktemp("pristine"))
+
+
+@pytest.fixture
+def data(pristine: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(pristine, tmp_path / "data"))
+
+
+def test_a_clean_run_passes(data: Path) -> None:
+    report = report_of(data)
     assert report.ok, report.violations
-    assert report.checked["orders"] == 4
+    assert report.checked == {"items": 25, "users": 2, "orders": 6, "confirmed": 3, "failed": 3}
 
 
-def _unfinished_saga(data: Path) -> None:
+def _unfinished_saga(data: Path, *, flagged: bool = False) -> None:
     async def plant() -> None:
         store = await open_store(f"sqlite:///{data / 'saga.db'}")
         await store.create("ghost", "order", {"order_id": "ghost", "items": []}, "fp")
+        if flagged:
+            await store.update("ghost", needs_attention=True)
         await store.close()
 
     asyncio.run(plant())
 
 
-PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None]] = {
+def copy_row(
+    service: str, table: str, ref: str, new_ref: str, columns: str
+) -> Callable[[Path], None]:
+    """A plant copying a record under another ref (and order id)."""
+    order_id = new_ref.rsplit(":", 1)[0]
+    statement = (
+        f"INSERT INTO {table} (ref, order_id, {columns}) SELECT ?, ?, {columns} FROM {table}"
+        " WHERE ref = ?"
+    )
+    return lambda d: sql(d, service, statement, new_ref, order_id, ref)
+
+
+RESERVATION_COLUMNS = "state, lines, tombstone, version, created_at, updated_at"
+PAYMENT_COLUMNS = (
+    "user_id, amount_cents, method, state, reason, tombstone, version, created_at, updated_at"
+)
+
+
+def state(service: str, table: str, ref: str, new_state: str) -> Callable[[Path], None]:
+    """A plant setting one record's state (and nothing else: no counter follows it)."""
+    return lambda d: sql(d, service, f"UPDATE {table} SET state=? WHERE ref=?", new_state, ref)
+
+
+def missing(service: str, table: str, ref: str) -> Callable[[Path], None]:
+    return lambda d: sql(d, service, f"DELETE FROM {table} WHERE ref=?", ref)
+
+
+#: name -> (plant, invariant, order id or None, a part of what the violation must say).
+#: Invariants 2 and 3 are planted part by part: each state of each record a confirmed order
+#: must not have, and each a failed one must not have, separately. f3 failed at payment (user
+#: 99's credit limit is 0), so it has all three records: released, cancelled, declined.
+PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None, str]] = {
     "stock lost": (
         lambda d: sql(
             d, "inventory", "UPDATE items SET available = available - 1 WHERE item_id='A'"
         ),
         1,
         None,
+        "item A: initial 1000 != available 996 + held 0 + sold 3",
     ),
-    "confirmed but only authorized": (
-        lambda d: sql(d, "payment", "UPDATE payments SET state='authorized' WHERE ref='c1:pay'"),
+    "confirmed but reservation only held": (
+        state("inventory", "reservations", "c1:reserve", "held"),
         2,
         "c1",
+        "reservation is held, expected committed",
+    ),
+    "confirmed but reservation released": (
+        state("inventory", "reservations", "c1:reserve", "released"),
+        2,
+        "c1",
+        "reservation is released, expected committed",
+    ),
+    "confirmed without reservation": (
+        missing("inventory", "reservations", "c1:reserve"),
+        2,
+        "c1",
+        "reservation is missing, expected committed",
     ),
     "confirmed with wrong quantities": (
         lambda d: sql(
@@ -99,20 +168,96 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None]] = {
         ),
         2,
         "c2",
+        "sold {'A': 2}, the order asked for {'A': 1}",
     ),
-    "failed but still held": (
-        lambda d: (
-            sql(d, "shipping", "UPDATE shipments SET state='prepared' WHERE ref='f1:ship'")
-            if False
-            else sql(
-                d,
-                "inventory",
-                "UPDATE reservations SET state='held', lines=? WHERE ref='f1:reserve'",
-                '[{"item_id": "A", "quantity": 1, "price_cents": 1250}]',
-            )
+    "confirmed but shipment only prepared": (
+        state("shipping", "shipments", "c1:ship", "prepared"),
+        2,
+        "c1",
+        "shipment is prepared, expected scheduled",
+    ),
+    "confirmed but shipment cancelled": (
+        state("shipping", "shipments", "c1:ship", "cancelled"),
+        2,
+        "c1",
+        "shipment is cancelled, expected scheduled",
+    ),
+    "confirmed without shipment": (
+        missing("shipping", "shipments", "c1:ship"),
+        2,
+        "c1",
+        "shipment is missing, expected scheduled",
+    ),
+    "confirmed but payment only authorized": (
+        state("payment", "payments", "c1:pay", "authorized"),
+        2,
+        "c1",
+        "payment is authorized, expected captured",
+    ),
+    "confirmed but payment voided": (
+        state("payment", "payments", "c1:pay", "voided"),
+        2,
+        "c1",
+        "payment is voided, expected captured",
+    ),
+    "confirmed without payment": (
+        missing("payment", "payments", "c1:pay"),
+        2,
+        "c1",
+        "payment is missing, expected captured",
+    ),
+    "confirmed but captured the wrong amount": (
+        lambda d: sql(d, "payment", "UPDATE payments SET amount_cents=3628 WHERE ref='c1:pay'"),
+        2,
+        "c1",
+        "captured 3628 cents, the order costs 3629",
+    ),
+    "confirmed but the shipping cost not captured": (
+        lambda d: sql(d, "shipping", "UPDATE shipments SET cost_cents=830 WHERE ref='c1:ship'"),
+        2,
+        "c1",
+        "captured 3629 cents, the order costs 3630",
+    ),
+    "failed but reservation still held": (
+        lambda d: sql(
+            d,
+            "inventory",
+            "UPDATE reservations SET state='held', lines=? WHERE ref='f1:reserve'",
+            '[{"item_id": "A", "quantity": 1, "price_cents": 1250}]',
         ),
         3,
         "f1",
+        "reservation is held although the order failed",
+    ),
+    "failed but items sold": (
+        state("inventory", "reservations", "f3:reserve", "committed"),
+        3,
+        "f3",
+        "reservation is committed although the order failed",
+    ),
+    "failed but shipment still prepared": (
+        state("shipping", "shipments", "f3:ship", "prepared"),
+        3,
+        "f3",
+        "shipment is prepared although the order failed",
+    ),
+    "failed but shipment scheduled": (
+        state("shipping", "shipments", "f3:ship", "scheduled"),
+        3,
+        "f3",
+        "shipment is scheduled although the order failed",
+    ),
+    "failed but payment still authorized": (
+        state("payment", "payments", "f3:pay", "authorized"),
+        3,
+        "f3",
+        "payment is authorized although the order failed",
+    ),
+    "failed but payment captured": (
+        state("payment", "payments", "f3:pay", "captured"),
+        3,
+        "f3",
+        "payment is captured although the order failed",
     ),
     "record of an unknown order": (
         lambda d: sql(
@@ -123,8 +268,50 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None]] = {
         ),
         4,
         "nobody",
+        "shipment nobody:ship belongs to no saga in the log",
     ),
-    "unfinished saga": (_unfinished_saga, 4, "ghost"),
+    "reservation of an unknown order": (
+        copy_row("inventory", "reservations", "c1:reserve", "nobody:reserve", RESERVATION_COLUMNS),
+        4,
+        "nobody",
+        "reservation nobody:reserve belongs to no saga in the log",
+    ),
+    "payment of an unknown order": (
+        copy_row("payment", "payments", "c1:pay", "nobody:pay", PAYMENT_COLUMNS),
+        4,
+        "nobody",
+        "payment nobody:pay belongs to no saga in the log",
+    ),
+    "record without its applied action": (
+        lambda d: sql(
+            d,
+            "shipping",
+            "INSERT INTO shipments (ref, order_id, state, tombstone, version, created_at,"
+            " updated_at) VALUES ('nobody:ship', 'nobody', 'prepared', 0, 1, 0, 0)",
+        ),
+        6,
+        "nobody",
+        "shipping record nobody:ship has no applied action",
+    ),
+    "applied action without its record": (
+        missing("shipping", "shipments", "c1:ship"),
+        6,
+        "c1",
+        "shipping applied c1:ship but kept no record of it",
+    ),
+    "unfinished saga": (_unfinished_saga, 4, "ghost", "saga is unfinished: running"),
+    "unfinished saga flagged for attention": (
+        lambda d: _unfinished_saga(d, flagged=True),
+        4,
+        "ghost",
+        "saga is unfinished: running (flagged for attention)",
+    ),
+    "authorized counter off": (
+        lambda d: sql(d, "payment", "UPDATE accounts SET authorized_cents = 100 WHERE user_id = 1"),
+        6,
+        None,
+        "user 1: counters authorized 100, captured 5088 but payments sum to 0 and 5088",
+    ),
     "over the credit limit": (
         lambda d: sql(
             d,
@@ -133,6 +320,7 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None]] = {
         ),
         5,
         None,
+        "user 1: authorized+captured 100001 cents exceeds the limit 100000",
     ),
     "applied twice": (
         lambda d: sql(
@@ -142,18 +330,108 @@ PLANTS: dict[str, tuple[Callable[[Path], None], int, str | None]] = {
         ),
         6,
         None,
+        "item B: counters held 0, sold 5 but reservations hold 0 and sold 3",
     ),
 }
 
 
+def _authorize_c1(d: Path) -> None:
+    """c1's payment authorized only, its account's counters moved to match."""
+    sql(d, "payment", "UPDATE payments SET state='authorized' WHERE ref='c1:pay'")
+    sql(
+        d,
+        "payment",
+        "UPDATE accounts SET authorized_cents = 3629, captured_cents = captured_cents - 3629"
+        " WHERE user_id = 1",
+    )
+
+
+def _hold_c1(d: Path) -> None:
+    """c1's reservation held only (A 2, B 1), the items' counters moved to match."""
+    sql(d, "inventory", "UPDATE reservations SET state='held' WHERE ref='c1:reserve'")
+    for item, quantity in (("A", 2), ("B", 1)):
+        sql(
+            d,
+            "inventory",
+            "UPDATE items SET held = held + ?, sold = sold - ? WHERE item_id = ?",
+            quantity,
+            quantity,
+            item,
+        )
+
+
+#: name -> (plant, an invariant the audit must *not* report): states that are consistent as far
+#: as that invariant goes (others may well be broken by the plant).
+ACCEPTED: dict[str, tuple[Callable[[Path], None], int]] = {
+    "failed with its payment voided": (state("payment", "payments", "f3:pay", "voided"), 3),
+    "an authorized payment counted as authorized": (_authorize_c1, 6),
+    "a held reservation counted as held": (_hold_c1, 6),
+    "held stock is part of the stock": (_hold_c1, 1),
+    "exactly at the credit limit": (
+        lambda d: sql(
+            d,
+            "payment",
+            "UPDATE accounts SET captured_cents = credit_limit_cents WHERE user_id = 1",
+        ),
+        5,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ACCEPTED))
+def test_consistent_states_are_not_reported(data: Path, name: str) -> None:
+    plant, invariant = ACCEPTED[name]
+    plant(data)
+    report = report_of(data)
+    assert [v for v in report.violations if v.invariant == invariant] == []
+
+
+def test_a_directory_that_is_no_data_dir_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is not an ordersaga data dir \(no ordersaga.json\)"):
+        asyncio.run(audit_data_dir(tmp_path))
+
+
 @pytest.mark.parametrize("name", list(PLANTS))
-def test_each_planted_violation_is_reported(tmp_path: Path, name: str) -> None:
-    plant, invariant, order_id = PLANTS[name]
-    data = make_data_dir(tmp_path)
+def test_each_planted_violation_is_reported(data: Path, name: str) -> None:
+    plant, invariant, order_id, found = PLANTS[name]
     plant(data)
     report = report_of(data)
     assert not report.ok
     hits = [v for v in report.violations if v.invariant == invariant]
-    assert hits, report.violations
-    if order_id is not None:
-        assert any(v.order_id == order_id for v in hits), hits
+    assert any(v.order_id == order_id and v.found == found for v in hits), report.violations
+
+
+def test_the_report_in_text_and_json(data: Path) -> None:
+    checked = "confirmed 3, failed 3, items 25, orders 6, users 2"
+    assert format_report(report_of(data), as_json=False) == (
+        f"audit: OK: all 6 invariants hold ({checked})\n"
+    )
+    PLANTS["stock lost"][0](data)
+    state("shipping", "shipments", "c1:ship", "prepared")(data)
+    report = report_of(data)
+    assert format_report(report, as_json=False).splitlines() == [
+        "order c1: invariant 2 (confirmed order complete):"
+        " shipment is prepared, expected scheduled",
+        "-: invariant 1 (stock conserved): item A: initial 1000 != available 996 + held 0 + sold 3",
+        f"audit: 2 violations ({checked})",
+    ]
+    text = format_report(report, as_json=True)
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"  # diffable
+    assert json.loads(text) == {
+        "ok": False,
+        "checked": {"confirmed": 3, "failed": 3, "items": 25, "orders": 6, "users": 2},
+        "violations": [
+            {
+                "order_id": "c1",
+                "invariant": 2,
+                "invariant_name": "confirmed order complete",
+                "found": "shipment is prepared, expected scheduled",
+            },
+            {
+                "order_id": None,
+                "invariant": 1,
+                "invariant_name": "stock conserved",
+                "found": "item A: initial 1000 != available 996 + held 0 + sold 3",
+            },
+        ],
+    }

@@ -2,7 +2,8 @@
 
 The crash tests arm points by name; a renamed or lost point would make them arm nothing. Here a
 recording :class:`CrashPoints` sees the names that two faulty, serial runs of the crash stream
-pass, with engines tuned so that rare paths happen too.
+pass, with engines tuned so that rare paths happen too, and in which order each failed saga
+undid its steps (the reverse of their order).
 """
 
 from __future__ import annotations
@@ -43,9 +44,27 @@ EXPECTED = {
 @dataclass(slots=True)
 class Recorder(CrashPoints):
     seen: set[str] = field(default_factory=set)
+    passed: list[str] = field(default_factory=list)  # every hit, in order
 
     def hit(self, name: str) -> None:
         self.seen.add(name)
+        self.passed.append(name)
+
+    def compensations(self) -> list[list[str]]:
+        """Per compensated saga (the runs are serial), the steps undone, in the order undone."""
+        sagas: list[list[str]] = []
+        undone: list[str] | None = None
+        for name in self.passed:
+            if name == "log.after:decision.compensate":
+                undone = []
+            elif name == "log.before:end.failed" and undone is not None:
+                sagas.append(undone)
+                undone = None
+            elif undone is not None and name.startswith("call.after:"):
+                step, phase = name.removeprefix("call.after:").split(":")
+                if phase == "compensate":
+                    undone.append(step)
+        return sagas
 
 
 def run_stream(data: Path, recorder: Recorder, engine: EngineSettings) -> list[str]:
@@ -69,3 +88,10 @@ def test_every_documented_crash_point_is_passed(tmp_path: Path) -> None:
     assert len(run_stream(tmp_path / "b", recorder, hasty)) == 16
     assert EXPECTED - recorder.seen == set()
     assert recorder.seen - EXPECTED == set()  # nothing undocumented either
+    # Every failed saga undid its steps in reverse order: the last one to take effect first.
+    forward = STEPS["compensate"]
+    sagas = recorder.compensations()
+    assert any(len(undone) >= 2 for undone in sagas), sagas
+    for undone in sagas:
+        assert undone == sorted(undone, key=forward.index, reverse=True), sagas
+        assert len(set(undone)) == len(undone), sagas  # each step undone once

@@ -9,7 +9,8 @@ code documented, body shaped as documented), and the database tells the same sto
 * 200 on a command: sending it again replays the same answer and changes nothing.
 
 The apps run in process (ASGI) on SQLite files of their own; the example budget keeps the whole
-module to a few seconds per service.
+module to a few seconds per service (the ``ci`` Hypothesis profile multiplies it). The examples
+are random, not derandomized: each run tries new requests; every health check is on.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -32,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from ordersaga.orders.demo import demo_world
 from ordersaga.participant.http import create_app
 from ordersaga.services.factory import ServiceConfigs, open_service
+from tests.hypothesis_profiles import examples
 
 EXAMPLES = 40
 BASE_URL = "http://testserver"
@@ -106,13 +108,7 @@ def _check(fuzzed: Fuzzed, case: Any) -> None:
         assert fuzzed.snapshot() == after
 
 
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+SETTINGS = settings(max_examples=examples(EXAMPLES), deadline=None, database=None)
 
 
 def _schema(service: str) -> Any:

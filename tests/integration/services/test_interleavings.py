@@ -16,12 +16,13 @@ from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ordersaga.protocol.messages import Command, KeyState, Reply
 from ordersaga.services.config import InventoryConfig, ItemSpec
 from ordersaga.services.inventory import InventoryService
+from tests.hypothesis_profiles import examples
 from tests.integration.services.helpers import (
     assert_stock_conserved,
     commit,
@@ -121,9 +122,8 @@ def test_random_interleavings_keep_every_invariant(db_url: str) -> None:
     conflicts = []
 
     @settings(
-        max_examples=25,
+        max_examples=examples(25),
         deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(st.lists(DELIVERY, min_size=1, max_size=14))
     def check(deliveries: list[tuple[str, int, str, int, int]]) -> None:

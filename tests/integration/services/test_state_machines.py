@@ -16,13 +16,14 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, ClassVar, TypeVar
 
-from hypothesis import HealthCheck, assume, settings
+from hypothesis import assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Command, Reply, ReplyStatus
 from ordersaga.services.config import InventoryConfig, ItemSpec, PaymentConfig
+from tests.hypothesis_profiles import examples
 from tests.integration.services.helpers import (
     SHIPPING,
     TABLES,
@@ -46,10 +47,9 @@ from tests.integration.services.helpers import (
 
 T = TypeVar("T")
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=examples(40),
     stateful_step_count=30,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
 )
 
 

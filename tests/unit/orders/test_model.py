@@ -9,6 +9,7 @@ from hypothesis import given, settings
 
 from ordersaga.orders.model import Address, LineItem, Order, PaymentInfo, merge_items
 from ordersaga.protocol.messages import canonical_json
+from tests.hypothesis_profiles import examples
 
 from .strategies import orders
 
@@ -35,7 +36,7 @@ def test_to_json_is_the_stream_json_shape() -> None:
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(orders)
 def test_from_json_inverts_to_json(order: Order) -> None:
     assert Order.from_json(order.to_json()) == order

@@ -11,6 +11,7 @@ from ordersaga.orders import jsonform, textform
 from ordersaga.orders.model import Order
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line, parse_text
 from ordersaga.orders.rules import NoOrderId, RejectedOrder
+from tests.hypothesis_profiles import examples
 
 from .strategies import orders
 
@@ -53,21 +54,21 @@ FRAGMENTS = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(orders)
 def test_text_form_round_trips(order: Order) -> None:
     line = order.to_text()
     assert parse_line(line.encode() + b"\n") == Parsed(order)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(orders)
 def test_json_form_round_trips(order: Order) -> None:
     assert parse_line(order.to_json_line().encode()) == Parsed(order)
     assert parse_text(json.dumps(order.to_json())) == Parsed(order)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(orders, st.randoms(use_true_random=False))
 def test_fingerprint_ignores_form_and_item_sequence(order: Order, rnd: object) -> None:
     shuffled = list(order.items)
@@ -79,13 +80,13 @@ def test_fingerprint_ignores_form_and_item_sequence(order: Order, rnd: object) -
     assert text.order.fingerprint() == json_form.order.fingerprint() == order.fingerprint()
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.binary(max_size=400))
 def test_parse_line_never_raises_on_bytes(raw: bytes) -> None:
     assert isinstance(parse_line(raw), RESULTS)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.lists(st.sampled_from(FRAGMENTS), max_size=40).map("".join))
 def test_parse_line_never_raises_on_near_orders(text: str) -> None:
     assert isinstance(parse_line(text.encode("utf-8", "surrogatepass")), RESULTS)
@@ -111,7 +112,7 @@ def mutated_lines(draw: st.DrawFn) -> str:
     return line.strip()
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(mutated_lines())
 def test_fast_paths_accept_only_what_the_careful_readers_accept(line: str) -> None:
     if not line or line[0] == "#":

@@ -1,3 +1,5 @@
+import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 
@@ -47,6 +49,11 @@ def world(
     return engine, ledgers, transport, clock
 
 
+def compensations_sent(transport: ScriptedTransport) -> list[str]:
+    """The compensation keys in the order they were first sent (a Counter keeps that order)."""
+    return [key for key in transport.sent if key.endswith(":compensate")]
+
+
 async def test_happy_path_confirms_and_logs_each_phase() -> None:
     engine, ledgers, transport, _ = world()
     result = await engine.start("trip", "s1", {"x": 1}, "fp1")
@@ -74,6 +81,8 @@ async def test_refusal_compensates_earlier_steps_in_reverse_but_not_itself() -> 
     assert result.compensations == 2
     assert ledgers["A"].state["s1:a"] == "compensated"
     assert ledgers["B"].state["s1:b"] == "compensated"
+    # The last step that took effect is undone first: b, then a.
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
     assert "s1:c:compensate" not in transport.sent  # a refusal is never compensated
     assert transport.sent["s1:c:action"] == 1  # ... nor retried
 
@@ -113,6 +122,8 @@ async def test_unknown_outcome_is_compensated_too_and_the_tombstone_stops_a_late
     result = await engine.start("trip", "s1", {}, "fp")
     assert result.status is SagaStatus.FAILED and "unknown" in (result.reason or "")
     assert transport.sent["s1:b:compensate"] == 1
+    # The step whose outcome is unknown is undone first, then the one before it.
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
     record = await engine.store.load("s1")
     assert record is not None
     step_b = record.step("b")
@@ -133,8 +144,6 @@ async def test_same_id_same_input_replays_and_other_input_is_a_mismatch() -> Non
 
 
 async def test_concurrent_starts_of_one_id_run_it_once() -> None:
-    import asyncio
-
     engine, ledgers, _, _ = world()
     results = await asyncio.gather(*(engine.start("trip", "s1", {}, "fp") for _ in range(5)))
     assert [r.status for r in results] == [SagaStatus.CONFIRMED] * 5
@@ -142,11 +151,45 @@ async def test_concurrent_starts_of_one_id_run_it_once() -> None:
     assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
 
 
+@pytest.mark.parametrize("refused", [False, True])
+async def test_a_start_during_the_run_waits_and_gets_its_outcome_or_a_mismatch(
+    refused: bool,
+) -> None:
+    engine, ledgers, _, _ = world(refuse={"C": lambda c: refused})
+    first, same, other = await asyncio.gather(
+        engine.start("trip", "s1", {}, "fp"),
+        engine.start("trip", "s1", {}, "fp"),
+        engine.start("trip", "s1", {"x": 2}, "other"),
+    )
+    assert first.status is (SagaStatus.FAILED if refused else SagaStatus.CONFIRMED)
+    assert not first.replayed and first.fingerprint == "fp"
+    # What the waiting request gets: the outcome, marked replayed, nothing executed for it.
+    assert same == dataclasses.replace(first, replayed=True)
+    assert (same.status, same.reason, same.fingerprint) == (first.status, first.reason, "fp")
+    assert other == SagaResult(
+        "s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input"
+    )
+    assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+
+
+async def test_a_resume_during_the_run_waits_for_it() -> None:
+    engine, _, transport, _ = world()
+    record, _ = await engine.store.create("s1", "trip", {}, "fp")
+    other, _ = await engine.store.create("s2", "trip", {}, "fp")
+    results = await asyncio.gather(
+        engine.resume(record), engine.resume(record), engine.resume(other)
+    )
+    assert results[0] == results[1] and results[0].status is SagaStatus.CONFIRMED
+    assert results[2].saga_id == "s2" and results[2].status is SagaStatus.CONFIRMED
+    assert engine.stats.resumed == 2  # the second resume of s1 found it running and waited
+    assert all(n == 1 for n in transport.sent.values())
+
+
 @pytest.mark.parametrize("status", [SagaStatus.RUNNING, SagaStatus.COMPENSATING])
 async def test_recovery_finishes_unfinished_sagas_and_is_harmless_twice(
     status: SagaStatus,
 ) -> None:
-    engine, ledgers, _, _ = world(refuse={"C": lambda c: status is SagaStatus.COMPENSATING})
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: status is SagaStatus.COMPENSATING})
     store = engine.store
     await store.create("s1", "trip", {}, "fp")
     # Simulate a crash after step a was applied but before its result was logged.
@@ -157,6 +200,8 @@ async def test_recovery_finishes_unfinished_sagas_and_is_harmless_twice(
     record = await store.load("s1")
     assert record is not None and record.status.terminal
     assert all(n == 1 for lg in ledgers.values() for n in lg.effects.values())
+    undone = ["s1:b:compensate", "s1:a:compensate"] if status is SagaStatus.COMPENSATING else []
+    assert compensations_sent(transport) == undone
 
 
 async def test_confirmations_retry_until_they_succeed() -> None:
@@ -190,7 +235,8 @@ async def test_on_decided_reports_the_confirmation_before_the_confirmations_run(
 
 
 async def test_on_decided_is_not_called_for_a_failed_saga() -> None:
-    engine, _, _, _ = world(refuse={"C": lambda c: True})
+    engine, _, transport, _ = world(refuse={"C": lambda c: True})
     seen: list[SagaResult] = []
     result = await engine.start("trip", "s1", {}, "fp", on_decided=seen.append)
     assert result.status is SagaStatus.FAILED and result.compensations == 2 and seen == []
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
