@@ -1,8 +1,13 @@
 """What every command group shares: exit statuses, the usage error, argument types.
 
-Exit statuses: 0 success; 1 the audit found violations, or a run was aborted; 2 usage or
-configuration errors (with a one-line message, never a traceback); 65 some input lines could not
-be read at all; 130 interrupted.
+Exit statuses (each with one line on stderr, never a traceback): 0 success (a closed stdout,
+e.g. ``| head -1``, also ends quietly with 0); 1 the audit found violations, or a run was aborted
+(the saga log failed; the data dir stays consistent); 2 usage or configuration errors, including a
+data dir or saga log executed by another process and a missing, emptied, truncated or foreign
+database (the file is named, nothing is created); 65 some input lines could not be read at all;
+70 an internal error (a bug; ``ORDERSAGA_DEBUG=1`` shows the traceback); 74 an I/O error (disk
+full, a corrupt or unreadable database); 75 this process lost its right to execute the saga log
+(another executor took it over; run again once it is done); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ if TYPE_CHECKING:
     from ordersaga.saga.definition import SagaDefinition
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DATAERR, EXIT_INTERRUPTED = 0, 1, 2, 65, 130
+EXIT_SOFTWARE, EXIT_IOERR, EXIT_FENCED = 70, 74, 75
 DEFAULT_DATA_DIR = "./ordersaga-data"
 SERVICES = ("inventory", "shipping", "payment")
 
@@ -244,3 +250,14 @@ def open_input(name: str) -> object:
         return open(name, "rb", buffering=0)
     except OSError as exc:
         raise ConfigError(f"cannot read orders file {name}: {exc.strerror}") from exc
+
+
+def add_order_deadline(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--order-deadline",
+        type=duration,
+        default=600.0,
+        metavar="DURATION",
+        help="how long an order waits for an unreachable service before it fails (flagged for"
+        " attention), counted from its saga's creation: 90s, 10m, 2h (default: 10m)",
+    )

@@ -13,6 +13,7 @@ from ordersaga.cli.args import (
     EXIT_OK,
     SERVICES,
     UsageError,
+    add_order_deadline,
     any_service_map,
     integer,
     load_world,
@@ -103,6 +104,7 @@ def _add_worker_parser(commands: Any) -> None:
         help="on SIGINT/SIGTERM, seconds to let running sagas finish before handing them back",
     )
     worker.add_argument("--fault-rate", type=probability, default=0.0, help="injected faults")
+    add_order_deadline(worker)
     worker.add_argument("--seed", type=integer, default=None, help="seed for fault injection")
     worker.add_argument(
         "--max-attempts", type=positive_int, default=None, help="attempts per step (default 10)"
@@ -215,7 +217,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UsageError(f"--saga: two saga definitions named {', '.join(map(repr, twice))}")
-    engine = EngineSettings(attention_after=args.attention_after)
+    engine = EngineSettings(
+        attention_after=args.attention_after, order_deadline=args.order_deadline
+    )
     if args.max_attempts is not None:
         policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
         engine = dataclasses.replace(engine, action_policy=policy)

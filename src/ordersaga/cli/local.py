@@ -17,6 +17,7 @@ from ordersaga.cli.args import (
     CurrentStderr,
     UsageError,
     add_data_dir,
+    add_order_deadline,
     add_service_options,
     fail,
     integer,
@@ -27,6 +28,7 @@ from ordersaga.cli.args import (
     probability,
 )
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
+from ordersaga.errors import ExecutorFenced, StorageIOError
 
 SUBMIT_ONLY_HELP = (
     "create each saga in the --store PostgreSQL log and wait for the workers' outcome"
@@ -64,6 +66,7 @@ def register(commands: Any) -> None:
         " this long",
     )
     add_service_options(run, http=True)
+    add_order_deadline(run)
     run.add_argument("--submit-only", action="store_true", help=SUBMIT_ONLY_HELP)
     add_telemetry_options(run, log_format=False)
     run.set_defaults(handler=cmd_run)
@@ -104,7 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             "--service-dbs and --services exclude each other: HTTP services"
             " open their own databases"
         )
-    engine = EngineSettings(attention_after=args.attention_after)
+    engine = EngineSettings(
+        attention_after=args.attention_after, order_deadline=args.order_deadline
+    )
     if args.max_attempts is not None:
         policy = dataclasses.replace(ACTION_POLICY, maximum_attempts=args.max_attempts)
         engine = dataclasses.replace(engine, action_policy=policy)
@@ -140,6 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             from ordersaga.cluster.submit import submit_orders as runner
         report = asyncio.run(runner(options, lines_from(stream), sys.stdout, err))
     except RunAborted as exc:
+        if isinstance(exc.__cause__, ExecutorFenced | StorageIOError | OSError):
+            raise  # its own exit status (see cli.main)
         fail(f"run aborted: {exc}; the data dir is consistent: run again to resume")
         return EXIT_FAILED
     for line in report.lines():

@@ -395,7 +395,7 @@ _ORDER_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "step": {"type": "string"},
                     "phase": {"enum": ["action", "compensate", "confirm"]},
-                    "status": {"enum": ["succeeded", "refused", "unknown"]},
+                    "status": {"enum": ["succeeded", "refused", "unknown", "undelivered"]},
                     "attempts": {"type": "integer"},
                     "reason": {"type": ["string", "null"]},
                     "started_at": _TIME,

@@ -40,14 +40,20 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from ordersaga.cluster.liveness import registered
 from ordersaga.cluster.submit import open_pg_store
-from ordersaga.errors import ConfigError, OwnershipLost, StorageError
+from ordersaga.errors import (
+    ConfigError,
+    ExecutorFenced,
+    OwnershipLost,
+    StorageError,
+    TransportError,
+)
 from ordersaga.local.runtime import connect_http_services
 from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.order_saga import ORDER_SAGA
@@ -59,7 +65,7 @@ from ordersaga.saga.store.base import SagaRecord, SagaStatus
 from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
 from ordersaga.transport.base import Transport
 from ordersaga.transport.faults import FaultInjector, FaultSettings
-from ordersaga.transport.http import HttpSettings
+from ordersaga.transport.http import HttpSettings, HttpTransport
 
 __all__ = ["Worker", "WorkerCounts", "WorkerSettings", "default_worker_id", "run_worker"]
 
@@ -122,6 +128,7 @@ class Worker:
         wakeup: Wakeup | None = None,
         log: Callable[[str], None] = lambda _m: None,
         events: EventLog | None = None,
+        health: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         self.settings = settings
         self.owner = settings.worker_id
@@ -139,6 +146,10 @@ class Worker:
         self._hurry = asyncio.Event()  # a second stop request: no grace period
         self._renewed_at = time.monotonic()
         self._claim_failing = False
+        #: Why this worker lost its right to execute the log (it then stops at once).
+        self.fenced: str | None = None
+        self._health = health
+        self._unhealthy: str | None = None  # why claiming is paused (a service is unreachable)
 
     @property
     def running(self) -> int:
@@ -170,15 +181,35 @@ class Worker:
 
     # -- claiming ---------------------------------------------------------------------------------
 
+    async def _healthy(self) -> bool:
+        """Whether every service answers its health check (claiming pauses while one does not).
+
+        A saga claimed while a service is unreachable could only wait; left in the pool, a
+        worker that can reach every service takes it.
+        """
+        if self._health is None:
+            return True
+        problem = await self._health()
+        if problem != self._unhealthy:
+            self._log(f"not claiming: {problem}" if problem else "every service answers: claiming")
+            self._unhealthy = problem
+        return problem is None
+
     async def _claim_once(self) -> bool:
         """Claim what fits; True when it filled the batch (more may be waiting)."""
         limit = min(self.settings.concurrency - self.running, self.settings.claim_batch)
-        if limit <= 0:
+        if limit <= 0 or not await self._healthy():
             return False
         try:
             records = await self.store.claim(
                 self.owner, self.settings.lease, limit, include_held=False
             )
+        except ExecutorFenced as exc:
+            self.fenced = str(exc)
+            self._log(f"lost the right to execute: {exc}; stopping")
+            self.stop()
+            self.stop()
+            return False
         except StorageError as exc:
             if not self._claim_failing:  # once per outage, not once per poll
                 self._log(f"claim failed (retrying every {self.settings.poll:g} s): {exc}")
@@ -208,6 +239,13 @@ class Worker:
     async def _drive(self, record: SagaRecord) -> None:
         try:
             result = await self.engine.resume(record)
+        except ExecutorFenced as exc:
+            if self.fenced is None:
+                self.fenced = str(exc)
+                self._log(f"lost the right to execute: {exc}; stopping")
+                self.stop()
+                self.stop()  # no grace period: nothing more may be written
+            return
         except OwnershipLost:
             self.counts.lost += 1
             self._log(f"saga {record.saga_id}: taken over by another worker; stopped")
@@ -291,6 +329,29 @@ class Worker:
             self._finished = []
 
 
+def _health_check(
+    http: HttpTransport, settings: WorkerSettings
+) -> Callable[[], Awaitable[str | None]]:
+    """What is wrong with the services (None: all answer), asked at most every ``poll`` s."""
+    last: list[tuple[float, str | None]] = []
+
+    async def check() -> str | None:
+        now = time.monotonic()
+        if last and now - last[0][0] < max(settings.poll, 0.5):
+            return last[0][1]
+        problem = None
+        for name, url in http.base_urls.items():
+            try:
+                await http.health(name)
+            except TransportError as exc:
+                problem = f"the {name} service at {url} does not answer ({exc})"
+                break
+        last[:] = [(now, problem)]
+        return problem
+
+    return check
+
+
 def _write_stats(path: Path, snapshot: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(OSError):
@@ -340,9 +401,10 @@ async def _open_and_serve(
     wakeup: Wakeup | None = None
     try:
         await store.lock_executors(worker=True)
-        transport = await connect_http_services(
+        http = await connect_http_services(
             settings.services, settings.http, lambda m: log(f"warning: {m}")
         )
+        transport = http
         injector = None
         if settings.fault_rate > 0:
             injector = FaultInjector(transport, FaultSettings(settings.fault_rate, settings.seed))
@@ -361,12 +423,23 @@ async def _open_and_serve(
             wakeup = await Wakeup.open(settings.store_url, [WORK_CHANNEL])
         except StorageError as exc:
             log(f"warning: {exc}; polling every {settings.poll:g} s instead")
-        worker = Worker(settings, store, engine, wakeup=wakeup, log=log, events=telemetry.events)
+        worker = Worker(
+            settings,
+            store,
+            engine,
+            wakeup=wakeup,
+            log=log,
+            events=telemetry.events,
+            health=_health_check(http, settings),
+        )
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:
                 log(f"serving metrics at {url}")
             async with registered(store, settings.worker_id, log):
-                return await _serve(worker, injector, settings, log)
+                counts = await _serve(worker, injector, settings, log)
+        if worker.fenced is not None:
+            raise ExecutorFenced(worker.fenced)
+        return counts
     finally:
         if wakeup is not None:
             await wakeup.close()

@@ -11,13 +11,19 @@ __all__ = ["Database", "Dialect", "Row", "Tx", "open_database"]
 
 
 async def open_database(
-    url: str, *, durable: bool = True, pool_size: int = 10, read_only: bool = False
+    url: str,
+    *,
+    durable: bool = True,
+    pool_size: int = 10,
+    read_only: bool = False,
+    quiescent: bool = False,
 ) -> Database:
     """Open the database named by ``url``; a bare path is taken as a SQLite file.
 
     ``read_only`` opens a SQLite file that must exist with ``mode=ro`` (nothing is created;
     readers run while another process writes). PostgreSQL connections are the same either way:
-    a reader simply writes nothing.
+    a reader simply writes nothing. ``quiescent``: the caller makes sure no writer starts
+    meanwhile, and then not even a WAL's side files are created (see :mod:`ordersaga.db.sqlite`).
     """
     if url.startswith(("postgresql://", "postgres://")):
         from ordersaga.db.postgres import PostgresDatabase
@@ -31,4 +37,4 @@ async def open_database(
         path = Path(url)
     from ordersaga.db.sqlite import SqliteDatabase
 
-    return SqliteDatabase(path, durable=durable, read_only=read_only)
+    return SqliteDatabase(path, durable=durable, read_only=read_only, quiescent=quiescent)

@@ -15,27 +15,71 @@ in flight it only adds latency (measured with ``ordersaga bench``; see the READM
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Literal
 
 from ordersaga.db.base import Database, Row, Tx
-from ordersaga.errors import ConfigError, ConflictError, StorageError, UnavailableError
+from ordersaga.errors import (
+    ConflictError,
+    ForeignDatabase,
+    StorageError,
+    StorageIOError,
+    UnavailableError,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 #: Prepared statements kept per connection (the saga log's multi-row statements vary in size).
 STATEMENT_CACHE = 512
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
-    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc).upper():
+#: sqlite3 messages that mean the file cannot be read or written: an I/O error (exit 74).
+_IO_ERRORS = (
+    "disk is full",
+    "disk i/o error",
+    "not a database",
+    "malformed",
+    "unable to open database file",
+    "readonly database",
+)
+#: How a database is opened: created if missing; only if it exists; read-only, never creating.
+Mode = Literal["create", "existing", "readonly"]
+
+
+def _mode(read_only: bool, existing: bool) -> Mode:
+    return "readonly" if read_only else "existing" if existing else "create"
+
+
+def _translate(exc: sqlite3.Error, path: Path | None = None) -> StorageError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in text.upper():
         return ConflictError(f"unique key violated: {exc}")
-    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower():
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in text.lower():
         return UnavailableError(f"database busy: {exc}")
+    if any(marker in text.lower() for marker in _IO_ERRORS):
+        return StorageIOError(f"{path or 'sqlite'}: {exc}")
     return StorageError(f"sqlite: {exc}")
+
+
+def _connect_target(path: Path, mode: Mode, quiescent: bool) -> tuple[str | Path, bool]:
+    """What to pass to ``sqlite3.connect`` (and whether it is a URI) for ``mode``.
+
+    A read-only open of a ``quiescent`` database (the caller holds the data dir's lock shared,
+    so no writer starts meanwhile; see :mod:`ordersaga.local.lock`) without a WAL file is
+    ``immutable``: SQLite then creates no ``-wal``/``-shm`` files beside it. With a WAL file (a
+    writer is running, or was killed) it reads the WAL too.
+    """
+    if mode == "create":
+        return path, False
+    uri = path.resolve().as_uri()
+    if mode == "existing":
+        return f"{uri}?mode=rw", True
+    wal = path.with_name(path.name + "-wal")
+    immutable = quiescent and not wal.exists()
+    return f"{uri}?mode=ro" + ("&immutable=1" if immutable else ""), True
 
 
 #: A connection's SELECTs' column names, by SQL text (bounded: the SQL we run is finite).
@@ -93,33 +137,46 @@ class _SqliteTx(Tx):
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
-    def __init__(self, path: Path, *, durable: bool = True, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        durable: bool = True,
+        read_only: bool = False,
+        existing: bool = False,
+        quiescent: bool = False,
+    ) -> None:
+        """Open ``path``: created if missing; ``existing`` only if it exists; ``read_only``
+        without changing it (readers run while another process writes; ``quiescent``: no
+        writer can start meanwhile, so not even a ``-wal``/``-shm`` file is created)."""
         self.path = path
         self.url = f"sqlite:///{path}"
         self.read_only = read_only
-        if not read_only:
+        mode = _mode(read_only, existing)
+        if mode == "create":
             path.parent.mkdir(parents=True, exist_ok=True)
         elif not path.is_file():
-            raise ConfigError(f"no database at {path}")
+            raise ForeignDatabase(f"no database at {path}")
+        target, uri = _connect_target(path, mode, quiescent)
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves. Read-only: a URI with
-            # mode=ro, so nothing is created or changed (the WAL mode is kept in the file).
-            target = f"file:{quote(str(path.absolute()))}?mode=ro" if read_only else str(path)
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             self._conn = sqlite3.connect(
                 target,
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
                 cached_statements=STATEMENT_CACHE,
-                uri=read_only,
+                uri=uri,
             )
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             if not read_only:
                 self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+                self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+                self._conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open {path}: {exc}") from exc
+            if mode != "create" and not path.exists():
+                raise StorageIOError(f"{path}: no such database") from exc
+            raise _translate(exc, path) from exc
         # Held for a whole write transaction: a second coroutine waits instead of nesting.
         self._write_lock = asyncio.Lock()
         self._names: _Names = {}
@@ -142,18 +199,20 @@ class SqliteDatabase(Database):
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _translate(exc) from exc
+                raise _translate(exc, self.path) from exc
             try:
                 yield _SqliteTx(self._conn, self._names)
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
                 try:
                     self._conn.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    self._conn.execute("ROLLBACK")
-                    raise _translate(exc) from exc
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
+                    raise _translate(exc, self.path) from exc
 
     async def executescript(self, sql: str) -> None:
         async with self.transaction() as tx:

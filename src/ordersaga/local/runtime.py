@@ -14,8 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ordersaga.db.identity import fingerprint
 from ordersaga.errors import ConfigError, TransportError
-from ordersaga.local.datadir import DataDir, Locations
+from ordersaga.local.datadir import SAGA_LOG, DataDir, Locations
+from ordersaga.local.lock import DataDirLock
 from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.demo import demo_world
 from ordersaga.orders.order_saga import ORDER_SAGA
@@ -47,6 +49,13 @@ class RuntimeSettings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
+    def data_dir_components(self) -> tuple[str, ...]:
+        """The components this setup keeps in the data dir (none: the data dir is not used)."""
+        needed = [] if self.store_url else [SAGA_LOG]
+        if not self.http_services:
+            needed += [name for name in SERVICE_NAMES if name not in self.service_urls]
+        return tuple(needed)
+
 
 @dataclass(slots=True)
 class Runtime:
@@ -57,9 +66,10 @@ class Runtime:
     injector: FaultInjector | None
     engine: SagaEngine
     telemetry: EngineTelemetry
+    lock: DataDirLock | None = None  # the data dir's executor lock, released last
 
     async def close(self) -> None:
-        """Deliver pending late requests, flush the log, close every database."""
+        """Deliver pending late requests, flush the log, close every database, unlock."""
         try:
             await self.transport.close()
             self.telemetry.close()
@@ -67,8 +77,12 @@ class Runtime:
             try:
                 await self.store.close()
             finally:
-                if self.services is not None:
-                    await self.services.close()
+                try:
+                    if self.services is not None:
+                        await self.services.close()
+                finally:
+                    if self.lock is not None:
+                        self.lock.release()
 
 
 def _locations(settings: RuntimeSettings) -> Locations:
@@ -77,24 +91,54 @@ def _locations(settings: RuntimeSettings) -> Locations:
     return Locations(settings.store_url or defaults.store_url, urls)
 
 
-def resolve_world(settings: RuntimeSettings, warn: Callable[[str], None]) -> World:
-    """The world of the data dir: stored if it was initialised, else the given or demo world."""
-    data_dir = DataDir(settings.data_dir)
-    data_dir.prepare()
-    if data_dir.exists():
-        stored = parse_world(data_dir.read_meta()["world"])
-        if settings.world is not None and settings.world.to_json() != stored.to_json():
-            warn(f"data dir {settings.data_dir} continues its own state; --world ignored")
-        return stored
-    return settings.world or demo_world()
+def _world_of(settings: RuntimeSettings, data_dir: DataDir) -> World:
+    """The data dir's world if it was initialised (a different --world is refused), else the
+    given or demo world."""
+    if not data_dir.exists():
+        return settings.world or demo_world()
+    stored = parse_world(data_dir.read_meta().world)
+    if settings.world is not None and settings.world.to_json() != stored.to_json():
+        raise ConfigError(
+            f"--world is not the world data dir {settings.data_dir} was initialised from"
+            f" (fingerprint {fingerprint(settings.world.to_json())}, the data dir's"
+            f" {fingerprint(stored.to_json())}): leave --world out to continue it, or use"
+            " another --data-dir"
+        )
+    return stored
 
 
 async def open_runtime(
     settings: RuntimeSettings, warn: Callable[[str], None] = lambda _m: None
 ) -> Runtime:
-    world = resolve_world(settings, warn)
-    locations = _locations(settings)
+    """Open everything a run needs, holding the data dir's executor lock if it uses it."""
     telemetry = EngineTelemetry(settings.telemetry)  # first: a bad tracing setup opens nothing
+    data_dir = DataDir(settings.data_dir)
+    needed = settings.data_dir_components()
+    lock = None
+    if needed:
+        data_dir.prepare()
+        lock = DataDirLock.acquire(data_dir.root)
+    try:
+        world = _world_of(settings, data_dir)
+        if needed:
+            await data_dir.open_for_writing(world.to_json(), needed)
+        runtime = await _open_parts(settings, world, telemetry, warn)
+    except BaseException:
+        telemetry.close()
+        if lock is not None:
+            lock.release()
+        raise
+    runtime.lock = lock
+    return runtime
+
+
+async def _open_parts(
+    settings: RuntimeSettings,
+    world: World,
+    telemetry: EngineTelemetry,
+    warn: Callable[[str], None],
+) -> Runtime:
+    locations = _locations(settings)
     services: Services | None = None
     transport: Transport
     if settings.http_services:
@@ -105,9 +149,6 @@ async def open_runtime(
         configs = ServiceConfigs(world.inventory, world.shipping, world.payment)
         services = await open_services(locations.service_urls, configs, durable=settings.durable)
         transport = InProcessTransport(services.by_name())
-    data_dir = DataDir(settings.data_dir)
-    if not data_dir.exists():
-        data_dir.write_meta(world.to_json())
     try:
         store = await open_store(
             locations.store_url, durable=settings.durable, crash=settings.crash

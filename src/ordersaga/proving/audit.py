@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ordersaga.db import Database, open_database
 from ordersaga.errors import ConfigError
-from ordersaga.local.datadir import DataDir
+from ordersaga.local.datadir import SAGA_LOG, DataDir
+from ordersaga.local.lock import shared_if_idle
 from ordersaga.saga.store import open_store
 from ordersaga.saga.store.base import OperatorAction, SagaRecord, SagaStatus
 
@@ -224,14 +225,18 @@ def _check_known(report: AuditReport, known: set[str], s: _Services) -> None:
 
 
 async def audit(
-    store_url: str, service_urls: Mapping[str, str], *, batch_size: int = 1000
+    store_url: str,
+    service_urls: Mapping[str, str],
+    *,
+    batch_size: int = 1000,
+    quiescent: bool = False,
 ) -> AuditReport:
     report = AuditReport()
     dbs: dict[str, Database] = {}
-    store = await open_store(store_url)
+    store = await open_store(store_url, read_only=True, quiescent=quiescent)
     try:
         for name, url in service_urls.items():
-            dbs[name] = await open_database(url)
+            dbs[name] = await open_database(url, read_only=True, quiescent=quiescent)
         services = await _load_services(dbs)
         known: set[str] = set()
         statuses: Counter[str] = Counter()
@@ -277,12 +282,26 @@ def _note_operator_actions(report: AuditReport, actions: list[OperatorAction]) -
 async def audit_data_dir(
     data_dir: Path, *, store_url: str | None = None, service_urls: Mapping[str, str] | None = None
 ) -> AuditReport:
+    """Audit a data dir (or the databases that override its files), only reading.
+
+    Safe beside the run executing it: SQLite readers see committed transactions only. While no
+    executor runs, the data dir's lock is held shared, so none starts meanwhile (see
+    :mod:`ordersaga.local.lock`). Nothing is created, the lock file included.
+    """
     layout = DataDir(data_dir)
     if not layout.exists() and store_url is None:
         raise ConfigError(f"{data_dir} is not an ordersaga data dir (no {layout.meta_path.name})")
     locations = layout.locations()
-    urls = {**locations.service_urls, **(service_urls or {})}
-    return await audit(store_url or locations.store_url, urls)
+    overrides = service_urls or {}
+    urls = {**locations.service_urls, **overrides}
+    with shared_if_idle(layout.root) as executing:
+        if layout.exists():
+            meta = layout.read_meta()
+            used = {SAGA_LOG} if store_url is None else set()
+            used |= {name for name in locations.service_urls if name not in overrides}
+            kept = tuple(c for c in meta.components if c in used)
+            await layout.check(replace(meta, components=kept), "readonly")
+        return await audit(store_url or locations.store_url, urls, quiescent=not executing)
 
 
 def format_report(report: AuditReport, *, as_json: bool) -> str:

@@ -46,11 +46,17 @@ class CircuitBreaker:
         self.waits = 0  # how many times a caller waited instead of calling
         self.listener: BreakerListener | None = None  # told when it opens or closes
 
-    async def acquire(self) -> None:
-        """Wait until a call may be attempted."""
+    async def acquire(self, until: float | None = None) -> bool:
+        """Wait until a call may be attempted; False if ``until`` (monotonic) passed first.
+
+        Waiting callers wake up at least once per trial call or cooldown, so ``until`` is
+        honoured within a trial call's duration.
+        """
         while True:
             if self.state is BreakerState.CLOSED:
-                return
+                return True
+            if until is not None and self._clock.monotonic() >= until:
+                return False
             if self.state is BreakerState.OPEN:
                 remaining = self._opened_at + self._settings.cooldown - self._clock.monotonic()
                 if remaining > 0:
@@ -60,7 +66,7 @@ class CircuitBreaker:
                 self.state = BreakerState.HALF_OPEN
             if not self._trial_running:
                 self._trial_running = True
-                return
+                return True
             self.waits += 1
             self._changed.clear()
             await self._changed.wait()

@@ -1,20 +1,34 @@
 """One step call: retried under one idempotency key, settled by a status probe if need be.
 
-A call ends in one of three ways (:class:`CallStatus`): the service applied it, the service
-refused it (a definite answer: never retried, never compensated), or its outcome stayed unknown
+A call ends in one of four ways (:class:`CallStatus`): the service applied it; the service
+refused it (a definite answer: never retried, never compensated); its outcome stayed unknown
 after the retry budget and the probe (the caller compensates it to be safe; a tombstone in the
-service stops a late arrival).
+service stops a late arrival); or — only past the order's deadline — it was never delivered
+because the service stayed unreachable (nothing to undo).
+
+**An outage is not a refusal.** A :class:`~ordersaga.errors.ServiceUnreachable` attempt (no
+connection could be opened: refused, DNS failure, connect timeout) certainly did not reach the
+service. It is retried without spending the unknown-outcome budget (neither an attempt nor time
+of the policy's deadline), and the service's breaker holds every saga waiting instead of
+calling; only the order's ``deadline`` (see :class:`~ordersaga.saga.executor.EngineSettings`)
+ends the wait. Past it, an action whose attempts were all undelivered — and which no earlier
+process can have sent (``fresh``) — is ``undelivered``; otherwise its outcome is ``unknown``.
+
+There is one retry loop (:meth:`Caller._retry`) for actions and probes alike. What happens
+around its attempts — counters, crash points, the "needs attention" flag of a call failing for
+long — is done by :class:`Observer` objects it notifies, not by code inside the loop.
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from ordersaga.errors import TransportError
+from ordersaga.errors import ServiceUnreachable, TransportError
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.clock import Clock
@@ -22,11 +36,16 @@ from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.transport.base import Transport
 
+T = TypeVar("T")
+#: How the reason of a call ended by the order's deadline ends.
+DEADLINE_MARK = "the order's deadline passed"
+
 
 class CallStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     REFUSED = "refused"
     UNKNOWN = "unknown"
+    UNDELIVERED = "undelivered"  # past the order's deadline, never reached the service
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +55,7 @@ class CallOutcome:
     reason: str | None = None
     attempts: int = 1
     probed: bool = False
+    expired: bool = False  # ended by the order's deadline (the saga is flagged for attention)
 
 
 @dataclass(slots=True)
@@ -44,10 +64,92 @@ class CallStats:
     attempts: int = 0
     probes: int = 0
     unknown: int = 0
+    unreachable: int = 0  # attempts that found the service unreachable (no budget spent)
+    expired: int = 0  # calls ended by an order's deadline
 
     @property
     def retries(self) -> int:
         return self.attempts - self.calls
+
+
+@dataclass(slots=True)
+class Attempts:
+    """The state of one retry loop, as observers see it."""
+
+    service: str
+    started: float  # monotonic
+    attempts: int = 0  # every attempt
+    delivered: int = 0  # attempts that may have reached the service: the budget
+    outage: float = 0.0  # seconds spent while the service was unreachable (not budget)
+    unreachable_since: float | None = None  # wall clock, while the service is unreachable
+    last_error: str = "no attempt"
+
+
+class Observer:
+    """Hooks of the retry loop; each is a no-op unless overridden."""
+
+    def attempting(self, state: Attempts) -> None:
+        """An attempt is about to be sent."""
+
+    def answered(self, state: Attempts) -> None:
+        """An attempt got an answer back (definite or not)."""
+
+    def failed(self, state: Attempts, error: TransportError) -> None:
+        """An attempt ended without an answer."""
+
+    async def waiting(self, state: Attempts, elapsed: float) -> None:
+        """The loop is about to wait before the next attempt (``elapsed`` s since its start)."""
+
+
+class _Counting(Observer):
+    def __init__(self, stats: CallStats, *, probes: bool) -> None:
+        self._stats = stats
+        self._probes = probes
+
+    def attempting(self, state: Attempts) -> None:
+        if self._probes:
+            self._stats.probes += 1
+        else:
+            self._stats.attempts += 1
+
+    def failed(self, state: Attempts, error: TransportError) -> None:
+        if isinstance(error, ServiceUnreachable):
+            self._stats.unreachable += 1
+
+
+class _Crashing(Observer):
+    """The crash points around each attempt of a step call (``call.before:``/``call.after:``)."""
+
+    def __init__(self, crash: CrashPoints, point: str) -> None:
+        self._crash = crash
+        self._point = point
+
+    def attempting(self, state: Attempts) -> None:
+        self._crash.hit(f"call.before:{self._point}")
+
+    def answered(self, state: Attempts) -> None:
+        self._crash.hit(f"call.after:{self._point}")
+
+
+class _Flagging(Observer):
+    """Calls ``on_slow`` once when the call has been failing for ``after`` seconds."""
+
+    def __init__(self, on_slow: Callable[[], Awaitable[None]], after: float) -> None:
+        self._on_slow = on_slow
+        self._after = after
+        self._flagged = False
+
+    async def waiting(self, state: Attempts, elapsed: float) -> None:
+        if not self._flagged and elapsed >= self._after:
+            self._flagged = True
+            await self._on_slow()
+
+
+@dataclass(frozen=True, slots=True)
+class _Exhausted:
+    """The loop ended without a definite answer: the budget is spent, or the deadline passed."""
+
+    expired: bool
 
 
 def _from_reply(command: Command, reply: Reply, attempts: int, probed: bool) -> CallOutcome:
@@ -55,6 +157,10 @@ def _from_reply(command: Command, reply: Reply, attempts: int, probed: bool) -> 
         return CallOutcome(CallStatus.SUCCEEDED, dict(reply.body), None, attempts, probed)
     reason = f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     return CallOutcome(CallStatus.REFUSED, dict(reply.body), reason, attempts, probed)
+
+
+def _since(wall: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
 
 
 class Caller:
@@ -76,6 +182,8 @@ class Caller:
         self._crash = crash
         self._probe_policy = probe_policy
         self.stats = CallStats()
+        self._count_attempts = _Counting(self.stats, probes=False)
+        self._count_probes = _Counting(self.stats, probes=True)
 
     async def call(
         self,
@@ -84,49 +192,39 @@ class Caller:
         point: str,
         on_slow: Callable[[], Awaitable[None]] | None = None,
         slow_after: float = float("inf"),
+        *,
+        deadline: float | None = None,
+        fresh: bool = False,
     ) -> CallOutcome:
         """Send ``command`` until a definite answer, the budget is spent, or forever.
 
         ``point`` names the crash points around each attempt. ``on_slow`` runs once when the
         call has been failing for ``slow_after`` seconds (to flag a saga for attention).
+        ``deadline`` (monotonic) ends the wait for an unreachable service (the order's
+        deadline); ``fresh`` says no earlier process can have sent this key.
         """
         self.stats.calls += 1
-        breaker = self._breakers[command.service]
-        started = self._clock.monotonic()
-        attempts = 0
-        flagged = False
-        last_error = "no attempt"
-        while True:
-            await breaker.acquire()
-            attempts += 1
-            self.stats.attempts += 1
-            self._crash.hit(f"call.before:{point}")
-            try:
-                reply = await self._transport.send(command)
-            except TransportError as exc:
-                breaker.record_failure()
-                last_error = str(exc)
-            except BaseException:
-                breaker.release()
-                raise
-            else:
-                breaker.record_success()
-                self._crash.hit(f"call.after:{point}")
-                if reply.status.definite:
-                    return _from_reply(command, reply, attempts, probed=False)
-                last_error = f"{command.service}: key still in flight"
-            elapsed = self._clock.monotonic() - started
-            if not policy.may_retry(attempts, elapsed):
-                break
-            if on_slow is not None and not flagged and elapsed >= slow_after:
-                flagged = True
-                await on_slow()
-            await self._clock.sleep(policy.backoff(attempts, self._rng))
-        return await self._settle(command, attempts, last_error)
+        observers: list[Observer] = [self._count_attempts, _Crashing(self._crash, point)]
+        if on_slow is not None:
+            observers.append(_Flagging(on_slow, slow_after))
 
-    async def _settle(self, command: Command, attempts: int, last_error: str) -> CallOutcome:
+        async def send() -> Reply:
+            return await self._transport.send(command)
+
+        state = Attempts(command.service, self._clock.monotonic())
+        result = await self._retry(state, send, _definite, policy, observers, deadline)
+        if isinstance(result, Reply):
+            return _from_reply(command, result, state.attempts, probed=False)
+        if result.expired:
+            return self._expired(command, state, fresh and state.delivered == 0)
+        return await self._settle(command, state, deadline)
+
+    async def _settle(
+        self, command: Command, state: Attempts, deadline: float | None
+    ) -> CallOutcome:
         """The retry budget is spent: ask the service what became of the key."""
-        probe = await self.probe(command.service, command.key)
+        probe = await self.probe(command.service, command.key, deadline=deadline)
+        attempts = state.attempts
         if probe is not None and probe.reply is not None and probe.state is not KeyState.UNKNOWN:
             return _from_reply(command, probe.reply, attempts, probed=True)
         if probe is not None and probe.state is KeyState.REFUSED:
@@ -135,29 +233,100 @@ class Caller:
         self.stats.unknown += 1
         reason = (
             f"{command.service} {command.action}: outcome unknown after {attempts} attempts"
-            f" ({last_error})"
+            f" ({state.last_error})"
         )
         return CallOutcome(CallStatus.UNKNOWN, {}, reason, attempts, True)
 
-    async def probe(self, service: str, key: str) -> Probe | None:
+    def _expired(self, command: Command, state: Attempts, undelivered: bool) -> CallOutcome:
+        self.stats.expired += 1
+        since = state.unreachable_since
+        if since is not None:
+            what = f"unreachable since {_since(since)}"
+        else:
+            began = self._clock.time() - (self._clock.monotonic() - state.started)
+            what = f"without an answer since {_since(began)}"
+        reason = (
+            f"{command.service} {command.action}: {command.service} service {what}"
+            f" ({state.last_error}); {DEADLINE_MARK}"
+        )
+        status = CallStatus.UNDELIVERED if undelivered else CallStatus.UNKNOWN
+        return CallOutcome(status, {}, reason, state.attempts, False, expired=True)
+
+    async def probe(self, service: str, key: str, *, deadline: float | None = None) -> Probe | None:
         """The service's answer for ``key``, or None if the probe itself got no answer."""
-        breaker = self._breakers[service]
-        started = self._clock.monotonic()
-        attempts = 0
+
+        async def send() -> Probe:
+            return await self._transport.probe(service, key)
+
+        state = Attempts(service, self._clock.monotonic())
+        result = await self._retry(
+            state, send, lambda _p: True, self._probe_policy, (self._count_probes,), deadline
+        )
+        return None if isinstance(result, _Exhausted) else result
+
+    async def _retry(
+        self,
+        state: Attempts,
+        send: Callable[[], Awaitable[T]],
+        definite: Callable[[T], bool],
+        policy: RetryPolicy,
+        observers: Sequence[Observer],
+        deadline: float | None,
+    ) -> T | _Exhausted:
+        """The retry loop: attempts through the service's breaker until ``definite`` holds."""
+        breaker = self._breakers[state.service]
+        clock = self._clock
+        ended = state.started
         while True:
-            await breaker.acquire()
-            attempts += 1
-            self.stats.probes += 1
+            if not await breaker.acquire(until=deadline):
+                return _Exhausted(expired=True)
+            state.attempts += 1
+            for observer in observers:
+                observer.attempting(state)
+            unreachable = False
             try:
-                probe = await self._transport.probe(service, key)
-            except TransportError:
+                answer = await send()
+            except ServiceUnreachable as exc:
                 breaker.record_failure()
+                unreachable = True
+                state.last_error = str(exc)
+                if state.unreachable_since is None:
+                    state.unreachable_since = clock.time()
+                for observer in observers:
+                    observer.failed(state, exc)
+            except TransportError as exc:
+                breaker.record_failure()
+                state.delivered += 1
+                state.last_error = str(exc)
+                state.unreachable_since = None
+                for observer in observers:
+                    observer.failed(state, exc)
             except BaseException:
                 breaker.release()
                 raise
             else:
                 breaker.record_success()
-                return probe
-            if not self._probe_policy.may_retry(attempts, self._clock.monotonic() - started):
-                return None
-            await self._clock.sleep(self._probe_policy.backoff(attempts, self._rng))
+                state.unreachable_since = None
+                for observer in observers:
+                    observer.answered(state)
+                if definite(answer):
+                    return answer
+                state.delivered += 1
+                state.last_error = f"{state.service}: key still in flight"
+            now = clock.monotonic()
+            if unreachable:
+                state.outage += now - ended
+            ended = now
+            if deadline is not None and now >= deadline:
+                return _Exhausted(expired=True)
+            if not unreachable and not policy.may_retry(
+                state.delivered, now - state.started - state.outage
+            ):
+                return _Exhausted(expired=False)
+            for observer in observers:
+                await observer.waiting(state, now - state.started)
+            await clock.sleep(policy.backoff(state.attempts, self._rng))
+
+
+def _definite(reply: Reply) -> bool:
+    return reply.status.definite

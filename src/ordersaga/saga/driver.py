@@ -11,7 +11,9 @@ Life of a saga (every arrow is one durable write to the saga log, made *before* 
   ``confirming``; without, the decision and the end are one write: ``confirmed``.
 * Forward steps are retried under one idempotency key while their outcome is unknown; when the
   budget is spent the service is probed; a still-unknown step is compensated along with the
-  earlier ones. A refused step is never compensated.
+  earlier ones. A refused step is never compensated. An outage is not a refusal: a service that
+  cannot be reached holds the step waiting (see :mod:`.calls`) until the order's deadline; past
+  it the saga fails, flagged for attention, its reason naming the service and since when.
 * Compensations run in reverse order and confirmations in order, each retried without an attempt
   limit and shielded from cancellation; their records and the terminal status are written in one
   write at the end. Re-running them after a crash is harmless: they are idempotent.
@@ -31,7 +33,7 @@ from typing import Any
 
 from ordersaga.errors import ConflictError, OwnershipLost
 from ordersaga.protocol.messages import Command, Phase, make_key
-from ordersaga.saga.calls import Caller, CallOutcome, CallStatus
+from ordersaga.saga.calls import DEADLINE_MARK, Caller, CallOutcome, CallStatus
 from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
@@ -45,6 +47,7 @@ _STEP_STATUS = {
     CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
     CallStatus.REFUSED: StepStatus.REFUSED,
     CallStatus.UNKNOWN: StepStatus.UNKNOWN,
+    CallStatus.UNDELIVERED: StepStatus.UNDELIVERED,
 }
 
 
@@ -61,6 +64,8 @@ class Run:
     on_decided: DecisionCallback | None = None
     failed_step: str | None = None
     cause: str | None = None
+    fresh: bool = False  # created by this runner: no earlier process sent any of its steps
+    keep_flag: bool = False  # failed by the order's deadline: stays flagged for attention
 
     @property
     def saga_id(self) -> str:
@@ -157,7 +162,7 @@ class Driver:
                 continue
             policy = step.retry or self._settings.action_policy
             started = self._clock.time()
-            outcome = await self._call(run, step, Phase.ACTION, policy)
+            outcome = await self._call(run, step, Phase.ACTION, policy, self._deadline(run))
             record = self._step_record(step, Phase.ACTION, outcome, started)
             if outcome.status is CallStatus.SUCCEEDED:
                 run.results[step.name] = outcome.body
@@ -176,7 +181,12 @@ class Driver:
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
             run.failed_step = step.name
             run.cause = "business" if outcome.status is CallStatus.REFUSED else "technical"
-            await self._log(run, "decision.compensate", [record], status, outcome.reason)
+            attention = None
+            if outcome.expired:  # an outage, not the customer: someone should look
+                run.keep_flag = True
+                attention = True
+                self._stats.needs_attention += not run.record.needs_attention
+            await self._log(run, "decision.compensate", [record], status, outcome.reason, attention)
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
 
@@ -185,7 +195,7 @@ class Driver:
         done: list[StepRecord] = []
         for step in reversed(run.definition.forward_steps):
             action = run.record.step(step.name)
-            if action is None or action.status is StepStatus.REFUSED:
+            if action is None or action.status in (StepStatus.REFUSED, StepStatus.UNDELIVERED):
                 continue
             started = self._clock.time()
             outcome = await self._call(run, step, Phase.COMPENSATE, self._settings.forever_policy)
@@ -196,7 +206,8 @@ class Driver:
             self._stats.compensations += 1
             done.append(self._step_record(step, Phase.COMPENSATE, outcome, started))
             self._crash.hit("compensation.during")
-        await self._log(run, "end.failed", done, SagaStatus.FAILED, reason, attention=False)
+        keep = run.keep_flag or (reason or "").endswith(DEADLINE_MARK)
+        await self._log(run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep)
         return SagaStatus.FAILED
 
     async def _confirm(self, run: Run) -> SagaStatus:
@@ -215,7 +226,19 @@ class Driver:
 
     # ------------------------------------------------------------------------ helpers
 
-    async def _call(self, run: Run, step: Step, phase: Phase, policy: RetryPolicy) -> CallOutcome:
+    def _deadline(self, run: Run) -> float:
+        """The order's deadline on the monotonic clock (it counts from the saga's creation)."""
+        left = run.record.created_at + self._settings.order_deadline - self._clock.time()
+        return self._clock.monotonic() + left
+
+    async def _call(
+        self,
+        run: Run,
+        step: Step,
+        phase: Phase,
+        policy: RetryPolicy,
+        deadline: float | None = None,
+    ) -> CallOutcome:
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
         invocation = builder(run.context())
@@ -240,6 +263,8 @@ class Driver:
                 f"{step.name}:{phase.value}",
                 on_slow=flag,
                 slow_after=self._settings.attention_after,
+                deadline=deadline,
+                fresh=run.fresh,
             )
             elapsed = self._clock.monotonic() - started
             self.observer.called(run.saga_id, step.name, phase, outcome, elapsed)

@@ -206,7 +206,7 @@ class SagaEngine:
             return await self._existing(record, fingerprint)
         self.stats.started += 1
         self._crash.hit("saga.created")
-        return await self._driver.drive(Run(record, definition, on_decided=on_decided))
+        return await self._driver.drive(Run(record, definition, on_decided=on_decided, fresh=True))
 
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
         if record.fingerprint != fingerprint:

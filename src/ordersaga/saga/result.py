@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ordersaga.errors import ConfigError
 from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -32,6 +33,14 @@ class EngineSettings:
     probe_policy: RetryPolicy = PROBE_POLICY
     #: A compensation or confirmation failing for this long flags its saga for attention.
     attention_after: float = 30.0
+    #: Seconds after its creation that a saga's forward steps stop waiting for an unreachable
+    #: service: the order then fails, with a reason naming the service, flagged for attention.
+    #: An outage alone fails no order before this.
+    order_deadline: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.order_deadline > 0:
+            raise ConfigError("the order deadline must be a positive number of seconds")
 
 
 @dataclass(frozen=True, slots=True)

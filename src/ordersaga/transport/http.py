@@ -6,8 +6,10 @@ A call ends in one of three ways, exactly as with the in-process transport:
   :mod:`ordersaga.protocol.wire`), and the :class:`~ordersaga.protocol.messages.Reply` is rebuilt
 from
   the envelope, equal to the one the participant returned;
-* :class:`~ordersaga.errors.RequestLost`: the request certainly did not reach the service
-  (no connection could be opened, or no pooled connection came free in time);
+* :class:`~ordersaga.errors.ServiceUnreachable` (a :class:`~ordersaga.errors.RequestLost`): the
+  request certainly did not reach the service (no connection could be opened — refused, DNS
+  failure, connect timeout — or no pooled connection came free in time): an outage, retried
+  without spending the unknown-outcome budget;
 * :class:`~ordersaga.errors.ResponseLost`: anything else, where the service may have applied the
   request: a read timeout, a reset, a 5xx (503: its database is unavailable), an unlisted status
   code, or an envelope that does not match its code (a proxy's error page is never taken for a
@@ -34,7 +36,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from ordersaga.errors import ConfigError, RequestLost, ResponseLost
+from ordersaga.errors import ConfigError, ResponseLost, ServiceUnreachable
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.protocol.wire import IDEMPOTENCY_KEY, STATUS_OF_CODE, encode_key
 from ordersaga.telemetry.tracing import inject_current
@@ -182,7 +184,8 @@ class HttpTransport(Transport):
             async with session.request(method, url, data=body, headers=headers) as response:
                 return _Answer(response.status, await response.read())
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise RequestLost(f"{service}: {_describe(exc)}") from exc
+            # No connection: refused, DNS failure, connect (or pool) timeout. Nothing was sent.
+            raise ServiceUnreachable(f"{service}: {_describe(exc)}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ResponseLost(f"{service}: {_describe(exc)}") from exc
 

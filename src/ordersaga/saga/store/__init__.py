@@ -66,6 +66,7 @@ async def open_store(
     clock: Callable[[], float] = time.time,
     crash: CrashPoints = NO_CRASH,
     read_only: bool = False,
+    quiescent: bool = False,
 ) -> SagaStore:
     """Open the saga log named by ``url``, creating its schema if needed.
 
@@ -74,7 +75,8 @@ async def open_store(
     ``clock`` gives the ``created_at``/``updated_at`` timestamps. ``crash`` arms the SQL stores'
     crash points around each group commit (``store.before:commit``, ``store.after:commit``).
     ``read_only`` opens an existing log to read it while others write (see
-    :meth:`SqlSagaStore.open`).
+    :meth:`SqlSagaStore.open`); ``quiescent``: no writer can start meanwhile (see
+    :func:`ordersaga.db.open_database`).
     """
     if url.startswith("memory:"):
         return MemoryStore(clock=clock)
@@ -84,5 +86,11 @@ async def open_store(
     else:
         store_class = SqliteSagaStore  # sqlite:/// or a bare path; open_database checks the rest
     return await store_class.open(
-        url, durable=durable, max_batch=max_batch, clock=clock, crash=crash, read_only=read_only
+        url,
+        durable=durable,
+        max_batch=max_batch,
+        clock=clock,
+        crash=crash,
+        read_only=read_only,
+        quiescent=quiescent,
     )

@@ -86,6 +86,8 @@ class StepStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"  # the service applied it (result holds its reply body)
     REFUSED = "refused"  # a definite refusal: nothing applied, never compensated
     UNKNOWN = "unknown"  # retries and the probe could not tell: compensated to be safe
+    #: Never reached the service (unreachable until the order's deadline): nothing to undo.
+    UNDELIVERED = "undelivered"
 
 
 @dataclass(frozen=True, slots=True)

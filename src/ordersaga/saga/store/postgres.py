@@ -12,35 +12,35 @@ workers' clocks need not agree. The engine must renew a lease well within ``leas
 working on a saga whose renewal failed; what makes a lapsed lease safe is fencing: a worker's
 writes carry its owner id (``update(owner=...)``) and are refused, under the batch's row lock,
 once the saga is held by someone else (see :mod:`ordersaga.cluster.worker`). A log is executed by
-workers or by one self-executing run, never both (:meth:`PostgresSagaStore.lock_executors`).
+workers or by one self-executing run, never both, and a process that lost that right cannot
+write another record (:mod:`.fencing`, :meth:`PostgresSagaStore.lock_executors`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import asyncpg
-
 from ordersaga.db import Tx
-from ordersaga.errors import ConfigError, UnavailableError
+from ordersaga.errors import ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord
-from ordersaga.saga.store.model import UNFINISHED
+from ordersaga.saga.store.fencing import ExecutorRight
+from ordersaga.saga.store.model import UNFINISHED, Write
 from ordersaga.saga.store.sql import SAGA_COLUMNS, Reader, SqlSagaStore, with_steps
-from ordersaga.saga.store.sqlbatch import placeholders
+from ordersaga.saga.store.sqlbatch import Outcome, placeholders
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
-_EXECUTOR_LOCK = 0x6F73_6167  # pg advisory lock key ("osag")
 
 
 class PostgresSagaStore(SqlSagaStore):
     """A saga log in ``postgresql://...``, with leases for several workers."""
 
     lock_suffix = "FOR UPDATE"
-    _executor_lock: asyncpg.Connection | None = None
+    _right: ExecutorRight | None = None
 
     async def begin_write(self, tx: Tx) -> None:
+        if self._right is not None:
+            await self._right.check(tx)
         if not self.durable:
             await tx.execute("SET LOCAL synchronous_commit TO OFF")
 
@@ -70,6 +70,8 @@ class PostgresSagaStore(SqlSagaStore):
         statuses = [s.value for s in UNFINISHED]
         held = "owner = ? OR " if include_held else ""
         async with self.database.transaction() as tx:
+            if self._right is not None:
+                await self._right.check(tx)
             rows = await tx.fetchall(
                 f"SELECT {SAGA_COLUMNS} FROM sagas"
                 f" WHERE status IN ({placeholders(len(statuses))})"
@@ -126,45 +128,40 @@ class PostgresSagaStore(SqlSagaStore):
 
     # -- who may execute sagas -----------------------------------------------------------------
 
-    async def lock_executors(self, *, worker: bool, wait: float = 3.0) -> None:
-        """Take this log's executor lock for as long as the store is open, or ConfigError.
+    async def lock_executors(self, *, worker: bool, holder: str | None = None) -> None:
+        """Take this log's right to execute sagas for as long as the store is open.
 
-        Sagas are executed either by one process that runs them itself (``ordersaga run``, whose
-        sagas nobody leases) or by any number of workers that lease them — never both, else a
-        worker would claim the sagas that run is driving. Workers share the lock; a run holds it
-        alone. It is a session-level advisory lock on a connection of its own: a killed process
-        loses it with its connection (``wait`` seconds give a process killed a moment ago the time
-        it takes its database backend to notice).
+        Either one process that runs sagas itself (``ordersaga run``, whose sagas nobody
+        leases) or any number of workers that lease them — never both, else a worker would
+        claim the sagas that run is driving. Raises :class:`ExecutorBusy` if another holds it.
+        From then on every write transaction checks the right (see :mod:`.fencing`); once it
+        is lost, writes raise :class:`ExecutorFenced`.
         """
+        self._right = await ExecutorRight.acquire(self.database.url, worker=worker, holder=holder)
+
+    @property
+    def executor_right(self) -> ExecutorRight | None:
+        return self._right
+
+    async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
         try:
-            conn = await asyncpg.connect(self.database.url)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise UnavailableError(f"postgresql unavailable: {exc}") from exc
-        mode = "pg_try_advisory_lock_shared" if worker else "pg_try_advisory_lock"
-        try:
-            deadline = asyncio.get_running_loop().time() + wait
-            while not (taken := await conn.fetchval(f"SELECT {mode}($1)", _EXECUTOR_LOCK)):
-                if asyncio.get_running_loop().time() >= deadline:
-                    break
-                await asyncio.sleep(0.1)
-        except BaseException:
-            await conn.close()
+            return await super()._apply(writes)
+        except ExecutorFenced:
             raise
-        if not taken:
-            await conn.close()
-            who = "a run executes sagas itself" if worker else "workers (or a run) execute sagas"
-            advice = "stop it first" if worker else "use 'run --submit-only' to hand orders to them"
-            raise ConfigError(f"{who} on the saga log {self.database.url}: {advice}")
-        self._executor_lock = conn
+        except StorageError as exc:
+            # A write that failed because the sessions were cut: the right went with them.
+            right = self._right
+            if right is not None and await right.confirm_lost():
+                raise ExecutorFenced(right.lost or str(exc)) from exc
+            raise
 
     async def close(self) -> None:
         try:
             await super().close()
         finally:
-            lock = self._executor_lock
-            if lock is not None:
-                self._executor_lock = None
-                await lock.close()
+            right, self._right = self._right, None
+            if right is not None:
+                await right.release()
 
     # -- waiting for outcomes ------------------------------------------------------------------
 

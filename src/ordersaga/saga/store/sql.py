@@ -98,13 +98,14 @@ class SqlSagaStore(SagaStore):
         clock: Callable[[], float] = time.time,
         crash: CrashPoints = NO_CRASH,
         read_only: bool = False,
+        quiescent: bool = False,
     ) -> Self:
         """Open the database at ``url`` and create the schema if it is missing.
 
         ``read_only`` (inspection while another process executes): a SQLite file is opened
         ``mode=ro``, nothing is created, and a database without a saga log is refused.
         """
-        db = await open_database(url, durable=durable, read_only=read_only)
+        db = await open_database(url, durable=durable, read_only=read_only, quiescent=quiescent)
         try:
             await (check_schema(db) if read_only else ensure_schema(db))
         except BaseException:
