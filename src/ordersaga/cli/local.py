@@ -145,7 +145,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             from ordersaga.cluster.submit import submit_orders as runner
         report = asyncio.run(runner(options, lines_from(stream), sys.stdout, err))
     except RunAborted as exc:
-        if isinstance(exc.__cause__, ExecutorFenced | StorageIOError | OSError):
+        if isinstance(
+            exc.__cause__, ExecutorFenced | StorageIOError | OSError
+        ):  # a closed stdout too
             raise  # its own exit status (see cli.main)
         fail(f"run aborted: {exc}; the data dir is consistent: run again to resume")
         return EXIT_FAILED

@@ -123,6 +123,7 @@ class Pipeline:
     _pending: dict[int, Outcome] = field(default_factory=dict)
     _next_print: int = 0
     _failure: BaseException | None = None
+    _stdout_closed: bool = False
 
     async def run(self, lines: AsyncIterator[tuple[int, bytes | None]]) -> Counts:
         in_flight = asyncio.Semaphore(max(1, self.concurrency))
@@ -153,7 +154,7 @@ class Pipeline:
             seq += 1
         if tasks:
             await asyncio.gather(*tasks)
-        self.sink.flush()
+        self._flush()
         if self._failure is not None:
             raise RunAborted(str(self._failure)) from self._failure
         return self.counts
@@ -225,18 +226,41 @@ class Pipeline:
     def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
         self.counts.add(outcome)
         if not self.ordered:
-            self.sink.outcome(outcome)
-            self.sink.flush()
+            self._emit(outcome)
+            self._flush()
             return
         self._pending[seq] = outcome
         printed = False
         while self._next_print in self._pending:
-            self.sink.outcome(self._pending.pop(self._next_print))
+            self._emit(self._pending.pop(self._next_print))
             self._next_print += 1
             window.release()
             printed = True
         if printed:
+            self._flush()
+
+    def _emit(self, outcome: Outcome) -> None:
+        if self._stdout_closed:
+            return
+        try:
+            self.sink.outcome(outcome)
+        except BrokenPipeError as exc:
+            self._closed(exc)
+
+    def _flush(self) -> None:
+        if self._stdout_closed:
+            return
+        try:
             self.sink.flush()
+        except BrokenPipeError as exc:
+            self._closed(exc)
+
+    def _closed(self, exc: BrokenPipeError) -> None:
+        """Nobody reads our outcomes any more (``| head -1``): admit nothing new, finish the
+        sagas in flight (so the log stays tidy), then end quietly (see cli.main)."""
+        self._stdout_closed = True
+        if self._failure is None:
+            self._failure = exc
 
 
 async def read_lines(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ordersaga.errors import ExecutorFenced
 from ordersaga.local.output import StreamSink, summary_lines
 from ordersaga.local.pipeline import Counts, Pipeline, read_lines
 from ordersaga.local.progress import live_progress
@@ -15,6 +16,8 @@ from ordersaga.local.runtime import RuntimeSettings, open_runtime
 from ordersaga.local.stats import RunStats
 from ordersaga.orders.parse import MAX_LINE_BYTES
 from ordersaga.saga.recovery import recover
+from ordersaga.saga.store.base import SagaStore
+from ordersaga.saga.store.fencing import ExecutorRight
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,12 @@ async def run_orders(
             counts = await pipeline.run(lines)
             stats.enter("draining")
             await runtime.transport.drain()  # late deliveries land before the run ends
+    except Exception as exc:
+        stats.enter("aborted")
+        lost = await lost_right(runtime.store)
+        if lost is not None and not isinstance(exc.__cause__, ExecutorFenced):
+            raise ExecutorFenced(lost) from exc  # the failure was the right going away
+        raise
     except BaseException:
         stats.enter("aborted")
         raise
@@ -85,6 +94,14 @@ async def run_orders(
         dict(injector.counts) if injector else None,
         injector.late_tombstoned if injector else None,
     )
+
+
+async def lost_right(store: SagaStore) -> str | None:
+    """Why this process lost its right to execute ``store``'s log, if it did (PostgreSQL)."""
+    right = getattr(store, "executor_right", None)
+    if isinstance(right, ExecutorRight) and await right.confirm_lost():
+        return right.lost
+    return None
 
 
 def lines_from(stream: object) -> AsyncIterator[tuple[int, bytes | None]]:

@@ -67,6 +67,7 @@ class ExecutorRight:
         self.epoch = epoch
         self.lost: str | None = None
         self._conn: asyncpg.Connection | None = conn
+        self._asking = asyncio.Lock()  # one question at a time on the lock session
         conn.add_termination_listener(self._terminated)
 
     @classmethod
@@ -116,12 +117,13 @@ class ExecutorRight:
         if conn is None or conn.is_closed():
             self._terminated(conn)
             return True
-        try:
-            await asyncio.wait_for(conn.fetchval("SELECT 1"), 2.0)
-        except (TimeoutError, *_PG_ERRORS):
-            self._terminated(conn)
-            return True
-        return False
+        async with self._asking:
+            try:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), 2.0)
+            except (TimeoutError, *_PG_ERRORS):
+                self._terminated(conn)
+                return True
+        return self.lost is not None
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None
