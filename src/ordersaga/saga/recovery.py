@@ -13,7 +13,10 @@ Why running it is safe — also twice, also after a crash in the middle of recov
 * The terminal status is written in the same write as the last step records and a finished saga
   can never change again (the store refuses), so a saga's outcome is decided exactly once.
 * Within a process the engine runs one runner per saga id: a second recovery of the same saga
-  waits for the first. Across processes, ownership comes from the store (a lease), not from here.
+  waits for the first. Across processes, ownership comes from outside: one executing process per
+  SQLite data dir (a ``flock``, :mod:`ordersaga.local.lock`); on PostgreSQL one ``run`` or any
+  number of workers, fenced by an epoch checked in every write (:mod:`.store.fencing`), and
+  among workers a lease per saga.
 """
 
 from __future__ import annotations
