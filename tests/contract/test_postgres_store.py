@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
-from ordersaga.errors import ConfigError, ConflictError
+from ordersaga.errors import ConfigError, ConflictError, ExecutorFenced
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
 
@@ -157,3 +158,52 @@ async def test_a_run_and_workers_never_execute_one_log_at_once(pg_url: str) -> N
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_stale_executor_cannot_write_once_another_holds_the_right(pg_url: str) -> None:
+    """The epoch is checked inside every write transaction (issue 9): a run whose right was
+    taken over (its epoch incremented) writes nothing more and says why."""
+    run = await open_store(pg_url)
+    assert isinstance(run, PostgresSagaStore)
+    try:
+        await run.lock_executors(worker=False)
+        await _sagas(run, 1)
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute("UPDATE executors SET epoch = epoch + 1, holder = 'newcomer'")
+        finally:
+            await conn.close()
+        with pytest.raises(ExecutorFenced, match="newcomer"):
+            await run.update("s00", status=SagaStatus.COMPENSATING)
+        with pytest.raises(ExecutorFenced):
+            await run.claim("late", lease_s=30)
+        assert (await run.load("s00")).status is SagaStatus.RUNNING  # type: ignore[union-attr]
+    finally:
+        await run.close()
+
+
+async def test_a_terminated_lock_session_stops_the_writer(pg_url: str) -> None:
+    worker = await open_store(pg_url)
+    assert isinstance(worker, PostgresSagaStore)
+    try:
+        await worker.lock_executors(worker=True)
+        await _sagas(worker, 1)
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        with pytest.raises(ExecutorFenced, match="terminated"):
+            await worker.update("s00", status=SagaStatus.COMPENSATING)
+        successor = await open_store(pg_url)  # the right is free for the next executor
+        try:
+            assert isinstance(successor, PostgresSagaStore)
+            await successor.lock_executors(worker=False, wait=2)
+            await successor.update("s00", status=SagaStatus.COMPENSATING)
+        finally:
+            await successor.close()
+    finally:
+        await worker.close()

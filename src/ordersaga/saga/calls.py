@@ -205,7 +205,7 @@ class Caller:
         """
         self.stats.calls += 1
         observers: tuple[Observer, ...] = (self._count_attempts,)
-        if self._crash.pattern is not None:  # armed (tests): a disarmed one costs nothing
+        if self._crash.armed:  # (tests) a disarmed one costs nothing per attempt
             observers += (_Crashing(self._crash, point),)
         if on_slow is not None:
             observers += (_Flagging(on_slow, slow_after),)

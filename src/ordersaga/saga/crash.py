@@ -47,6 +47,11 @@ class CrashPoints:
         pattern, _, n = spec.partition("@")
         return cls(pattern, int(n) if n else 1)
 
+    @property
+    def armed(self) -> bool:
+        """Whether :meth:`hit` can do anything: a pattern is set, or a subclass observes hits."""
+        return self.pattern is not None or type(self).hit is not CrashPoints.hit
+
     def hit(self, name: str) -> None:
         if self.pattern is None or not fnmatch.fnmatchcase(name, self.pattern):
             return

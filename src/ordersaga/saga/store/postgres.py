@@ -128,7 +128,9 @@ class PostgresSagaStore(SqlSagaStore):
 
     # -- who may execute sagas -----------------------------------------------------------------
 
-    async def lock_executors(self, *, worker: bool, holder: str | None = None) -> None:
+    async def lock_executors(
+        self, *, worker: bool, holder: str | None = None, wait: float = 3.0
+    ) -> None:
         """Take this log's right to execute sagas for as long as the store is open.
 
         Either one process that runs sagas itself (``ordersaga run``, whose sagas nobody
@@ -137,7 +139,9 @@ class PostgresSagaStore(SqlSagaStore):
         From then on every write transaction checks the right (see :mod:`.fencing`); once it
         is lost, writes raise :class:`ExecutorFenced`.
         """
-        self._right = await ExecutorRight.acquire(self.database.url, worker=worker, holder=holder)
+        self._right = await ExecutorRight.acquire(
+            self.database.url, worker=worker, holder=holder, wait=wait
+        )
 
     @property
     def executor_right(self) -> ExecutorRight | None:
