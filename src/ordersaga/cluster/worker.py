@@ -430,7 +430,9 @@ async def _open_and_serve(
             wakeup=wakeup,
             log=log,
             events=telemetry.events,
-            health=_health_check(http, settings),
+            # Only the order saga's services are known to be needed by every saga it claims;
+            # user sagas (--saga) may need only some of the given services.
+            health=None if settings.sagas else _health_check(http, settings),
         )
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:

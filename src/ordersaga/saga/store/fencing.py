@@ -119,8 +119,10 @@ class ExecutorRight:
             return True
         async with self._asking:
             try:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), 2.0)
-            except (TimeoutError, *_PG_ERRORS):
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), 10.0)
+            except TimeoutError:
+                return self.lost is not None  # slow, not gone: the epoch check still guards
+            except _PG_ERRORS:
                 self._terminated(conn)
                 return True
         return self.lost is not None
@@ -148,7 +150,10 @@ async def _lock(conn: asyncpg.Connection, worker: bool, wait: float) -> bool:
 
 async def _enter(conn: asyncpg.Connection, worker: bool, holder: str) -> tuple[str, int]:
     """Record this process in the ``executors`` row; return (mode, epoch) it executes under."""
-    await conn.execute(EXECUTORS_DDL)
+    async with conn.transaction():
+        # Workers starting together would race on CREATE TABLE IF NOT EXISTS: one at a time.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _EXECUTOR_LOCK + 1)
+        await conn.execute(EXECUTORS_DDL)
     async with conn.transaction():
         row = await conn.fetchrow(
             "SELECT mode, epoch FROM executors WHERE singleton = 1 FOR UPDATE"

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from ordersaga.db import Tx
-from ordersaga.errors import ExecutorFenced, StorageError
+from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord
 from ordersaga.saga.store.fencing import ExecutorRight
 from ordersaga.saga.store.model import UNFINISHED, Write
@@ -150,8 +150,8 @@ class PostgresSagaStore(SqlSagaStore):
     async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
         try:
             return await super()._apply(writes)
-        except ExecutorFenced:
-            raise
+        except (ExecutorFenced, ConflictError):
+            raise  # a conflict is an answer: the sessions are fine
         except StorageError as exc:
             # A write that failed because the sessions were cut: the right went with them.
             right = self._right
