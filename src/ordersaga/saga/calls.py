@@ -37,6 +37,7 @@ from ordersaga.saga.retry import RetryPolicy
 from ordersaga.transport.base import Transport
 
 T = TypeVar("T")
+A = TypeVar("A")
 #: How the reason of a call ended by the order's deadline ends.
 DEADLINE_MARK = "the order's deadline passed"
 
@@ -184,6 +185,7 @@ class Caller:
         self.stats = CallStats()
         self._count_attempts = _Counting(self.stats, probes=False)
         self._count_probes = _Counting(self.stats, probes=True)
+        self._attempt_observers: tuple[Observer, ...] = (self._count_attempts,)
 
     async def call(
         self,
@@ -204,17 +206,15 @@ class Caller:
         deadline); ``fresh`` says no earlier process can have sent this key.
         """
         self.stats.calls += 1
-        observers: tuple[Observer, ...] = (self._count_attempts,)
+        observers = self._attempt_observers
         if self._crash.armed:  # (tests) a disarmed one costs nothing per attempt
             observers += (_Crashing(self._crash, point),)
         if on_slow is not None:
             observers += (_Flagging(on_slow, slow_after),)
-
-        def send() -> Awaitable[Reply]:
-            return self._transport.send(command)
-
         state = Attempts(command.service, self._clock.monotonic())
-        result = await self._retry(state, send, _definite, policy, observers, deadline)
+        result = await self._retry(
+            state, self._transport.send, command, _definite, policy, observers, deadline
+        )
         if isinstance(result, Reply):
             return _from_reply(command, result, state.attempts, probed=False)
         if result.expired:
@@ -257,19 +257,20 @@ class Caller:
     async def probe(self, service: str, key: str, *, deadline: float | None = None) -> Probe | None:
         """The service's answer for ``key``, or None if the probe itself got no answer."""
 
-        def send() -> Awaitable[Probe]:
+        def send(key: str) -> Awaitable[Probe]:
             return self._transport.probe(service, key)
 
         state = Attempts(service, self._clock.monotonic())
         result = await self._retry(
-            state, send, lambda _p: True, self._probe_policy, (self._count_probes,), deadline
+            state, send, key, _any, self._probe_policy, (self._count_probes,), deadline
         )
         return None if isinstance(result, _Exhausted) else result
 
     async def _retry(
         self,
         state: Attempts,
-        send: Callable[[], Awaitable[T]],
+        send: Callable[[A], Awaitable[T]],
+        arg: A,
         definite: Callable[[T], bool],
         policy: RetryPolicy,
         observers: Sequence[Observer],
@@ -287,7 +288,7 @@ class Caller:
                 observer.attempting(state)
             unreachable = False
             try:
-                answer = await send()
+                answer = await send(arg)
             except ServiceUnreachable as exc:
                 breaker.record_failure()
                 unreachable = True
@@ -332,3 +333,7 @@ class Caller:
 
 def _definite(reply: Reply) -> bool:
     return reply.status.definite
+
+
+def _any(_answer: object) -> bool:
+    return True
