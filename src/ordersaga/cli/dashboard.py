@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ordersaga.cli.args import EXIT_OK, UsageError, add_data_dir, port
+from ordersaga.cli.args import EXIT_OK, UsageError, add_data_dir, port, positive_float
 
 TOKEN_ENV = "ORDERSAGA_OPERATOR_TOKEN"
 DEFAULT_PORT = 8080
@@ -29,7 +29,14 @@ def register(commands: Any) -> None:
     )
     dashboard.add_argument("--host", default="127.0.0.1", help="address to listen on")
     dashboard.add_argument(
-        "--port", type=port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any)"
+        "--port", type=port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    dashboard.add_argument(
+        "--refresh",
+        type=positive_float,
+        default=3.0,
+        metavar="SECONDS",
+        help="how often the overview refreshes in the browser",
     )
     add_token_file(dashboard)
     dashboard.add_argument(
@@ -80,7 +87,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     token = operator_token(args.token_file)
     log = OwnLog(Path(args.data_dir), args.store)  # ConfigError: no such log (nothing created)
-    app = create_dashboard(log, DashboardSettings(token=token))
+    app = create_dashboard(log, DashboardSettings(token=token, refresh_seconds=args.refresh))
     mode = "operator actions enabled" if token else "read-only"
     sys.stderr.write(
         f"ordersaga: dashboard of {log.description} ({mode}) on http://{args.host}:{args.port}/\n"

@@ -58,6 +58,7 @@ class Chart:
     width: float
     height: float
     label_width: float
+    plot_right: float
     plot_bottom: float
 
 
@@ -119,5 +120,6 @@ def chart(entry: SagaEntry) -> Chart:
         width=LABEL + WIDTH + 130,  # room for the result beside the last bar
         height=bottom + AXIS,
         label_width=LABEL,
+        plot_right=LABEL + WIDTH,
         plot_bottom=bottom,
     )
