@@ -25,6 +25,7 @@ from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, parse_line
 from ordersaga.saga.store import open_store
 from tests.e2e.conftest import ordersaga
+from tests.integration.dashboard.browser import browser, page  # noqa: F401 (fixtures)
 from tests.integration.http.conftest import free_port
 
 CARD = "4111111111111111"
