@@ -9,18 +9,16 @@ when, why) atomically, refused with the reason when the saga moved on meanwhile.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ordersaga.dashboard.auth import COOKIE, SESSION_SECONDS, same_origin
+from ordersaga.dashboard.state import Dashboard
 from ordersaga.errors import ConfigError, StorageError
 from ordersaga.ops import repair
 from ordersaga.ops.views import saga_view
-
-if TYPE_CHECKING:
-    from ordersaga.dashboard.app import Dashboard
 
 __all__ = ["act", "sign_in", "sign_out"]
 

@@ -21,10 +21,8 @@ lets the browser load nothing but this server's own files.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -40,7 +38,8 @@ from ordersaga import __version__
 from ordersaga.dashboard import actions, pages
 from ordersaga.dashboard.auth import Operators
 from ordersaga.dashboard.log import SagaLog
-from ordersaga.dashboard.metrics import DashboardCounts, dashboard_registry
+from ordersaga.dashboard.metrics import dashboard_registry
+from ordersaga.dashboard.state import Dashboard, DashboardSettings
 
 __all__ = ["DashboardSettings", "create_dashboard"]
 
@@ -54,24 +53,6 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class DashboardSettings:
-    """How a dashboard behaves (read once, at the edge)."""
-
-    #: The operator token; None: read-only (no operator action is possible).
-    token: str | None = None
-    #: Seconds between two refreshes of the overview in the browser.
-    refresh_seconds: float = 3.0
-    #: Wall-clock time (ages, the overview's last half hour).
-    clock: Callable[[], float] = field(default=time.time)
-
-    def __post_init__(self) -> None:
-        if self.token is not None and not self.token.strip():
-            raise ValueError("the operator token must not be blank")
-        if not self.refresh_seconds > 0:
-            raise ValueError("refresh_seconds must be positive")
 
 
 class _SecurityHeaders:
@@ -102,17 +83,6 @@ def _templates() -> Jinja2Templates:
     )
     env.globals["version"] = __version__
     return Jinja2Templates(env=env)
-
-
-@dataclass(slots=True)
-class Dashboard:
-    """One dashboard app's state (per app, never global)."""
-
-    log: SagaLog
-    settings: DashboardSettings
-    operators: Operators
-    templates: Jinja2Templates
-    counts: DashboardCounts = field(default_factory=DashboardCounts)
 
 
 def create_dashboard(log: SagaLog, settings: DashboardSettings | None = None) -> Starlette:

@@ -6,20 +6,18 @@ a saga log that does not answer is a 503 with the reason, a bad filter a 400 —
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ordersaga.dashboard.filters import AGES, STATUSES, FilterError, ListFilter
 from ordersaga.dashboard.overview import SAMPLE, overview
+from ordersaga.dashboard.state import Dashboard
 from ordersaga.dashboard.timeline import chart
 from ordersaga.errors import StorageError
 from ordersaga.ops.views import list_row, saga_view
 from ordersaga.saga.store.base import SagaStatus
-
-if TYPE_CHECKING:
-    from ordersaga.dashboard.app import Dashboard
 
 __all__ = ["health", "index", "overview_json", "saga", "saga_json", "sagas_json"]
 
