@@ -62,6 +62,16 @@ async def test_list_is_newest_first_filtered_and_paged(store: SagaStore) -> None
     }
     assert len(old.entries) == 3
 
+    # An id prefix (the dashboard's search): s1, s10, s11, s12; wildcards are plain characters.
+    prefixed = await store.list_sagas(SagaFilter(id_prefix="s1", limit=3))
+    assert [e.record.saga_id for e in prefixed.entries] == ["s12", "s11", "s10"]
+    rest = await store.list_sagas(SagaFilter(id_prefix="s1", cursor=prefixed.next_cursor))
+    assert [e.record.saga_id for e in rest.entries] == ["s1"]
+    both = await store.list_sagas(SagaFilter(id_prefix="s1", status=S.FAILED))
+    assert [e.record.saga_id for e in both.entries] == ["s12"]
+    for pattern in ("s%", "s_", "S1", "s12x"):
+        assert (await store.list_sagas(SagaFilter(id_prefix=pattern))).entries == []
+
 
 async def test_repair_applies_with_its_action_or_not_at_all(store: SagaStore) -> None:
     await _make(store, 5)

@@ -23,6 +23,7 @@ from ordersaga.cli.args import (
     probability,
     saga_ref,
 )
+from ordersaga.cli.dashboard import TOKEN_ENV, operator_token
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 
 
@@ -46,6 +47,13 @@ def _add_serve_parser(commands: Any) -> None:
         help="port (default: inventory 8001, shipping 8002, payment 8003, api 8000)",
     )
     serve.add_argument("--store", help="api only: the saga log, postgresql://...")
+    serve.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="api only: a file holding the operator token that enables retry/resolve/cancel in"
+        f" the dashboard at /ui (or set {TOKEN_ENV}; never on the command line)",
+    )
     serve.add_argument(
         "--db",
         help="the service's database URL: sqlite:///FILE or postgresql://... (default:"
@@ -181,6 +189,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _cmd_serve_api(args)
     if args.store is not None:
         raise UsageError("--store is for 'serve api'; a service takes --db")
+    if args.token_file is not None:
+        raise UsageError("--token-file is for 'serve api' (its dashboard at /ui)")
     db = args.db or f"sqlite:///{Path(DEFAULT_DATA_DIR) / f'{args.service}.db'}"
     settings = ServeSettings(
         service=args.service,
@@ -248,6 +258,8 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     from ordersaga.cluster.api import create_api
     from ordersaga.cluster.serve import run_server
     from ordersaga.cluster.submit import open_pg_store
+    from ordersaga.dashboard import DashboardSettings
+    from ordersaga.dashboard.log import describe
     from ordersaga.telemetry.tracing import open_tracing
 
     if not (args.store or "").startswith(("postgresql://", "postgres://")):
@@ -255,6 +267,7 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     if args.db is not None or args.world is not None:
         raise UsageError("serve api takes --store, not --db or --world")
     url = args.store
+    ui = DashboardSettings(token=operator_token(args.token_file))
 
     async def opener() -> Any:
         return await open_pg_store(url, "serve api")
@@ -264,7 +277,7 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             run_server(
-                create_api(opener, tracing=tracing),
+                create_api(opener, tracing=tracing, ui=ui, log_name=describe(url)),
                 "api",
                 host=args.host,
                 port=port,

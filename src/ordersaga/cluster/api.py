@@ -13,7 +13,9 @@ order becomes a saga in the log, and the workers (``ordersaga worker``) execute 
     GET  /health             200 when the saga log answers, else 503
     GET  /stats              sagas per status
     GET  /metrics            Prometheus metrics: submissions by result, sagas per status
-    GET  /openapi.json       the OpenAPI schema (and /docs, its browsable form)
+    GET  /openapi.json       the OpenAPI schema (and /docs, its browsable form, served locally)
+    GET  /ui/                the dashboard (:mod:`ordersaga.dashboard`) on the same saga log;
+                             its operator actions need the operator token given to the API
 
 Submission follows the rules of ``ordersaga run``: the order is validated before anything is
 created; an order that names an id but breaks another input rule is recorded as failed (it gets
@@ -44,10 +46,12 @@ from fastapi.responses import JSONResponse
 from ordersaga import __version__
 from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
 from ordersaga.cluster.submit import Submitter
+from ordersaga.dashboard import DashboardSettings, SharedLog, create_dashboard
 from ordersaga.errors import StorageError
 from ordersaga.ops.views import saga_view, step_view
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.participant.docs import local_docs
 from ordersaga.saga.spans import TRACE_KEY
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -118,12 +122,18 @@ class _State:
 
 
 def create_api(
-    store: PostgresSagaStore | StoreOpener, *, tracing: Tracing | None = None
+    store: PostgresSagaStore | StoreOpener,
+    *,
+    tracing: Tracing | None = None,
+    ui: DashboardSettings | None = None,
+    log_name: str = "the order API's saga log",
 ) -> FastAPI:
     """The order API on ``store``: an open saga log (the caller closes it) or an opener.
 
     With ``tracing``, ``POST /orders`` runs in a server span (continuing the client's
     ``traceparent``) that the order's saga keeps in the log: its whole life joins that trace.
+    ``ui`` configures the dashboard at ``/ui`` (its operator token; none: read-only), which
+    shows ``log_name`` as the log it reads.
     """
     state = _State()
 
@@ -145,8 +155,17 @@ def create_api(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    local_docs(app)
     app.state.orders = state
+    # The dashboard reads (and repairs through) the API's own open log. It has its own operator
+    # token and sessions: whatever guards the order routes must leave /ui to it.
+    dashboard = create_dashboard(
+        SharedLog(lambda: state.ready()[0], log_name), ui or DashboardSettings()
+    )
+    app.mount("/ui", dashboard, name="ui")
 
     async def post_order(request: Request) -> Response:
         if tracing is None:

@@ -17,6 +17,15 @@ ORDER_SAGA_NAME = "order"
 
 INVENTORY, SHIPPING, PAYMENT = "inventory", "shipping", "payment"
 SERVICES = (INVENTORY, SHIPPING, PAYMENT)
+#: The service each step of the order saga calls (its compensation and confirmation too).
+STEP_SERVICES = {
+    "reserve": INVENTORY,
+    "commit": INVENTORY,
+    "ship": SHIPPING,
+    "schedule": SHIPPING,
+    "pay": PAYMENT,
+    "capture": PAYMENT,
+}
 
 
 def _order_id(ctx: SagaContext) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from starlette.requests import ClientDisconnect
 
 from ordersaga import __version__
 from ordersaga.errors import ConfigError, StorageError
+from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import (
     PROBE_SCHEMA,
     SERVICE_ACTIONS,
@@ -177,7 +178,10 @@ def create_app(
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    local_docs(app)
     app.state.served = served
 
     async def on_validation_error(_request: Request, exc: Exception) -> Response:

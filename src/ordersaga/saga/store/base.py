@@ -153,6 +153,7 @@ class SagaFilter:
     status: SagaStatus | None = None
     needs_attention: bool | None = None
     updated_before: float | None = None  # wall-clock seconds: last changed before this
+    id_prefix: str | None = None  # only sagas whose id starts with this (a search box)
     limit: int = 100
     cursor: str | None = None
 

@@ -160,6 +160,7 @@ class MemoryStore(SagaStore):
                     and head.needs_attention != query.needs_attention
                 )
                 or (query.updated_before is not None and head.updated_at >= query.updated_before)
+                or (query.id_prefix and not saga.create.saga_id.startswith(query.id_prefix))
             ):
                 continue
             if len(picked) == query.limit:

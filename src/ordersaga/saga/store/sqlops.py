@@ -45,6 +45,10 @@ def list_query(columns: str, query: SagaFilter) -> tuple[str, list[Any]]:
     if query.updated_before is not None:
         where.append("updated_at < ?")
         params.append(float(query.updated_before))
+    if query.id_prefix:
+        # substr rather than LIKE: no wildcard in an id needs escaping, the same in both SQLs.
+        where.append("substr(saga_id, 1, ?) = ?")
+        params.extend((len(query.id_prefix), query.id_prefix))
     after = cursor_value(query.cursor)
     if after is not None:
         where.append("seq < ?")

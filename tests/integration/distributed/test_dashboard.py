@@ -1,0 +1,135 @@
+"""The dashboard on a PostgreSQL saga log while the topology's workers execute, and at /ui of
+the order API (HTTP level; the browser tests run on a SQLite data dir)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ordersaga.cluster.api import create_api
+from ordersaga.dashboard import DashboardSettings
+from ordersaga.saga.store import PostgresSagaStore
+from tests.integration.dashboard.conftest import start_dashboard
+from tests.integration.http.conftest import get_json, ordersaga_env
+from tests.promtool import promtool_check
+
+from .conftest import Topology, create_order, order
+
+pytestmark = pytest.mark.pg
+
+
+def _get(url: str) -> tuple[int, str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def _rows(html: str) -> list[str]:
+    return re.findall(r'<tr data-order="([^"]+)">', html)
+
+
+def test_the_dashboard_reads_a_shared_log_while_workers_execute(
+    topology: Topology, tmp_path: Path
+) -> None:
+    dashboard = start_dashboard("--store", topology.store, log_dir=tmp_path)
+    try:
+        ids = [f"dash-{i}" for i in range(30)]
+        # K orders by users 8300xx; every third asks for C (out of stock): failed at reserve.
+        lines = [order(i, 830_000 + n, "C" if n % 3 == 0 else "K") for n, i in enumerate(ids)]
+        submit = subprocess.Popen(
+            [sys.executable, "-m", "ordersaga", "run", "--submit-only", "--store",
+             topology.store, "--json"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=ordersaga_env(),
+        )  # fmt: skip
+        assert submit.stdin is not None
+        submit.stdin.write(("\n".join(lines) + "\n").encode())
+        submit.stdin.flush()
+        # While the workers execute: every page and its JSON answer.
+        code, page = _get(f"{dashboard.url}/?q=dash-")
+        assert code == 200 and set(_rows(page)) <= set(ids)
+        code, summary = get_json(f"{dashboard.url}/api/overview")
+        assert code == 200 and summary["total"] >= 0
+        deadline = time.monotonic() + 60
+        while not get_json(f"{dashboard.url}/api/sagas?q=dash-")[1]["sagas"]:
+            assert time.monotonic() < deadline, "no saga showed up"
+        out, err = submit.communicate(b"", timeout=120)
+        assert submit.returncode == 0, err
+        outcomes = {o["order_id"]: o for o in map(json.loads, out.decode().splitlines())}
+
+        code, page = _get(f"{dashboard.url}/?q=dash-&limit=100")
+        assert sorted(_rows(page)) == sorted(ids)
+        code, page = _get(f"{dashboard.url}/?q=dash-&status=failed")
+        failed = {i for i, o in outcomes.items() if o["status"] == "failed"}
+        assert failed and set(_rows(page)) == failed
+        code, page = _get(f"{dashboard.url}/sagas/dash-1")
+        assert code == 200 and 'data-phase="confirm"' in page and "dash-1" in page
+        code, view = get_json(f"{dashboard.url}/api/saga?id=dash-0")
+        assert view["status"] == "failed" and view["step"] == "reserve"
+        code, summary = get_json(f"{dashboard.url}/api/overview")
+        assert summary["total"] >= len(ids) and summary["outcomes"]["failed"] >= len(failed)
+
+        code, text = _get(f"{dashboard.url}/metrics")
+        promtool_check(text, "dashboard /metrics on PostgreSQL")
+        # Read-only: no token was given.
+        request = urllib.request.Request(
+            f"{dashboard.url}/api/action", method="POST",
+            data=json.dumps({"action": "retry", "saga_id": "dash-2"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(request, timeout=10)
+        assert refused.value.code == 403
+    finally:
+        dashboard.proc.terminate()
+        dashboard.proc.wait(timeout=10)
+
+
+def test_the_order_api_serves_the_dashboard_at_ui_and_its_docs_locally(
+    topology: Topology,
+) -> None:
+    code, page = _get(f"{topology.api_url}/ui/")
+    assert code == 200 and 'href="/ui/static/dashboard.css"' in page
+    assert _get(f"{topology.api_url}/ui/static/dashboard.js")[0] == 200
+    code, summary = get_json(f"{topology.api_url}/ui/api/overview")
+    assert code == 200 and "statuses" in summary
+    code, docs = _get(f"{topology.api_url}/docs")
+    assert code == 200 and "/docs/static/swagger-ui-bundle.js" in docs
+    assert "cdn" not in docs.lower() and "https://" not in docs
+    assert _get(f"{topology.api_url}/docs/static/swagger-ui-bundle.js")[0] == 200
+    assert _get(f"{topology.api_url}/docs/static/swagger-ui.css")[0] == 200
+
+
+async def test_an_operator_action_at_ui_goes_through_the_apis_log(
+    store: PostgresSagaStore,
+) -> None:
+    await create_order(store, "ui-1")
+    app = create_api(store, ui=DashboardSettings(token="tok"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            page = await client.get("/ui/?status=running")
+            assert _rows(page.text) == ["ui-1"]
+            headers = {"Content-Type": "application/json"}
+            body = json.dumps({"action": "cancel", "saga_id": "ui-1", "note": "duplicate"})
+            refused = await client.post("/ui/api/action", content=body, headers=headers)
+            assert refused.status_code == 401
+            signed = await client.post(
+                "/ui/api/session", content=json.dumps({"token": "tok", "name": "dan"}),
+                headers=headers,
+            )  # fmt: skip
+            assert signed.status_code == 200 and "Path=/ui/" in signed.headers["set-cookie"]
+            done = await client.post("/ui/api/action", content=body, headers=headers)
+            assert done.status_code == 200, done.text
+            assert done.json()["status"] == "compensating"
+            view = (await client.get("/orders/ui-1")).json()
+            assert [(a["action"], a["who"]) for a in view["actions"]] == [("cancel", "dan")]
