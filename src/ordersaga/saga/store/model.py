@@ -26,6 +26,10 @@ from ordersaga.saga.store.base import (
 
 UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 
+#: The ``input`` column of a compacted saga (see :meth:`SagaStore.prune`). A live saga's input is
+#: always the canonical JSON of an object (it starts with ``{``), so this cannot be mistaken.
+PRUNED_INPUT = "null"
+
 
 @dataclass(frozen=True, slots=True)
 class StepRow:
@@ -208,11 +212,20 @@ def step_from_row(row: Mapping[str, Any]) -> StepRecord:
     )
 
 
+def input_of(text: str) -> tuple[dict[str, Any], bool]:
+    """A stored input column as (input, pruned): a compacted saga's input reads as empty."""
+    if text == PRUNED_INPUT:
+        return {}, True
+    value: dict[str, Any] = json.loads(text)
+    return value, False
+
+
 def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> SagaRecord:
+    input, pruned = input_of(row["input"])
     return SagaRecord(
         row["saga_id"],
         row["definition"],
-        json.loads(row["input"]),
+        input,
         row["fingerprint"],
         SagaStatus(row["status"]),
         tuple(steps),
@@ -220,4 +233,5 @@ def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> Saga
         bool(row["needs_attention"]),
         float(row["created_at"]),
         float(row["updated_at"]),
+        pruned,
     )
