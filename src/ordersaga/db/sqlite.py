@@ -240,7 +240,8 @@ class SqliteDatabase(Database):
                 if mode != INCREMENTAL:
                     self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                     self._conn.execute("VACUUM")
-                self._conn.execute("PRAGMA incremental_vacuum").fetchall()
+                # executescript steps the pragma to its end (execute frees one page per call).
+                self._conn.executescript("PRAGMA incremental_vacuum;")
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc

@@ -342,13 +342,15 @@ class SagaStore(abc.ABC):
         visit: Callable[[Sequence[str]], Awaitable[None]],
         *,
         batch_size: int = 500,
+        dry_run: bool = False,
     ) -> int:
         """Call ``visit`` once with each batch of finished sagas that ended before ``before``.
 
         What retention in other databases hangs on (the services' records of finished sagas):
         each saga is visited once per ``name`` (compacted or not; never one still running or
         flagged), in creation order; progress is remembered after each batch, so a visit cut
-        short by a crash is repeated and must be idempotent. Returns how many were visited.
+        short by a crash is repeated and must be idempotent (``dry_run``: nothing remembered).
+        Returns how many were visited.
         """
 
     @abc.abstractmethod

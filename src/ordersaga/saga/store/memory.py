@@ -237,6 +237,7 @@ class MemoryStore(SagaStore):
         visit: Callable[[Sequence[str]], Awaitable[None]],
         *,
         batch_size: int = 500,
+        dry_run: bool = False,
     ) -> int:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -246,7 +247,8 @@ class MemoryStore(SagaStore):
         for start in range(0, len(due), batch_size):
             batch = due[start : start + batch_size]
             await visit(batch)
-            swept.update(batch)
+            if not dry_run:
+                swept.update(batch)
         return len(due)
 
     async def decided(self, saga_ids: Sequence[str], before: float) -> set[str]:

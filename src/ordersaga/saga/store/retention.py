@@ -165,7 +165,13 @@ async def _count_steps(db: Database, saga_ids: Sequence[str]) -> int:
 
 
 async def sweep(
-    db: Database, name: str, before: float, visit: Visitor, *, batch_size: int = 500
+    db: Database,
+    name: str,
+    before: float,
+    visit: Visitor,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
 ) -> int:
     """Call ``visit`` with every finished saga that ended before ``before``, once per ``name``.
 
@@ -185,7 +191,7 @@ async def sweep(
         if batch.due:
             await visit(batch.due)
             visited += len(batch.due)
-        if batch.mark != mark:
+        if batch.mark != mark and not dry_run:
             async with db.transaction() as tx:
                 await _write_mark(tx, name, batch.mark)
         mark, after = batch.mark, batch.last_seq

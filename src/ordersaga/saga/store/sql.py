@@ -261,17 +261,25 @@ class SqlSagaStore(SagaStore):
         self, before: float, *, batch_size: int = 500, dry_run: bool = False
     ) -> PruneStats:
         stats = await retention.compact(self._db, before, batch_size=batch_size, dry_run=dry_run)
-        if stats.sagas and not dry_run:
-            await self._db.reclaim()
+        if not dry_run:
+            await self._db.reclaim()  # cheap when there is nothing to give back
         return stats
 
     async def decided(self, saga_ids: Sequence[str], before: float) -> set[str]:
         return await retention.decided(self._db, saga_ids, before)
 
     async def sweep(
-        self, name: str, before: float, visit: retention.Visitor, *, batch_size: int = 500
+        self,
+        name: str,
+        before: float,
+        visit: retention.Visitor,
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
     ) -> int:
-        return await retention.sweep(self._db, name, before, visit, batch_size=batch_size)
+        return await retention.sweep(
+            self._db, name, before, visit, batch_size=batch_size, dry_run=dry_run
+        )
 
     async def close(self) -> None:
         try:
