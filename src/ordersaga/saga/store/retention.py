@@ -1,44 +1,56 @@
 """Retention in a SQL saga log: compacting finished sagas, and sweeps over the finished ones.
 
-Both walk the log in creation order (``seq``) from a *watermark* kept per purpose in
-``saga_retention (name, seq)``: every saga at or below a purpose's watermark has been dealt with
-(compacted, or visited by a sweep), so a pass never rereads the millions of compact records
-behind it. A pass reads ``batch_size`` sagas at a time and stops at the first batch created
-entirely after its cutoff (a saga cannot have ended before it was created). The watermark only
-moves over a run of sagas that were all dealt with: a saga still running, flagged for attention
-or too young is a *hole* that holds the watermark below it, and is looked at again next time.
+Both walk the log in creation order (``seq``) and remember, per purpose (compaction, or a
+sweep's name), how far they got — ``saga_retention (name, seq)``: every saga up to ``seq`` has
+been looked at — and the *holes* below it — ``saga_retention_holes (name, seq)``: the sagas that
+were still running, flagged for attention, or not yet old enough. A pass first looks at its
+holes again, then reads on from ``seq``, ``batch_size`` sagas at a time, and stops at the first
+saga created after its cutoff (a saga cannot have ended before it was created). So a pass never
+rereads the millions of compact records behind it, and each saga is dealt with once.
+
+On PostgreSQL an identity value is taken at insert time, not at commit time, so a saga created a
+moment ago may commit after one with a higher ``seq``. A pass therefore never moves its mark over
+a saga created less than :data:`SETTLE` seconds before its cutoff: it deals with such sagas but
+reads them again next time, so a late commit with a lower ``seq`` is still found.
 
 Why it is safe next to the engine: only finished sagas are touched, and a finished saga takes no
 update (see :func:`ordersaga.saga.store.model.check_update`), so no write of the engine can race
-the compaction. The candidates are read without locks; the ``UPDATE`` that compacts re-checks
-the conditions itself, so two pruners at once do each saga once, and a worker's batch never
-waits on a pruner for a row it writes (a running saga is never locked by a pass). Each batch is
-its own short transaction: the hot path waits for at most one batch, and PostgreSQL's autovacuum
-sees the dead rows of each batch at once instead of one huge transaction's at the end.
+the compaction. Candidates are read without locks; the ``UPDATE`` that compacts re-checks the
+conditions itself, so two pruners at once do each saga once, and a worker's batch never waits on
+a pruner for a row it writes (a running saga is never locked by a pass). Each batch is its own
+short transaction: the hot path waits for at most one batch, and PostgreSQL's autovacuum sees the
+dead rows of each batch at once instead of one huge transaction's at the end.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ordersaga.db import Database, Row, Tx
 from ordersaga.saga.store.base import TERMINAL, PruneStats
 from ordersaga.saga.store.model import PRUNED_INPUT
 from ordersaga.saga.store.sqlbatch import chunks, placeholders
 
-#: The watermark of compaction; sweeps name their own.
+#: The name of compaction's progress; sweeps use their own names.
 COMPACTED = "compacted"
+#: Seconds before a pass's cutoff within which a saga's commit may still be under way.
+SETTLE = 60.0
 
-WATERMARKS_DDL = (
-    "CREATE TABLE IF NOT EXISTS saga_retention (name TEXT PRIMARY KEY, seq BIGINT NOT NULL)"
+DDL = """
+CREATE TABLE IF NOT EXISTS saga_retention (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS saga_retention_holes (
+    name TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (name, seq)
 )
+"""
 _TERMINAL = tuple(sorted(s.value for s in TERMINAL))
-_SCAN = (
-    "SELECT seq, saga_id, status, needs_attention, created_at, updated_at,"
+_COLUMNS = (
+    "seq, saga_id, status, needs_attention, created_at, updated_at,"
     f" CASE WHEN input = '{PRUNED_INPUT}' THEN 1 ELSE 0 END AS compacted"
-    " FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?"
 )
+_SCAN = f"SELECT {_COLUMNS} FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?"
 _COMPACT = (
     f"UPDATE sagas SET input = '{PRUNED_INPUT}'"
     " WHERE saga_id IN ({ids}) AND status IN ({terminal}) AND needs_attention = 0"
@@ -49,16 +61,6 @@ _COMPACT = (
 Visitor = Callable[[Sequence[str]], Awaitable[None]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """One batch of a pass: what qualifies, where the watermark may move, whether to go on."""
-
-    due: list[str]  # the sagas of the batch that qualify
-    mark: int  # the new watermark (unchanged if the batch starts with a hole)
-    last_seq: int
-    more: bool
-
-
 def _finished(row: Row, before: float) -> bool:
     return (
         row["status"] in _TERMINAL
@@ -67,72 +69,138 @@ def _finished(row: Row, before: float) -> bool:
     )
 
 
+@dataclass(slots=True)
+class _Step:
+    """One batch of a pass: the sagas to deal with, and how the remembered progress moves."""
+
+    due: list[str] = field(default_factory=list)
+    holes: list[int] = field(default_factory=list)  # new holes
+    filled: list[int] = field(default_factory=list)  # old holes dealt with now
+    through: int | None = None  # the new mark, if it moves
+    done: bool = False  # the pass reached its cutoff
+
+
 def _plan(
-    rows: Sequence[Row], before: float, mark: int, holes: bool, batch_size: int, *, compacting: bool
-) -> tuple[_Batch, bool]:
-    """What to do with one batch; also whether a hole was seen so far (it stops the watermark).
+    rows: Sequence[Row], before: float, through: int, *, compacting: bool, old_holes: bool
+) -> _Step:
+    """Sort one batch (of old holes, or read on from the mark) into a :class:`_Step`.
 
-    Compacting, an already compacted saga is dealt with (it moves the watermark, it is not done
-    again); a sweep visits every finished saga, compacted or not.
+    Compacting, an already compacted saga needs nothing more; a sweep visits every finished saga,
+    compacted or not.
     """
-    due: list[str] = []
+    step = _Step()
+    settling = old_holes  # old holes never move the mark
     for row in rows:
+        created = float(row["created_at"])
+        if not old_holes and created >= before:
+            step.done = True
+            break
+        settling = settling or created >= before - SETTLE
         dealt_with = compacting and bool(row["compacted"])
-        ok = dealt_with or _finished(row, before)
-        if ok and not dealt_with:
-            due.append(row["saga_id"])
-        if not ok:
-            holes = True
-        elif not holes:
-            mark = int(row["seq"])
-    more = len(rows) == batch_size and any(float(r["created_at"]) < before for r in rows)
-    last = int(rows[-1]["seq"]) if rows else mark
-    return _Batch(due, mark, last, more), holes
+        finished = dealt_with or _finished(row, before)
+        if finished and not dealt_with:
+            step.due.append(row["saga_id"])
+        if old_holes:
+            if finished:
+                step.filled.append(int(row["seq"]))
+        elif not settling:
+            through = int(row["seq"])
+            step.through = through
+            if not finished:
+                step.holes.append(through)
+    return step
 
 
-async def ensure_watermarks(db: Database) -> None:
-    await db.executescript(WATERMARKS_DDL)
-
-
-async def read_mark(db: Database, name: str) -> int:
+async def _state(db: Database, name: str) -> tuple[int, list[int]]:
+    await db.executescript(DDL)
     row = await db.fetchone("SELECT seq FROM saga_retention WHERE name = ?", name)
-    return int(row["seq"]) if row else 0
-
-
-async def _write_mark(tx: Tx, name: str, seq: int) -> None:
-    await tx.execute(
-        "INSERT INTO saga_retention (name, seq) VALUES (?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
-        name,
-        seq,
+    holes = await db.fetchall(
+        "SELECT seq FROM saga_retention_holes WHERE name = ? ORDER BY seq", name
     )
+    return (int(row["seq"]) if row else 0), [int(h["seq"]) for h in holes]
+
+
+async def _remember(tx: Tx, name: str, step: _Step) -> None:
+    if step.through is not None:
+        await tx.execute(
+            "INSERT INTO saga_retention (name, seq) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            name,
+            step.through,
+        )
+    for seq in step.holes:
+        await tx.execute(
+            "INSERT INTO saga_retention_holes (name, seq) VALUES (?, ?)"
+            " ON CONFLICT (name, seq) DO NOTHING",
+            name,
+            seq,
+        )
+    for chunk in chunks(step.filled, 500):
+        marks = placeholders(len(chunk))
+        await tx.execute(
+            f"DELETE FROM saga_retention_holes WHERE name = ? AND seq IN ({marks})", name, *chunk
+        )
+
+
+#: Deals with one batch's due sagas; returns (sagas, step records) dealt with.
+_Handle = Callable[[Sequence[str]], Awaitable[tuple[int, int]]]
+
+
+async def _walk(
+    db: Database,
+    name: str,
+    before: float,
+    batch_size: int,
+    handle: _Handle,
+    *,
+    compacting: bool,
+    dry_run: bool,
+) -> tuple[int, int]:
+    """One pass (see the module docstring): old holes first, then on from the mark."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    through, holes = await _state(db, name)
+    sagas = steps = 0
+
+    async def deal(step: _Step) -> None:
+        nonlocal sagas, steps
+        if step.due:
+            n, m = await handle(step.due)
+            sagas, steps = sagas + n, steps + m
+        if not dry_run and (step.through is not None or step.holes or step.filled):
+            async with db.transaction() as tx:
+                await _remember(tx, name, step)
+
+    for chunk in chunks(holes, batch_size):
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM sagas WHERE seq IN ({placeholders(len(chunk))})", *chunk
+        )
+        await deal(_plan(rows, before, through, compacting=compacting, old_holes=True))
+    while True:
+        rows = await db.fetchall(_SCAN, through, batch_size)
+        step = _plan(rows, before, through, compacting=compacting, old_holes=False)
+        await deal(step)
+        if step.done or len(rows) < batch_size:
+            return sagas, steps
+        through = int(rows[-1]["seq"])
 
 
 async def compact(
     db: Database, before: float, *, batch_size: int = 500, dry_run: bool = False
 ) -> PruneStats:
     """Compact the finished sagas that ended before ``before`` (see the module docstring)."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    await ensure_watermarks(db)
-    mark = after = await read_mark(db, COMPACTED)
-    holes = False
-    sagas = steps = 0
-    while True:
-        rows = await db.fetchall(_SCAN, after, batch_size)
-        batch, holes = _plan(rows, before, mark, holes, batch_size, compacting=True)
+
+    async def handle(saga_ids: Sequence[str]) -> tuple[int, int]:
         if dry_run:
-            sagas += len(batch.due)
-            steps += await _count_steps(db, batch.due)
-        elif batch.due or batch.mark != mark:
-            async with db.transaction() as tx:
-                done = await _compact(tx, batch.due, before)
-                steps += await _delete_steps(tx, done)
-                sagas += len(done)
-                await _write_mark(tx, COMPACTED, batch.mark)
-        mark, after = batch.mark, batch.last_seq
-        if not batch.more:
-            return PruneStats(sagas, steps)
+            return len(saga_ids), await _count_steps(db, saga_ids)
+        async with db.transaction() as tx:
+            done = await _compact(tx, saga_ids, before)
+            return len(done), await _delete_steps(tx, done)
+
+    sagas, steps = await _walk(
+        db, COMPACTED, before, batch_size, handle, compacting=True, dry_run=dry_run
+    )
+    return PruneStats(sagas, steps)
 
 
 async def _compact(tx: Tx, saga_ids: Sequence[str], before: float) -> list[str]:
@@ -175,28 +243,19 @@ async def sweep(
 ) -> int:
     """Call ``visit`` with every finished saga that ended before ``before``, once per ``name``.
 
-    Sagas are visited in batches, in creation order, compacted or not; the sweep's watermark
-    moves after each batch's visit returns, so a visit interrupted by a crash is repeated (a
-    visitor must be idempotent). Returns how many sagas were visited.
+    Sagas are visited in batches, in creation order, compacted or not; progress is remembered
+    after each batch's visit returns, so a visit interrupted by a crash is repeated (a visitor
+    must be idempotent). Returns how many sagas were visited.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    await ensure_watermarks(db)
-    mark = after = await read_mark(db, name)
-    holes = False
-    visited = 0
-    while True:
-        rows = await db.fetchall(_SCAN, after, batch_size)
-        batch, holes = _plan(rows, before, mark, holes, batch_size, compacting=False)
-        if batch.due:
-            await visit(batch.due)
-            visited += len(batch.due)
-        if batch.mark != mark and not dry_run:
-            async with db.transaction() as tx:
-                await _write_mark(tx, name, batch.mark)
-        mark, after = batch.mark, batch.last_seq
-        if not batch.more:
-            return visited
+
+    async def handle(saga_ids: Sequence[str]) -> tuple[int, int]:
+        await visit(saga_ids)
+        return len(saga_ids), 0
+
+    visited, _ = await _walk(
+        db, name, before, batch_size, handle, compacting=False, dry_run=dry_run
+    )
+    return visited
 
 
 async def decided(db: Database, saga_ids: Sequence[str], before: float) -> set[str]:
