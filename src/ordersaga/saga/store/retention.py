@@ -195,7 +195,10 @@ async def compact(
             return len(saga_ids), await _count_steps(db, saga_ids)
         async with db.transaction() as tx:
             done = await _compact(tx, saga_ids, before)
-            return len(done), await _delete_steps(tx, done)
+            steps = await _delete_steps(tx, done)
+            if db.dialect == "sqlite":
+                await _repack(tx, done)
+            return len(done), steps
 
     sagas, steps = await _walk(
         db, COMPACTED, before, batch_size, handle, compacting=True, dry_run=dry_run
@@ -210,6 +213,34 @@ async def _compact(tx: Tx, saga_ids: Sequence[str], before: float) -> list[str]:
         rows = await tx.fetchall(sql, *chunk, *_TERMINAL, before)
         done += [row["saga_id"] for row in rows]
     return done
+
+
+_SAGA_ROW = (
+    "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
+    " created_at, updated_at, owner, lease_until, version"
+)
+
+
+async def _repack(tx: Tx, saga_ids: Sequence[str]) -> None:
+    """SQLite: write the compacted rows anew, so that they fill pages of their own.
+
+    An UPDATE that shrinks a row leaves it in its page, and the page's other rows shrink with
+    it: the table would keep a page for every few compact records, most of it empty. Deleting
+    the rows (their pages come free) and inserting them again, in ``seq`` order and with the
+    same ``seq``, packs them densely. The transaction holds the database's write lock
+    throughout, so nobody sees them missing.
+    """
+    for chunk in chunks(saga_ids, 100):
+        marks = placeholders(len(chunk))
+        rows = await tx.fetchall(
+            f"SELECT {_SAGA_ROW} FROM sagas WHERE saga_id IN ({marks}) ORDER BY seq", *chunk
+        )
+        await tx.execute(f"DELETE FROM sagas WHERE saga_id IN ({marks})", *chunk)
+        columns = _SAGA_ROW.split(", ")
+        values = ", ".join([f"({placeholders(len(columns))})"] * len(rows))
+        params = [row[c.strip()] for row in rows for c in columns]
+        if rows:
+            await tx.execute(f"INSERT INTO sagas ({_SAGA_ROW}) VALUES {values}", *params)
 
 
 async def _delete_steps(tx: Tx, saga_ids: Sequence[str]) -> int:
