@@ -37,14 +37,6 @@ COMPACTED = "compacted"
 #: Seconds before a pass's cutoff within which a saga's commit may still be under way.
 SETTLE = 60.0
 
-DDL = """
-CREATE TABLE IF NOT EXISTS saga_retention (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS saga_retention_holes (
-    name TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    PRIMARY KEY (name, seq)
-)
-"""
 _TERMINAL = tuple(sorted(s.value for s in TERMINAL))
 _COLUMNS = (
     "seq, saga_id, status, needs_attention, created_at, updated_at,"
@@ -78,10 +70,11 @@ class _Step:
     filled: list[int] = field(default_factory=list)  # old holes dealt with now
     through: int | None = None  # the new mark, if it moves
     done: bool = False  # the pass reached its cutoff
+    settling: bool = False  # a saga too recent to pass was met: the mark stays below it
 
 
 def _plan(
-    rows: Sequence[Row], before: float, through: int, *, compacting: bool, old_holes: bool
+    rows: Sequence[Row], before: float, *, compacting: bool, old_holes: bool, settling: bool
 ) -> _Step:
     """Sort one batch (of old holes, or read on from the mark) into a :class:`_Step`.
 
@@ -89,7 +82,7 @@ def _plan(
     compacted or not.
     """
     step = _Step()
-    settling = old_holes  # old holes never move the mark
+    settling = settling or old_holes  # old holes never move the mark
     for row in rows:
         created = float(row["created_at"])
         if not old_holes and created >= before:
@@ -104,15 +97,15 @@ def _plan(
             if finished:
                 step.filled.append(int(row["seq"]))
         elif not settling:
-            through = int(row["seq"])
-            step.through = through
+            step.through = int(row["seq"])
             if not finished:
-                step.holes.append(through)
+                step.holes.append(step.through)
+    step.settling = settling
     return step
 
 
 async def _state(db: Database, name: str) -> tuple[int, list[int]]:
-    await db.executescript(DDL)
+    # The tables are part of the log's schema (see :mod:`.schema`).
     row = await db.fetchone("SELECT seq FROM saga_retention WHERE name = ?", name)
     holes = await db.fetchall(
         "SELECT seq FROM saga_retention_holes WHERE name = ? ORDER BY seq", name
@@ -175,14 +168,16 @@ async def _walk(
         rows = await db.fetchall(
             f"SELECT {_COLUMNS} FROM sagas WHERE seq IN ({placeholders(len(chunk))})", *chunk
         )
-        await deal(_plan(rows, before, through, compacting=compacting, old_holes=True))
+        plan = _plan(rows, before, compacting=compacting, old_holes=True, settling=True)
+        await deal(plan)
+    settling = False
     while True:
         rows = await db.fetchall(_SCAN, through, batch_size)
-        step = _plan(rows, before, through, compacting=compacting, old_holes=False)
+        step = _plan(rows, before, compacting=compacting, old_holes=False, settling=settling)
         await deal(step)
         if step.done or len(rows) < batch_size:
             return sagas, steps
-        through = int(rows[-1]["seq"])
+        through, settling = int(rows[-1]["seq"]), step.settling
 
 
 async def compact(
