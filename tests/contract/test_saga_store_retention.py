@@ -13,8 +13,8 @@ import pytest
 
 from ordersaga.errors import ConflictError
 from ordersaga.saga.store import SagaStatus, SagaStore
+from ordersaga.saga.testing.store_contract import PATHS, step
 from tests.contract.conftest import Backend
-from tests.contract.test_saga_store import PATHS, step
 
 S = SagaStatus
 LATER = 100.0
