@@ -441,12 +441,11 @@ async def _open_and_serve(
             if url is not None:
                 log(f"serving metrics at {url}")
             pruning = None if settings.retention is None else PruneSettings(settings.retention)
-            async with registered(store, settings.worker_id, log):
-                async with periodic_prune(store, {}, pruning, warn=log):
-                    counts = await _serve(worker, injector, settings, log)
-        if worker.fenced is not None:
-            raise ExecutorFenced(worker.fenced)
-        return counts
+            async with (
+                registered(store, settings.worker_id, log),
+                periodic_prune(store, {}, pruning, warn=log),
+            ):
+                counts = await _serve(worker, injector, settings, log)
     finally:
         if wakeup is not None:
             await wakeup.close()
