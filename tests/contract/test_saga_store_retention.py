@@ -7,12 +7,16 @@ created just before a cutoff are looked at again by the next pass, see ``store/r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
 
 from ordersaga.errors import ConflictError
+from ordersaga.protocol.messages import Phase
+from ordersaga.saga.result import SagaResult
 from ordersaga.saga.store import SagaStatus, SagaStore
+from ordersaga.saga.store.base import StepStatus
 from ordersaga.saga.testing.store_contract import PATHS, step
 from tests.contract.conftest import Backend
 
@@ -121,3 +125,28 @@ async def test_sweep_visits_each_finished_saga_once(store: SagaStore, backend: B
     assert visits == [["s2"]]
     assert await store.decided(["s0", "s2", "nope"], backend.clock() + 1) == {"s0", "s2"}
     assert await store.decided(["s0"], 0.0) == set()
+
+
+async def test_a_compacted_saga_keeps_what_its_replay_reports(
+    store: SagaStore, backend: Backend
+) -> None:
+    """The failing step and its cause, the retries and the compensations outlive the steps."""
+    await store.create("f", "order", {"id": "f"}, "fp-f")
+    await store.update("f", steps=[dataclasses.replace(step("reserve"), attempts=3)])
+    refused = dataclasses.replace(step("ship", status=StepStatus.REFUSED), reason="no", attempts=2)
+    await store.update("f", steps=[refused], status=S.COMPENSATING, reason="no")
+    undo = step("reserve", Phase.COMPENSATE)
+    await store.update("f", steps=[undo], status=S.FAILED)
+    before = SagaResult.of_record(await store.load("f"))  # type: ignore[arg-type]
+    assert (before.step, before.cause, before.retries, before.compensations) == (
+        "ship",
+        "business",
+        3,
+        1,
+    )
+    await store.prune(backend.clock() + LATER)
+    record = await store.load("f")
+    assert record is not None and record.pruned and record.steps == ()
+    assert SagaResult.of_record(record) == before
+    again, created = await store.create("f", "order", {"id": "f"}, "fp-f")
+    assert not created and SagaResult.of_record(again) == before

@@ -33,6 +33,7 @@ from ordersaga.protocol.messages import Phase
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TERMINAL",
+    "Compacted",
     "OperatorAction",
     "PruneStats",
     "Repair",
@@ -106,6 +107,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Compacted:
+    """What a compacted saga keeps of its step records (see :mod:`ordersaga.saga.outcome`)."""
+
+    step: str | None  # the step that failed it (None: confirmed, or no step ran)
+    cause: str | None  # why it failed: business | technical | input | operator
+    retries: int
+    compensations: int
+
+
+@dataclass(frozen=True, slots=True)
 class SagaRecord:
     """A saga as the log knows it.
 
@@ -124,9 +135,14 @@ class SagaRecord:
     needs_attention: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
-    #: Compacted by retention (:meth:`SagaStore.prune`): ``input`` is empty and ``steps`` gone;
-    #: the id, fingerprint, status, reason and times (``updated_at``: decided at) remain.
-    pruned: bool = False
+    #: Set once retention compacted the saga (:meth:`SagaStore.prune`): ``input`` is empty and
+    #: ``steps`` gone; the id, fingerprint, status, reason, times (``updated_at``: decided at)
+    #: and this summary of the steps remain, so its outcome replays exactly as before.
+    compacted: Compacted | None = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.compacted is not None
 
     def step(self, step: str, phase: Phase = Phase.ACTION) -> StepRecord | None:
         for record in self.steps:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
+from ordersaga.saga.outcome import compacted_of
 from ordersaga.saga.store.base import (
     OperatorAction,
     PruneStats,
@@ -30,11 +31,12 @@ from ordersaga.saga.store.base import (
     StoreStats,
 )
 from ordersaga.saga.store.model import (
-    PRUNED_INPUT,
+    COMPACTED_PREFIX,
     CreateWrite,
     Head,
     StepRow,
     check_update,
+    compacted_input,
     input_of,
     make_create,
     make_update,
@@ -51,7 +53,7 @@ class _Saga:
 
     def record(self) -> SagaRecord:
         ordered = sorted(self.steps.values(), key=lambda item: (item[1].started_at, item[0]))
-        input, pruned = input_of(self.create.input)
+        input, compacted = input_of(self.create.input)
         return SagaRecord(
             self.create.saga_id,
             self.create.definition,
@@ -63,7 +65,7 @@ class _Saga:
             self.head.needs_attention,
             self.create.at,
             self.head.updated_at,
-            pruned,
+            compacted,
         )
 
     def prunable(self, before: float) -> bool:
@@ -72,7 +74,7 @@ class _Saga:
             head.status.terminal
             and not head.needs_attention
             and head.updated_at < before
-            and self.create.input != PRUNED_INPUT
+            and not self.create.input.startswith(COMPACTED_PREFIX)
         )
 
 
@@ -86,6 +88,7 @@ class MemoryStore(SagaStore):
         self._ordinals = itertools.count()
         self._closed = False
         self._actions: dict[str, list[OperatorAction]] = {}
+        self._swept: dict[str, set[str]] = {}
 
     def _upsert(self, saga: _Saga, rows: Sequence[StepRow]) -> None:
         for row in rows:
@@ -93,7 +96,6 @@ class MemoryStore(SagaStore):
             previous = saga.steps.get(key)
             ordinal = previous[0] if previous is not None else next(self._ordinals)
             saga.steps[key] = (ordinal, row)
-        self._swept: dict[str, set[str]] = {}
 
     def _count_write(self) -> None:
         if self._closed:
@@ -226,7 +228,8 @@ class MemoryStore(SagaStore):
             sagas += 1
             steps += len(saga.steps)
             if not dry_run:
-                saga.create = dataclasses.replace(saga.create, input=PRUNED_INPUT)
+                kept = compacted_input(compacted_of(saga.record()))
+                saga.create = dataclasses.replace(saga.create, input=kept)
                 saga.steps.clear()
         return PruneStats(sagas, steps)
 

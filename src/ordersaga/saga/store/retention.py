@@ -15,21 +15,29 @@ reads them again next time, so a late commit with a lower ``seq`` is still found
 
 Why it is safe next to the engine: only finished sagas are touched, and a finished saga takes no
 update (see :func:`ordersaga.saga.store.model.check_update`), so no write of the engine can race
-the compaction. Candidates are read without locks; the ``UPDATE`` that compacts re-checks the
-conditions itself, so two pruners at once do each saga once, and a worker's batch never waits on
-a pruner for a row it writes (a running saga is never locked by a pass). Each batch is its own
+the compaction. Candidates are read without locks, then read again inside the compacting
+transaction — under the database's write lock on SQLite, under a row lock (``FOR UPDATE``) on
+PostgreSQL — and only those still due are compacted: two pruners at once do each saga once,
+never from steps the other already deleted. Only finished sagas are ever locked, so a worker's
+batch never waits on a pruner for a row it writes. Each batch is its own
 short transaction: the hot path waits for at most one batch, and PostgreSQL's autovacuum sees the
 dead rows of each batch at once instead of one huge transaction's at the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ordersaga.db import Database, Row, Tx
-from ordersaga.saga.store.base import TERMINAL, PruneStats
-from ordersaga.saga.store.model import PRUNED_INPUT
+from ordersaga.saga.outcome import compacted_of
+from ordersaga.saga.store.base import TERMINAL, PruneStats, StepRecord
+from ordersaga.saga.store.model import (
+    COMPACTED_PREFIX,
+    compacted_input,
+    record_from_row,
+    step_from_row,
+)
 from ordersaga.saga.store.sqlbatch import chunks, placeholders
 
 #: The name of compaction's progress; sweeps use their own names.
@@ -38,15 +46,28 @@ COMPACTED = "compacted"
 SETTLE = 60.0
 
 _TERMINAL = tuple(sorted(s.value for s in TERMINAL))
+_IS_COMPACTED = f"input LIKE '{COMPACTED_PREFIX}%'"
 _COLUMNS = (
     "seq, saga_id, status, needs_attention, created_at, updated_at,"
-    f" CASE WHEN input = '{PRUNED_INPUT}' THEN 1 ELSE 0 END AS compacted"
+    f" CASE WHEN {_IS_COMPACTED} THEN 1 ELSE 0 END AS compacted"
 )
 _SCAN = f"SELECT {_COLUMNS} FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?"
-_COMPACT = (
-    f"UPDATE sagas SET input = '{PRUNED_INPUT}'"
-    " WHERE saga_id IN ({ids}) AND status IN ({terminal}) AND needs_attention = 0"
-    f" AND input <> '{PRUNED_INPUT}' AND updated_at < ? RETURNING saga_id"
+_SAGA_ROW = (
+    "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
+    " created_at, updated_at, owner, lease_until, version"
+)
+# Re-checked under the transaction (and, on PostgreSQL, the row lock): a saga compacted by a
+# concurrent pass meanwhile is not compacted again from its already deleted steps.
+_DUE = (
+    f"SELECT {_SAGA_ROW} FROM sagas WHERE saga_id IN ({{ids}}) AND status IN ({{terminal}})"
+    f" AND needs_attention = 0 AND NOT ({_IS_COMPACTED}) AND updated_at < ? ORDER BY seq {{lock}}"
+)
+_STEPS = (
+    "SELECT saga_id, step, phase, status, result, reason, attempts, started_at, ended_at"
+    " FROM saga_steps WHERE saga_id IN ({ids}) ORDER BY started_at, id"
+)
+_SET_INPUT = (
+    "UPDATE sagas SET input = v.column2 FROM (VALUES {rows}) AS v WHERE sagas.saga_id = v.column1"
 )
 
 #: Called with each batch of finished sagas a sweep visits (see :func:`sweep`).
@@ -189,11 +210,7 @@ async def compact(
         if dry_run:
             return len(saga_ids), await _count_steps(db, saga_ids)
         async with db.transaction() as tx:
-            done = await _compact(tx, saga_ids, before)
-            steps = await _delete_steps(tx, done)
-            if db.dialect == "sqlite":
-                await _repack(tx, done)
-            return len(done), steps
+            return await _compact(tx, saga_ids, before, repack=db.dialect == "sqlite")
 
     sagas, steps = await _walk(
         db, COMPACTED, before, batch_size, handle, compacting=True, dry_run=dry_run
@@ -201,22 +218,54 @@ async def compact(
     return PruneStats(sagas, steps)
 
 
-async def _compact(tx: Tx, saga_ids: Sequence[str], before: float) -> list[str]:
-    done: list[str] = []
-    for chunk in chunks(saga_ids, 500):
-        sql = _COMPACT.format(ids=placeholders(len(chunk)), terminal=placeholders(len(_TERMINAL)))
-        rows = await tx.fetchall(sql, *chunk, *_TERMINAL, before)
-        done += [row["saga_id"] for row in rows]
-    return done
+async def _compact(
+    tx: Tx, saga_ids: Sequence[str], before: float, *, repack: bool
+) -> tuple[int, int]:
+    """Compact those of ``saga_ids`` still due, in ``tx``; (sagas, step records deleted).
+
+    A compacted saga's input becomes the summary of its steps (:func:`compacted_of`: the step
+    and cause of a failure, its retries and compensations), then its steps go.
+    """
+    sagas = steps = 0
+    for chunk in chunks(saga_ids, 100):
+        rows = await tx.fetchall(
+            _DUE.format(
+                ids=placeholders(len(chunk)),
+                terminal=placeholders(len(_TERMINAL)),
+                lock="" if repack else "FOR UPDATE",
+            ),
+            *chunk,
+            *_TERMINAL,
+            before,
+        )
+        if not rows:
+            continue
+        ids = [row["saga_id"] for row in rows]
+        kept = await _summaries(tx, rows)
+        steps += await _delete_steps(tx, ids)
+        if repack:
+            await _repack(tx, rows, kept)
+        else:
+            values = ", ".join(["(CAST(? AS TEXT), CAST(? AS TEXT))"] * len(ids))
+            params = [x for saga_id in ids for x in (saga_id, kept[saga_id])]
+            await tx.execute(_SET_INPUT.format(rows=values), *params)
+        sagas += len(rows)
+    return sagas, steps
 
 
-_SAGA_ROW = (
-    "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
-    " created_at, updated_at, owner, lease_until, version"
-)
+async def _summaries(tx: Tx, rows: Sequence[Row]) -> dict[str, str]:
+    """The compacted input column of each saga row, from its step records."""
+    steps: dict[str, list[StepRecord]] = {row["saga_id"]: [] for row in rows}
+    step_rows = await tx.fetchall(_STEPS.format(ids=placeholders(len(steps))), *steps)
+    for step_row in step_rows:
+        steps[step_row["saga_id"]].append(step_from_row(step_row))
+    return {
+        row["saga_id"]: compacted_input(compacted_of(record_from_row(row, steps[row["saga_id"]])))
+        for row in rows
+    }
 
 
-async def _repack(tx: Tx, saga_ids: Sequence[str]) -> None:
+async def _repack(tx: Tx, rows: Sequence[Row], kept: Mapping[str, str]) -> None:
     """SQLite: write the compacted rows anew, so that they fill pages of their own.
 
     An UPDATE that shrinks a row leaves it in its page, and the page's other rows shrink with
@@ -225,17 +274,16 @@ async def _repack(tx: Tx, saga_ids: Sequence[str]) -> None:
     same ``seq``, packs them densely. The transaction holds the database's write lock
     throughout, so nobody sees them missing.
     """
-    for chunk in chunks(saga_ids, 100):
-        marks = placeholders(len(chunk))
-        rows = await tx.fetchall(
-            f"SELECT {_SAGA_ROW} FROM sagas WHERE saga_id IN ({marks}) ORDER BY seq", *chunk
-        )
-        await tx.execute(f"DELETE FROM sagas WHERE saga_id IN ({marks})", *chunk)
-        columns = _SAGA_ROW.split(", ")
-        values = ", ".join([f"({placeholders(len(columns))})"] * len(rows))
-        params = [row[c.strip()] for row in rows for c in columns]
-        if rows:
-            await tx.execute(f"INSERT INTO sagas ({_SAGA_ROW}) VALUES {values}", *params)
+    ids = [row["saga_id"] for row in rows]
+    await tx.execute(f"DELETE FROM sagas WHERE saga_id IN ({placeholders(len(ids))})", *ids)
+    columns = [c.strip() for c in _SAGA_ROW.split(",")]
+    values = ", ".join([f"({placeholders(len(columns))})"] * len(rows))
+    params = [
+        kept[row["saga_id"]] if column == "input" else row[column]
+        for row in rows
+        for column in columns
+    ]
+    await tx.execute(f"INSERT INTO sagas ({_SAGA_ROW}) VALUES {values}", *params)
 
 
 async def _delete_steps(tx: Tx, saga_ids: Sequence[str]) -> int:
