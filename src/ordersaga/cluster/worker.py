@@ -446,6 +446,9 @@ async def _open_and_serve(
                 periodic_prune(store, {}, pruning, warn=log),
             ):
                 counts = await _serve(worker, injector, settings, log)
+        if worker.fenced is not None:
+            raise ExecutorFenced(worker.fenced)
+        return counts
     finally:
         if wakeup is not None:
             await wakeup.close()

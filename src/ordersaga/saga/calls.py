@@ -165,7 +165,6 @@ class _Flagging(Observer):
             await self._on_slow()
 
 
-@dataclass(frozen=True, slots=True)
 @dataclass(slots=True)
 class _Stamped:
     """The command a call sends (a compensation's may be stamped anew between attempts)."""
@@ -197,6 +196,7 @@ class _AgeLimit(Observer):
         self._stamped.command = dataclasses.replace(command, sent_at=now)
 
 
+@dataclass(frozen=True, slots=True)
 class _Exhausted:
     """The loop ended without a definite answer: the budget is spent, or the deadline passed."""
 
