@@ -17,12 +17,12 @@ process can have sent (``fresh``) — is ``undelivered``; otherwise its outcome 
 **Message age.** A command is stamped with the time of its first send (``sent_at``) and every
 retry carries that stamp, so a service can refuse deliveries older than the message-age limit
 (see :mod:`ordersaga.protocol.messages`). The caller never sends one older than the limit
-(:class:`_AgeLimit`): an action's retries stop there and the call is settled by the probe, as
-when the budget is spent; a compensation or confirmation (which must finish) is stamped anew.
-That is safe because a saga still running keeps every record in every service (retention only
-prunes finished sagas), and those phases are idempotent on the resource's state anyway. An
-``expired`` answer applied nothing but says nothing of earlier deliveries: it is not definite,
-and is retried like a lost response.
+(checked as each attempt is sent): an action's retries stop there and the call is settled by
+the probe, as when the budget is spent; a compensation or confirmation (which must finish) is
+stamped anew. That is safe because a saga still running keeps every record in every service
+(retention only prunes finished sagas), and those phases are idempotent on the resource's state
+anyway. An ``expired`` answer applied nothing but says nothing of earlier deliveries: it is not
+definite, and is retried like a lost response.
 
 There is one retry loop (:meth:`Caller._retry`) for actions and probes alike. What happens
 around its attempts — counters, crash points, the "needs attention" flag of a call failing for
@@ -176,26 +176,6 @@ class _AgeReached(Exception):
     """An action's next attempt would be older than the message-age limit: settle it instead."""
 
 
-class _AgeLimit(Observer):
-    """Before each retry: past the message-age limit, stop (an action) or stamp anew."""
-
-    def __init__(self, stamped: _Stamped, limit: float, clock: Clock) -> None:
-        self._stamped = stamped
-        self._limit = limit
-        self._clock = clock
-        self._restamp = parse_key(stamped.command.key)[2] is not Phase.ACTION
-
-    async def waiting(self, state: Attempts, elapsed: float) -> None:
-        command = self._stamped.command
-        now = self._clock.time()
-        if command.sent_at is None or now - command.sent_at <= self._limit:
-            return
-        if not self._restamp:
-            state.last_error = f"{command.service}: the message-age limit was reached"
-            raise _AgeReached
-        self._stamped.command = dataclasses.replace(command, sent_at=now)
-
-
 @dataclass(frozen=True, slots=True)
 class _Exhausted:
     """The loop ended without a definite answer: the budget is spent, or the deadline passed."""
@@ -266,13 +246,21 @@ class Caller:
         if command.sent_at is None:
             command = dataclasses.replace(command, sent_at=self._clock.time())
         stamped = _Stamped(command)
-        if self._max_age is not None:
-            observers += (_AgeLimit(stamped, self._max_age, self._clock),)
         state = Attempts(command.service, self._clock.monotonic())
-        transport = self._transport
+        transport, clock, limit = self._transport, self._clock, self._max_age
+        restamp = limit is not None and parse_key(command.key)[2] is not Phase.ACTION
 
         def send(stamped: _Stamped) -> Awaitable[Reply]:
-            return transport.send(stamped.command)
+            # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
+            command = stamped.command
+            if limit is not None and command.sent_at is not None:
+                now = clock.time()
+                if now - command.sent_at > limit:
+                    if not restamp:
+                        state.last_error = f"{command.service}: the message-age limit was reached"
+                        raise _AgeReached
+                    stamped.command = command = dataclasses.replace(command, sent_at=now)
+            return transport.send(command)
 
         try:
             result = await self._retry(state, send, stamped, _definite, policy, observers, deadline)
