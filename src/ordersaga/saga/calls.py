@@ -248,7 +248,6 @@ class Caller:
         stamped = _Stamped(command)
         state = Attempts(command.service, self._clock.monotonic())
         transport, clock, limit = self._transport, self._clock, self._max_age
-        restamp = limit is not None and parse_key(command.key)[2] is not Phase.ACTION
 
         def send(stamped: _Stamped) -> Awaitable[Reply]:
             # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
@@ -256,7 +255,7 @@ class Caller:
             if limit is not None and command.sent_at is not None:
                 now = clock.time()
                 if now - command.sent_at > limit:
-                    if not restamp:
+                    if parse_key(command.key)[2] is Phase.ACTION:
                         state.last_error = f"{command.service}: the message-age limit was reached"
                         raise _AgeReached
                     stamped.command = command = dataclasses.replace(command, sent_at=now)
