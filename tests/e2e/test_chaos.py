@@ -12,15 +12,18 @@ from .crashkit import CRASH_STREAM
 
 
 def test_a_short_soak_survives_its_kills_with_no_violation(tmp_path: Path) -> None:
+    """With a prune of everything finished alongside the run after each kill, too."""
     chaos_dir = tmp_path / "chaos"
     result = ordersaga(
         *("chaos", "--orders", "300", "--kills", "3", "--seed", "2", "--concurrency", "16"),
-        *("--data-dir", chaos_dir, "--json"),
+        *("--data-dir", chaos_dir, "--json", "--prune-every", "1"),
     )
     assert result.code == 0, result.out + result.err
     report = json.loads(result.out)
     assert report["ok"] is True and report["violation_count"] == 0
     assert report["kills"] == 3 and report["runs"] >= 4
+    assert report["prunes"] == 3
+    assert report["audit"]["pruned"] > 0  # the audit passed on a pruned log
     outcomes = report["outcomes"]
     assert outcomes["confirmed"] + outcomes["failed"] == report["orders"] > 250
     assert outcomes["invalid"] > 0 and report["malformed_lines"] > 0

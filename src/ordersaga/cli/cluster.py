@@ -25,6 +25,7 @@ from ordersaga.cli.args import (
 )
 from ordersaga.cli.dashboard import TOKEN_ENV, operator_token
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
+from ordersaga.cli.retention import add_retention
 
 
 def register(commands: Any) -> None:
@@ -135,6 +136,7 @@ def _add_worker_parser(commands: Any) -> None:
         " this long",
     )
     add_telemetry_options(worker)
+    add_retention(worker, "the saga log; see 'ordersaga prune'")
     worker.set_defaults(handler=_cmd_worker)
 
 
@@ -176,6 +178,7 @@ def _add_up_parser(commands: Any) -> None:
     output.add_argument(
         "--json", action="store_true", help="print the topology as one JSON line when ready"
     )
+    add_retention(up, "the saga log and the service databases; its workers prune nothing")
     up.set_defaults(handler=_cmd_up)
 
 
@@ -249,6 +252,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         stats_file=args.stats_file,
         sagas=tuple(args.saga),
         telemetry=telemetry_settings(args, "ordersaga-worker"),
+        retention=args.retention,
     )
     asyncio.run(run_worker(settings, sys.stderr))
     return EXIT_OK
@@ -310,6 +314,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         output="env" if args.print_env else "json" if args.json else "text",
         log_format=args.log_format,
         trace=args.trace,
+        retention=args.retention,
     )
     code: int = asyncio.run(run_up(settings, sys.stdout, sys.stderr))
     return code

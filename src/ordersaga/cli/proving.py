@@ -67,6 +67,14 @@ def _add_chaos_parser(commands: Any) -> None:
         help="the chaos dir (wiped first if it is one; default ./chaos-data)",
     )
     chaos.add_argument("--keep", action="store_true", help="keep the chaos dir after a pass")
+    chaos.add_argument(
+        "--prune-every",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="after every N-th kill, run 'ordersaga prune --older-than 0s' alongside the next"
+        " run (0: never)",
+    )
     chaos.add_argument("--json", action="store_true", help="print the report as JSON")
     chaos.set_defaults(handler=_cmd_chaos)
 
@@ -184,6 +192,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         data_dir=args.data_dir,
         keep=args.keep,
+        prune_every=args.prune_every,
     )
 
     def log(message: str) -> None:

@@ -35,7 +35,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,7 +44,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import asyncpg
 
+from ordersaga.db import Database, open_database
 from ordersaga.errors import ConfigError
+from ordersaga.local.retention import DEFAULT_RETENTION, PruneSettings, periodic_prune
+from ordersaga.saga.store import open_store
 
 __all__ = [
     "SupervisorSettings",
@@ -82,6 +85,8 @@ class UpSettings:
     api: bool = True  # False: no order API (the topology `bench --workers` drives)
     log_format: str = "text"  # json: every child logs JSON, and the relay keeps it JSON
     trace: bool = False  # --trace on every child
+    #: Prune finished sagas older than this (log and service databases), periodically; None: never.
+    retention: float | None = DEFAULT_RETENTION
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
@@ -237,6 +242,7 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
         args += ["--grace", f"{settings.worker_grace:g}", "--stats-file", str(stats)]
         args += ["--metrics-port", str(metrics_ports[i]), *telemetry]
         topology.metrics[worker_id] = f"http://127.0.0.1:{metrics_ports[i]}/metrics"
+        args += ["--retention", "off"]  # up prunes the log and the services itself
         if settings.fault_rate:
             args += ["--fault-rate", f"{settings.fault_rate:g}"]
         if settings.seed is not None:
@@ -544,7 +550,8 @@ async def _supervise(settings: UpSettings, topology: Topology, out: TextIO, err:
             if not stop.is_set():
                 watchers = [asyncio.create_task(supervisor.watch(c)) for c in topology.children]
                 _announce(topology, settings, out)
-                await stop.wait()
+                async with _pruning(settings, topology, supervisor.say):
+                    await stop.wait()
                 supervisor.say("stopping (Ctrl-C again to kill at once)")
     except ConfigError as exc:
         supervisor.say(str(exc))
@@ -559,6 +566,27 @@ async def _supervise(settings: UpSettings, topology: Topology, out: TextIO, err:
         supervisor.say(f"killed after {settings.stop_timeout:g} s: {', '.join(killed)}")
     supervisor.say("stopped")
     return code
+
+
+@contextlib.asynccontextmanager
+async def _pruning(
+    settings: UpSettings, topology: Topology, say: Callable[[str], None]
+) -> AsyncIterator[None]:
+    """Prune the log and the service databases every so often while the block runs."""
+    if settings.retention is None:
+        yield
+        return
+    store = await open_store(topology.store)
+    dbs: dict[str, Database] = {}
+    try:
+        for name, url in topology.service_dbs.items():
+            dbs[name] = await open_database(url, pool_size=2)
+        async with periodic_prune(store, dbs, PruneSettings(settings.retention), warn=say):
+            yield
+    finally:
+        await store.close()
+        for db in dbs.values():
+            await db.close()
 
 
 @contextlib.asynccontextmanager

@@ -54,6 +54,7 @@ from ordersaga.errors import (
     StorageError,
     TransportError,
 )
+from ordersaga.local.retention import DEFAULT_RETENTION, PruneSettings, periodic_prune
 from ordersaga.local.runtime import connect_http_services
 from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.order_saga import ORDER_SAGA
@@ -93,6 +94,8 @@ class WorkerSettings:
     #: User saga definitions run beside the order saga (``ordersaga worker --saga``).
     sagas: tuple[SagaDefinition, ...] = ()
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    #: Finished sagas older than this are compacted in the log, periodically; None: never.
+    retention: float | None = DEFAULT_RETENTION
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.claim_batch < 1:
@@ -437,7 +440,11 @@ async def _open_and_serve(
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:
                 log(f"serving metrics at {url}")
-            async with registered(store, settings.worker_id, log):
+            pruning = None if settings.retention is None else PruneSettings(settings.retention)
+            async with (
+                registered(store, settings.worker_id, log),
+                periodic_prune(store, {}, pruning, warn=log),
+            ):
                 counts = await _serve(worker, injector, settings, log)
         if worker.fenced is not None:
             raise ExecutorFenced(worker.fenced)

@@ -64,6 +64,13 @@ class Database(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    async def reclaim(self) -> None:
+        """Give the space of deleted rows back after a large delete (retention).
+
+        A no-op by default: PostgreSQL's autovacuum makes dead rows' space reusable by itself.
+        """
+        return None
+
     async def __aenter__(self) -> Database:
         return self
 

@@ -6,6 +6,11 @@ awaits anything else, so no other coroutine of this process can interleave insid
 connections and other processes are kept out by ``BEGIN IMMEDIATE`` (the database write lock)
 with a busy timeout.
 
+Space. A new database file is created in incremental auto-vacuum mode (the pragma must come
+before its first table), so :meth:`SqliteDatabase.reclaim` — run after retention deleted rows —
+truncates the free pages off the file. A file created before that mode (auto-vacuum off) is
+converted by its first ``reclaim``, a one-off ``VACUUM`` that rewrites it.
+
 Durable commits stay on the loop too. Running them on a thread would let the loop work during
 the fsync, but under load the sagas waiting for a group commit are the ones that would have work,
 and the thread handoff (twice per commit, with the GIL) costs more than it saves; with one saga
@@ -32,6 +37,7 @@ from ordersaga.errors import (
 )
 
 BUSY_TIMEOUT_MS = 10_000
+INCREMENTAL = 2  # PRAGMA auto_vacuum
 #: Prepared statements kept per connection (the saga log's multi-row statements vary in size).
 STATEMENT_CACHE = 512
 
@@ -170,6 +176,8 @@ class SqliteDatabase(Database):
             )
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             if not read_only:
+                # Only takes effect on a new, empty file (see the module docstring).
+                self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
                 self._conn.execute("PRAGMA foreign_keys=ON")
@@ -219,6 +227,24 @@ class SqliteDatabase(Database):
             for statement in sql.split(";"):
                 if statement.strip():
                     await tx.execute(statement)
+
+    async def reclaim(self) -> None:
+        """Truncate the free pages off the file (a one-off ``VACUUM`` first converts an old file).
+
+        Runs under the write lock, so no transaction of this connection is open meanwhile; other
+        processes wait on the database lock like for any write (``busy_timeout``).
+        """
+        async with self._write_lock:
+            try:
+                mode = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+                if mode != INCREMENTAL:
+                    self._conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                    self._conn.execute("VACUUM")
+                # executescript steps the pragma to its end (execute frees one page per call).
+                self._conn.executescript("PRAGMA incremental_vacuum;")
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
 
     async def close(self) -> None:
         self._conn.close()

@@ -26,6 +26,8 @@ STEP_SERVICES = {
     "pay": PAYMENT,
     "capture": PAYMENT,
 }
+#: The step whose resource (``<saga id>:<step>``) each service keeps for an order.
+RESOURCE_STEPS = {INVENTORY: "reserve", SHIPPING: "ship", PAYMENT: "pay"}
 
 
 def _order_id(ctx: SagaContext) -> dict[str, Any]:

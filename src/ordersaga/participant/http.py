@@ -17,6 +17,8 @@ which the HTTP transport reads back with)::
     400 invalid     malformed: no/bad Idempotency-Key, body not JSON, payload breaks the schema,
                     key phase not the action's, unknown action
     409 conflict    the key was used before with a different request
+    410 expired     first sent (``Sent-At``) longer ago than the message-age limit; nothing
+                    applied, the status probe tells what earlier deliveries did
     413 invalid     the body is larger than ``max_body_bytes``
     422 refused     business refusal (definite; nothing applied)
     425 in_flight   the key is being processed right now (Retry-After)
@@ -62,9 +64,11 @@ from ordersaga.protocol.participant import Participant
 from ordersaga.protocol.wire import (
     CODE_OF_STATUS,
     IDEMPOTENCY_KEY,
+    SENT_AT,
     TOO_LARGE,
     UNAVAILABLE,
     decode_key,
+    decode_sent_at,
 )
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
@@ -248,8 +252,14 @@ async def _command(served: _Served, request: Request, action: str, limit: int) -
         payload = _parse_json(raw)
     except ValueError as exc:
         return served.invalid(f"request body is not JSON: {exc}")
+    sent_at = None
+    if (stamp := request.headers.get(SENT_AT)) is not None:
+        try:
+            sent_at = decode_sent_at(stamp)
+        except ValueError:
+            return served.invalid(f"{SENT_AT} must be a number of seconds since the epoch")
     # The participant validates everything else (a non-object payload included).
-    command = Command(served.name, action, key, cast(Any, payload))
+    command = Command(served.name, action, key, cast(Any, payload), sent_at)
     label = action if action in served.actions else "other"  # bounded label values
     if served.tracing is None:
         return await _handle(served, command, label)
@@ -438,6 +448,7 @@ the stored reply.
 | 200 | `ok` | applied, now or earlier (a repeat replays the stored reply) |
 | 400 | `invalid` | malformed request (key, body, payload, action); nothing applied |
 | 409 | `conflict` | the key was used before with a different request; nothing applied |
+| 410 | `expired` | first sent (`Sent-At`) longer ago than the message-age limit; nothing applied |
 | 413 | `invalid` | the body is too large; nothing applied |
 | 422 | `refused` | business refusal: definite, nothing applied, never worth retrying |
 | 425 | `in_flight` | the key is being processed right now; retry after `Retry-After` |

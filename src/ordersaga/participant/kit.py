@@ -69,6 +69,7 @@ from typing import Any, NamedTuple
 from ordersaga.db import Database, Row, Tx
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
+from ordersaga.participant.age import expired
 from ordersaga.participant.fields import BadPayload, mapping
 from ordersaga.participant.options import (
     DEFAULT_MAX_BATCH,
@@ -190,12 +191,22 @@ class CommandRunner:
         self.stats.commands += 1
         prepared = self.prepare(command)
         if isinstance(prepared, Reply):
-            self.stats.invalid += 1
+            if prepared.status is ReplyStatus.EXPIRED:
+                self.stats.expired += 1
+            else:
+                self.stats.invalid += 1
             return prepared
         return await self.run(prepared)
 
     def prepare(self, command: Command) -> Prepared | Reply:
-        """Validate the envelope and parse the payload; an ``invalid`` reply when it is bad."""
+        """Validate the envelope and parse the payload; an ``invalid`` reply when it is bad.
+
+        A command older than the message-age limit gets ``expired`` before anything else is
+        looked at (:func:`ordersaga.participant.retention.expired`).
+        """
+        late = expired(command, self._options.max_message_age, self._now())
+        if late is not None:
+            return late
         try:
             return self._prepare(command)
         except BadPayload as exc:

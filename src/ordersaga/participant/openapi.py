@@ -246,6 +246,11 @@ def command_responses(action: ActionDoc | None = None) -> dict[int | str, JSONSc
             "The key was used before with a different request; nothing applied",
             ReplyStatus.CONFLICT,
         ),
+        CODE_OF_STATUS[ReplyStatus.EXPIRED]: _reply(
+            "First sent (Sent-At) longer ago than the message-age limit: refused unread,"
+            " nothing applied; the status probe tells what earlier deliveries did",
+            ReplyStatus.EXPIRED,
+        ),
         TOO_LARGE: _reply("The request body is too large; nothing applied", ReplyStatus.INVALID),
         CODE_OF_STATUS[ReplyStatus.REFUSED]: _reply(refused, ReplyStatus.REFUSED),
         CODE_OF_STATUS[ReplyStatus.IN_FLIGHT]: _reply(

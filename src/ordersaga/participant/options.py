@@ -12,6 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ordersaga.protocol.messages import MAX_MESSAGE_AGE
+
 __all__ = ["DEFAULT_MAX_BATCH", "MAX_PAYLOAD_BYTES", "KitStats", "LockingPolicy", "RunnerOptions"]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -57,6 +59,10 @@ class RunnerOptions:
 
     ``max_batch`` caps the commands per group commit; 1 turns batching off (one transaction per
     command, as a benchmark baseline).
+
+    ``max_message_age``: a command first sent (its ``sent_at``) longer ago than this many
+    seconds is refused as ``expired`` (see :mod:`ordersaga.participant.retention`); ``None``
+    accepts commands of any age (then this service's records must never be pruned).
     """
 
     locking: LockingPolicy = field(default_factory=LockingPolicy)
@@ -66,10 +72,13 @@ class RunnerOptions:
     pause: Callable[[], Awaitable[None]] | None = None
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
+    max_message_age: float | None = MAX_MESSAGE_AGE
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if self.max_message_age is not None and not self.max_message_age > 0:
+            raise ValueError("max_message_age must be positive or None")
 
 
 @dataclass(slots=True)
@@ -87,3 +96,4 @@ class KitStats:
     conflicts: int = 0
     replays: int = 0
     invalid: int = 0
+    expired: int = 0  # deliveries refused for their age (never looked at)

@@ -9,6 +9,8 @@ Tables every service database has (besides the service's own)::
     idempotency (key TEXT PK, fingerprint TEXT, status TEXT 'ok'|'refused', reply TEXT JSON,
                  created_at DOUBLE PRECISION)
         one row per applied or refused command, written in the command's own transaction
+    pruned_totals (name TEXT, key TEXT, amount BIGINT, PK (name, key))
+        what the rows that retention deleted had counted (see :mod:`.retention`)
 
 All DDL is in the common subset of SQLite and PostgreSQL and idempotent (``IF NOT EXISTS``), so
 several processes may open one database at once (``executescript`` serialises them).
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ordersaga.db import Database
 from ordersaga.errors import ConfigError
 from ordersaga.participant.kit import Write
+from ordersaga.participant.retention import TOTALS_DDL
 from ordersaga.protocol.messages import canonical_json
 
 __all__ = ["ensure_schema", "load_or_seed_config", "redacted_url"]
@@ -47,8 +50,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     status TEXT NOT NULL,
     reply TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
-)
-"""
+);
+""" + TOTALS_DDL.strip()
 
 
 def redacted_url(db: Database) -> str:

@@ -18,6 +18,16 @@ Reply statuses (each is a definite answer from the service; a transport that got
     invalid     the command was malformed (bad key, bad payload); nothing was applied
     conflict    the key was used before with a different request body; nothing was applied
     in_flight   the same key is being processed right now; ask again later (retryable)
+    expired     this delivery is older than the message-age limit and was not looked at:
+                nothing was applied, but what an earlier delivery of the key did is not said
+                (ask the status probe); see "Message age" below
+
+Message age. Every command carries ``sent_at``, the wall-clock time (epoch seconds) it was first
+sent; retries and duplicates of it carry the same value. A service refuses, as ``expired``, a
+delivery older than its message-age limit (:data:`MAX_MESSAGE_AGE` by default), and the engine
+never sends one that old. That bounds how late any delivery can still take effect, which is what
+lets retention delete idempotency records and tombstones once they are older than the limit plus
+a margin (:data:`MESSAGE_AGE_MARGIN`) — the argument is in :mod:`ordersaga.participant.retention`.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from typing import Any
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "MAX_MESSAGE_AGE",
+    "MESSAGE_AGE_MARGIN",
     "Command",
     "KeyState",
     "Phase",
@@ -46,6 +58,10 @@ __all__ = [
 
 JSON = Any
 MAX_KEY_LENGTH = 512
+#: Seconds after its first send beyond which a command is refused as ``expired`` (and not sent).
+MAX_MESSAGE_AGE = 3600.0
+#: Added to the limit before a record may be pruned: clock differences between machines, transit.
+MESSAGE_AGE_MARGIN = 900.0
 
 
 class Phase(enum.StrEnum):
@@ -64,11 +80,12 @@ class ReplyStatus(enum.StrEnum):
     INVALID = "invalid"
     CONFLICT = "conflict"
     IN_FLIGHT = "in_flight"
+    EXPIRED = "expired"
 
     @property
     def definite(self) -> bool:
-        """True when the reply is final for this key (everything but ``in_flight``)."""
-        return self is not ReplyStatus.IN_FLIGHT
+        """True when the reply is final for this key (all but ``in_flight`` and ``expired``)."""
+        return self is not ReplyStatus.IN_FLIGHT and self is not ReplyStatus.EXPIRED
 
 
 class KeyState(enum.StrEnum):
@@ -81,12 +98,17 @@ class KeyState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A request to ``service`` to perform ``action`` with ``payload`` under ``key``."""
+    """A request to ``service`` to perform ``action`` with ``payload`` under ``key``.
+
+    ``sent_at`` is when the command was first sent (epoch seconds; see "Message age" above);
+    ``None`` until the sender stamps it. A service takes an unstamped command as sent on arrival.
+    """
 
     service: str
     action: str
     key: str
     payload: Mapping[str, JSON] = field(default_factory=dict)
+    sent_at: float | None = None
 
     def fingerprint(self) -> str:
         """A digest of what the command asks for (action and payload, not the key)."""
@@ -98,6 +120,7 @@ class Command:
             "action": self.action,
             "key": self.key,
             "payload": dict(self.payload),
+            "sent_at": self.sent_at,
         }
 
 

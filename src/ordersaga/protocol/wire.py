@@ -23,8 +23,11 @@ under a status code that says, on its own, what became of the command:
     422   ``refused``      a business refusal (no stock, country not served, card declined,
                            a transition the state machine forbids): definite, never worth
                            retrying, nothing applied; a repeat of the key gets it again
+    410   ``expired``      the command was first sent longer ago than the service's message-age
+                           limit (``Sent-At`` header): this delivery was refused unread and
+                           applied nothing; the key's fate is the status probe's to tell
     425   ``in_flight``    the key is being processed right now; ask again after
-                           ``Retry-After`` seconds (the only non-final answer)
+                           ``Retry-After`` seconds (the only other non-final answer)
     503   (none)           the service's database is unavailable (``Retry-After``); the
                            command was not applied: retry under the same key
     ====  ===============  =================================================================
@@ -47,6 +50,7 @@ the IETF idempotency-key draft (``"order-7:reserve:action"``, in double quotes, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from urllib.parse import quote, unquote
 
@@ -55,13 +59,17 @@ from ordersaga.protocol.messages import ReplyStatus
 __all__ = [
     "CODE_OF_STATUS",
     "IDEMPOTENCY_KEY",
+    "SENT_AT",
     "STATUS_OF_CODE",
     "UNAVAILABLE",
     "decode_key",
+    "decode_sent_at",
     "encode_key",
+    "encode_sent_at",
 ]
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+SENT_AT = "Sent-At"
 
 #: The status code of each reply status (what the service answers).
 CODE_OF_STATUS: Mapping[ReplyStatus, int] = {
@@ -70,6 +78,7 @@ CODE_OF_STATUS: Mapping[ReplyStatus, int] = {
     ReplyStatus.CONFLICT: 409,
     ReplyStatus.REFUSED: 422,
     ReplyStatus.IN_FLIGHT: 425,
+    ReplyStatus.EXPIRED: 410,
 }
 
 #: The reply status each definite code stands for (what the transport reads back).
@@ -88,6 +97,19 @@ _SAFE = ":"  # besides the unreserved characters, which quote() never encodes
 def encode_key(key: str) -> str:
     """The ``Idempotency-Key`` header value (or probe path segment) that carries ``key``."""
     return quote(key, safe=_SAFE)
+
+
+def encode_sent_at(sent_at: float) -> str:
+    """The ``Sent-At`` header value for ``sent_at``."""
+    return repr(float(sent_at))
+
+
+def decode_sent_at(value: str) -> float:
+    """The ``sent_at`` a ``Sent-At`` header carries; ValueError unless a finite number."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("Sent-At must be a finite number of seconds since the epoch")
+    return number
 
 
 def decode_key(value: str) -> str:

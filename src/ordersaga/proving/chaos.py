@@ -75,9 +75,12 @@ class ChaosOptions:
     keep: bool = False
     #: A run whose output and counters stay unchanged this long is reported as hung and killed.
     stall_timeout: float = 300.0
+    #: After every N-th kill, `ordersaga prune --older-than 0s` runs alongside the next run
+    #: (while it starts and recovers); 0: never.
+    prune_every: int = 0
 
     def __post_init__(self) -> None:
-        if self.orders < 1 or self.concurrency < 1 or self.kills < 0:
+        if self.orders < 1 or self.concurrency < 1 or self.kills < 0 or self.prune_every < 0:
             raise ConfigError("chaos: --orders and --concurrency must be >= 1, --kills >= 0")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ConfigError("chaos: --fault-rate must be within [0, 1]")
@@ -248,6 +251,17 @@ class Supervisor:
         with self._spawn() as child:
             return self._watch(child, plan, target)
 
+    def start_prune(self) -> subprocess.Popen[bytes]:
+        """``ordersaga prune --older-than 0s`` on the data dir, in the background."""
+        argv = [sys.executable, "-m", "ordersaga", "prune", "--data-dir", str(self.root / "data")]
+        return subprocess.Popen(
+            [*argv, "--older-than", "0s"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+        )
+
     def run_to_end(self) -> RunRecord:
         with self._spawn() as child:
             while child.proc.poll() is None:
@@ -353,6 +367,8 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None]) -> ChaosReport:
     supervisor = Supervisor(root, options, requests, log)
     plans = kill_plans(options)
     landed = misses = 0
+    pruner: subprocess.Popen[bytes] | None = None
+    prunes: list[str] = []  # the failures
     # A run may end before its kill lands (a short workload, a fast machine): the kill is then
     # aimed again, sooner, a bounded number of times.
     for _ in range(3 * options.kills + 3):
@@ -366,7 +382,12 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None]) -> ChaosReport:
             break
         landed += record.killed
         misses = 0 if record.killed else misses + 1
+        _collect(pruner, prunes)
+        pruner = None
+        if options.prune_every and record.killed and landed % options.prune_every == 0:
+            pruner = supervisor.start_prune()  # alongside the next run
     final = supervisor.run_to_end()
+    _collect(pruner, prunes)
     data_dir = root / "data"
     unaudited = None
     try:
@@ -386,11 +407,23 @@ def run_chaos(options: ChaosOptions, log: Callable[[str], None]) -> ChaosReport:
     )
     if unaudited:
         report.violations.append(unaudited)
+    report.prunes = len(prunes)
+    report.violations += [p for p in prunes if p]
     report.settings = settings
     if report.ok and not options.keep:
         shutil.rmtree(root, ignore_errors=True)
         report.kept = False
     return report
+
+
+def _collect(pruner: subprocess.Popen[bytes] | None, prunes: list[str]) -> None:
+    """Wait for a background prune; note an empty string, or what went wrong."""
+    if pruner is None:
+        return
+    _, err = pruner.communicate()
+    failed = pruner.returncode != 0
+    detail = err.decode(errors="replace").strip()
+    prunes.append(f"prune alongside a run exited {pruner.returncode}: {detail}" if failed else "")
 
 
 async def logged_statuses(data_dir: Path) -> dict[str, str]:

@@ -60,6 +60,7 @@ class ChaosReport:
     elapsed: float = 0.0
     run_seconds: float = 0.0
     kept: bool = True
+    prunes: int = 0  # `ordersaga prune` passes run next to a run (--prune-every)
 
     @property
     def ok(self) -> bool:
@@ -104,6 +105,7 @@ class ChaosReport:
             "run_seconds": round(self.run_seconds, 3),
             "orders_per_second": round(self.orders_per_second, 1),
             "data_dir_kept": self.kept,
+            "prunes": self.prunes,
         }
 
     def text_lines(self) -> list[str]:
@@ -122,7 +124,8 @@ class ChaosReport:
             f"faults         {faults or 'none'} (all runs, killed ones included)",
             f"               late deliveries refused by tombstones {self.late_tombstoned}",
             f"kills          {self.kills} survived ({phases or 'none'}), {self.runs} runs,"
-            f" {self.resumed} sagas resumed",
+            f" {self.resumed} sagas resumed"
+            + (f", {self.prunes} prunes alongside" if self.prunes else ""),
             f"retries        {self.retries} ({self.per_order(self.retries):.3f}/order)",
             f"compensations  {self.compensations} ({self.per_order(self.compensations):.3f}/order)",
             f"audit          {'OK' if not self.audit_failed else 'FAILED'} ({audit})",

@@ -14,6 +14,16 @@ calling; only the order's ``deadline`` (see :class:`~ordersaga.saga.executor.Eng
 ends the wait. Past it, an action whose attempts were all undelivered — and which no earlier
 process can have sent (``fresh``) — is ``undelivered``; otherwise its outcome is ``unknown``.
 
+**Message age.** A command is stamped with the time of its first send (``sent_at``) and every
+retry carries that stamp, so a service can refuse deliveries older than the message-age limit
+(see :mod:`ordersaga.protocol.messages`). The caller never sends one older than the limit
+(checked as each attempt is sent): an action's retries stop there and the call is settled by
+the probe, as when the budget is spent; a compensation or confirmation (which must finish) is
+stamped anew. That is safe because a saga still running keeps every record in every service
+(retention only prunes finished sagas), and those phases are idempotent on the resource's state
+anyway. An ``expired`` answer applied nothing but says nothing of earlier deliveries: it is not
+definite, and is retried like a lost response.
+
 There is one retry loop (:meth:`Caller._retry`) for actions and probes alike. What happens
 around its attempts — counters, crash points, the "needs attention" flag of a call failing for
 long — is done by :class:`Observer` objects it notifies, not by code inside the loop.
@@ -21,6 +31,7 @@ long — is done by :class:`Observer` objects it notifies, not by code inside th
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 import time
@@ -29,7 +40,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ordersaga.errors import ServiceUnreachable, TransportError
-from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
+from ordersaga.protocol.messages import (
+    Command,
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    parse_key,
+)
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
@@ -146,6 +165,17 @@ class _Flagging(Observer):
             await self._on_slow()
 
 
+@dataclass(slots=True)
+class _Stamped:
+    """The command a call sends (a compensation's may be stamped anew between attempts)."""
+
+    command: Command
+
+
+class _AgeReached(Exception):
+    """An action's next attempt would be older than the message-age limit: settle it instead."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Exhausted:
     """The loop ended without a definite answer: the budget is spent, or the deadline passed."""
@@ -175,8 +205,10 @@ class Caller:
         rng: random.Random,
         crash: CrashPoints,
         probe_policy: RetryPolicy,
+        max_message_age: float | None = None,
     ) -> None:
         self._transport = transport
+        self._max_age = max_message_age
         self._breakers = breakers
         self._clock = clock
         self._rng = rng
@@ -211,10 +243,28 @@ class Caller:
             observers += (_Crashing(self._crash, point),)
         if on_slow is not None:
             observers += (_Flagging(on_slow, slow_after),)
+        if command.sent_at is None:
+            command = dataclasses.replace(command, sent_at=self._clock.time())
+        stamped = _Stamped(command)
         state = Attempts(command.service, self._clock.monotonic())
-        result = await self._retry(
-            state, self._transport.send, command, _definite, policy, observers, deadline
-        )
+        transport, clock, limit = self._transport, self._clock, self._max_age
+
+        def send(stamped: _Stamped) -> Awaitable[Reply]:
+            # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
+            command = stamped.command
+            if limit is not None and command.sent_at is not None:
+                now = clock.time()
+                if now - command.sent_at > limit:
+                    if parse_key(command.key)[2] is Phase.ACTION:
+                        state.last_error = f"{command.service}: the message-age limit was reached"
+                        raise _AgeReached
+                    stamped.command = command = dataclasses.replace(command, sent_at=now)
+            return transport.send(command)
+
+        try:
+            result = await self._retry(state, send, stamped, _definite, policy, observers, deadline)
+        except _AgeReached:
+            return await self._settle(command, state, deadline)
         if isinstance(result, Reply):
             return _from_reply(command, result, state.attempts, probed=False)
         if result.expired:

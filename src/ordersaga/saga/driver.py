@@ -247,6 +247,7 @@ class Driver:
             invocation.action,
             make_key(run.saga_id, step.key_name(), phase),
             invocation.payload,
+            self._clock.time(),  # its first send: retries carry this stamp
         )
 
         flag = None

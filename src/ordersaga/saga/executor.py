@@ -81,6 +81,7 @@ class SagaEngine:
             rng or random.Random(),
             crash,
             self._settings.probe_policy,
+            self._settings.max_message_age,
         )
         self.stats = EngineStats()
         self._driver = Driver(

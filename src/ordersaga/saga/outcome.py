@@ -15,9 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ordersaga.protocol.messages import Phase
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
+from ordersaga.saga.store.base import Compacted, SagaRecord, SagaStatus, StepStatus
 
-__all__ = ["CANCELLED_REASON", "CAUSES", "Failure", "compensations_of", "failure_of", "retries_of"]
+__all__ = [
+    "CANCELLED_REASON",
+    "CAUSES",
+    "Failure",
+    "compacted_of",
+    "compensations_of",
+    "failure_of",
+    "retries_of",
+]
 
 CAUSES = ("business", "technical", "input", "operator")
 #: The reason of the step records an operator's cancel writes (see ordersaga.ops.repair).
@@ -34,6 +42,8 @@ def failure_of(record: SagaRecord) -> Failure | None:
     """Why a saga was decided to fail, or None if it was not (running, or confirmed)."""
     if record.status not in (SagaStatus.FAILED, SagaStatus.COMPENSATING):
         return None
+    if record.compacted is not None:  # its steps are gone: what they said was kept
+        return Failure(record.compacted.step, record.compacted.cause or "input")
     for step in record.steps:
         if step.phase is not Phase.ACTION:
             continue
@@ -47,11 +57,26 @@ def failure_of(record: SagaRecord) -> Failure | None:
 
 def retries_of(record: SagaRecord) -> int:
     """Attempts beyond the first, over every call the log records."""
+    if record.compacted is not None:
+        return record.compacted.retries
     return sum(max(0, step.attempts - 1) for step in record.steps)
 
 
 def compensations_of(record: SagaRecord) -> int:
+    if record.compacted is not None:
+        return record.compacted.compensations
     return sum(
         step.phase is Phase.COMPENSATE and step.status is StepStatus.SUCCEEDED
         for step in record.steps
+    )
+
+
+def compacted_of(record: SagaRecord) -> Compacted:
+    """What retention keeps of ``record``'s steps so that its outcome replays as before."""
+    failure = failure_of(record)
+    return Compacted(
+        None if failure is None else failure.step,
+        None if failure is None else failure.cause,
+        retries_of(record),
+        compensations_of(record),
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ordersaga.errors import ConfigError
+from ordersaga.protocol.messages import MAX_MESSAGE_AGE
 from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -33,6 +34,8 @@ class EngineSettings:
     probe_policy: RetryPolicy = PROBE_POLICY
     #: A compensation or confirmation failing for this long flags its saga for attention.
     attention_after: float = 30.0
+    #: Never send a command first sent longer ago than this (see :mod:`.calls`); None: no limit.
+    max_message_age: float | None = MAX_MESSAGE_AGE
     #: Seconds after its creation that a saga's forward steps stop waiting for an unreachable
     #: service: the order then fails, with a reason naming the service, flagged for attention.
     #: An outage alone fails no order before this.

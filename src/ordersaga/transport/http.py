@@ -38,7 +38,13 @@ from yarl import URL
 
 from ordersaga.errors import ConfigError, ResponseLost, ServiceUnreachable
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
-from ordersaga.protocol.wire import IDEMPOTENCY_KEY, STATUS_OF_CODE, encode_key
+from ordersaga.protocol.wire import (
+    IDEMPOTENCY_KEY,
+    SENT_AT,
+    STATUS_OF_CODE,
+    encode_key,
+    encode_sent_at,
+)
 from ordersaga.telemetry.tracing import inject_current
 from ordersaga.transport.base import Transport
 
@@ -141,6 +147,8 @@ class HttpTransport(Transport):
             # what the service answers such a payload.
             return Reply.invalid("payload is not JSON data")
         headers = {IDEMPOTENCY_KEY: encode_key(command.key), "Content-Type": "application/json"}
+        if command.sent_at is not None:
+            headers[SENT_AT] = encode_sent_at(command.sent_at)
         inject_current(headers)  # the step's span, when tracing: the service continues it
         path = f"/commands/{quote(command.action, safe='')}"
         answer = await self._request(command.service, "POST", path, body, headers)

@@ -9,6 +9,8 @@ a proxy's error page, a lying envelope, a slow or vanishing server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from aiohttp import web
 from ordersaga.errors import ConfigError, RequestLost, ResponseLost
 from ordersaga.orders.demo import demo_world
 from ordersaga.protocol.messages import (
+    MAX_MESSAGE_AGE,
     Command,
     KeyState,
     Phase,
@@ -183,6 +186,22 @@ async def test_replies_and_probes_equal_the_in_process_ones(
     states = {(await http.probe(c.service, c.key)).state for c in _script("eq")}
     assert states == set(KeyState)
     assert await http.probe("inventory", "") == await local.probe("inventory", "")
+
+
+async def test_the_first_send_time_travels_and_an_expired_command_is_refused_alike(
+    pair: tuple[InProcessTransport, HttpTransport],
+) -> None:
+    """``sent_at`` crosses HTTP as the Sent-At header: 410 ``expired`` past the age limit."""
+    local, http = pair
+    reserve = _script("age")[0]
+    fresh = dataclasses.replace(reserve, sent_at=time.time() - 5)
+    assert (await http.send(fresh)) == (await local.send(fresh))
+    old = dataclasses.replace(reserve, sent_at=time.time() - MAX_MESSAGE_AGE - 30)
+    for transport in (local, http):
+        reply = await transport.send(old)
+        assert reply.status is ReplyStatus.EXPIRED and reply.reason is not None
+        assert reply.reason.startswith("expired: first sent")
+    assert (await http.send(fresh)).ok  # a younger repeat still finds its record
 
 
 async def test_a_payload_that_is_not_json_never_leaves_the_process() -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -33,7 +33,9 @@ from ordersaga.protocol.messages import Phase
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TERMINAL",
+    "Compacted",
     "OperatorAction",
+    "PruneStats",
     "Repair",
     "SagaEntry",
     "SagaFilter",
@@ -105,6 +107,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Compacted:
+    """What a compacted saga keeps of its step records (see :mod:`ordersaga.saga.outcome`)."""
+
+    step: str | None  # the step that failed it (None: confirmed, or no step ran)
+    cause: str | None  # why it failed: business | technical | input | operator
+    retries: int
+    compensations: int
+
+
+@dataclass(frozen=True, slots=True)
 class SagaRecord:
     """A saga as the log knows it.
 
@@ -123,6 +135,14 @@ class SagaRecord:
     needs_attention: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: Set once retention compacted the saga (:meth:`SagaStore.prune`): ``input`` is empty and
+    #: ``steps`` gone; the id, fingerprint, status, reason, times (``updated_at``: decided at)
+    #: and this summary of the steps remain, so its outcome replays exactly as before.
+    compacted: Compacted | None = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.compacted is not None
 
     def step(self, step: str, phase: Phase = Phase.ACTION) -> StepRecord | None:
         for record in self.steps:
@@ -208,6 +228,14 @@ class StoreStats:
 
     commits: int = 0
     writes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PruneStats:
+    """What one :meth:`SagaStore.prune` did (or, with ``dry_run``, would do)."""
+
+    sagas: int = 0  # finished sagas compacted to their compact record
+    steps: int = 0  # step records deleted with them
 
 
 class SagaStore(abc.ABC):
@@ -307,6 +335,43 @@ class SagaStore(abc.ABC):
         Raises :class:`ordersaga.errors.ConflictError` for an unknown saga or one whose status
         is not in ``change.expect`` (then nothing is written).
         """
+
+    @abc.abstractmethod
+    async def prune(
+        self, before: float, *, batch_size: int = 500, dry_run: bool = False
+    ) -> PruneStats:
+        """Compact every finished saga whose end (``updated_at``) is before ``before``.
+
+        Retention: a compacted saga keeps its compact record — id, definition, fingerprint,
+        status, reason, created and decided times — so a resubmission still replays its outcome
+        and a reused id still fails; its input and step records are deleted. A saga that is not
+        finished, or is flagged for attention, is never touched; neither is one already
+        compacted. Finished sagas take no update, so pruning never races the engine. SQL stores
+        work in transactions of ``batch_size`` sagas, so the hot path is never held up for long.
+        """
+
+    @abc.abstractmethod
+    async def sweep(
+        self,
+        name: str,
+        before: float,
+        visit: Callable[[Sequence[str]], Awaitable[None]],
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        """Call ``visit`` once with each batch of finished sagas that ended before ``before``.
+
+        What retention in other databases hangs on (the services' records of finished sagas):
+        each saga is visited once per ``name`` (compacted or not; never one still running or
+        flagged), in creation order; progress is remembered after each batch, so a visit cut
+        short by a crash is repeated and must be idempotent (``dry_run``: nothing remembered).
+        Returns how many were visited.
+        """
+
+    @abc.abstractmethod
+    async def decided(self, saga_ids: Sequence[str], before: float) -> set[str]:
+        """Those of ``saga_ids`` that are finished, not flagged, and ended before ``before``."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -7,17 +7,19 @@ like in the SQL stores, so a record read back is a fresh copy that callers may n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
+from ordersaga.saga.outcome import compacted_of
 from ordersaga.saga.store.base import (
     OperatorAction,
+    PruneStats,
     Repair,
     SagaEntry,
     SagaFilter,
@@ -29,10 +31,13 @@ from ordersaga.saga.store.base import (
     StoreStats,
 )
 from ordersaga.saga.store.model import (
+    COMPACTED_PREFIX,
     CreateWrite,
     Head,
     StepRow,
     check_update,
+    compacted_input,
+    input_of,
     make_create,
     make_update,
 )
@@ -48,10 +53,11 @@ class _Saga:
 
     def record(self) -> SagaRecord:
         ordered = sorted(self.steps.values(), key=lambda item: (item[1].started_at, item[0]))
+        input, compacted = input_of(self.create.input)
         return SagaRecord(
             self.create.saga_id,
             self.create.definition,
-            json.loads(self.create.input),
+            input,
             self.create.fingerprint,
             self.head.status,
             tuple(row.to_record() for _, row in ordered),
@@ -59,6 +65,16 @@ class _Saga:
             self.head.needs_attention,
             self.create.at,
             self.head.updated_at,
+            compacted,
+        )
+
+    def prunable(self, before: float) -> bool:
+        head = self.head
+        return (
+            head.status.terminal
+            and not head.needs_attention
+            and head.updated_at < before
+            and not self.create.input.startswith(COMPACTED_PREFIX)
         )
 
 
@@ -72,6 +88,7 @@ class MemoryStore(SagaStore):
         self._ordinals = itertools.count()
         self._closed = False
         self._actions: dict[str, list[OperatorAction]] = {}
+        self._swept: dict[str, set[str]] = {}
 
     def _upsert(self, saga: _Saga, rows: Sequence[StepRow]) -> None:
         for row in rows:
@@ -198,6 +215,53 @@ class MemoryStore(SagaStore):
     def _entry(self, saga: _Saga) -> SagaEntry:
         actions = tuple(self._actions.get(saga.create.saga_id, ()))
         return SagaEntry(saga.record(), actions=actions)
+
+    async def prune(
+        self, before: float, *, batch_size: int = 500, dry_run: bool = False
+    ) -> PruneStats:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        sagas = steps = 0
+        for saga in self._sagas.values():
+            if not saga.prunable(before):
+                continue
+            sagas += 1
+            steps += len(saga.steps)
+            if not dry_run:
+                kept = compacted_input(compacted_of(saga.record()))
+                saga.create = dataclasses.replace(saga.create, input=kept)
+                saga.steps.clear()
+        return PruneStats(sagas, steps)
+
+    async def sweep(
+        self,
+        name: str,
+        before: float,
+        visit: Callable[[Sequence[str]], Awaitable[None]],
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        swept = self._swept.setdefault(name, set())
+        finished = await self.decided(list(self._sagas), before)
+        due = [i for i in self._sagas if i in finished and i not in swept]
+        for start in range(0, len(due), batch_size):
+            batch = due[start : start + batch_size]
+            await visit(batch)
+            if not dry_run:
+                swept.update(batch)
+        return len(due)
+
+    async def decided(self, saga_ids: Sequence[str], before: float) -> set[str]:
+        found = set()
+        for saga_id in saga_ids:
+            saga = self._sagas.get(saga_id)
+            head = None if saga is None else saga.head
+            if head and head.status.terminal and not head.needs_attention:
+                found.update([saga_id] if head.updated_at < before else [])
+        return found
 
     async def close(self) -> None:
         self._closed = True

@@ -18,6 +18,7 @@ from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Phase, canonical_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
+    Compacted,
     SagaRecord,
     SagaStatus,
     StepRecord,
@@ -25,6 +26,11 @@ from ordersaga.saga.store.base import (
 )
 
 UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
+
+#: How the ``input`` column of a compacted saga starts (see :meth:`SagaStore.prune`): it holds
+#: ``["compacted", step, cause, retries, compensations]``. A live saga's input is always the
+#: canonical JSON of an object (it starts with ``{``), so the two cannot be mistaken.
+COMPACTED_PREFIX = "["
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,11 +214,27 @@ def step_from_row(row: Mapping[str, Any]) -> StepRecord:
     )
 
 
+def compacted_input(summary: Compacted) -> str:
+    """The input column of a compacted saga."""
+    fields = [summary.step, summary.cause, summary.retries, summary.compensations]
+    return canonical_json(["compacted", *fields])
+
+
+def input_of(text: str) -> tuple[dict[str, Any], Compacted | None]:
+    """A stored input column as (input, what a compacted saga kept; its input reads as empty)."""
+    if text.startswith(COMPACTED_PREFIX):
+        _, step, cause, retries, compensations = json.loads(text)
+        return {}, Compacted(step, cause, int(retries), int(compensations))
+    value: dict[str, Any] = json.loads(text)
+    return value, None
+
+
 def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> SagaRecord:
+    input, compacted = input_of(row["input"])
     return SagaRecord(
         row["saga_id"],
         row["definition"],
-        json.loads(row["input"]),
+        input,
         row["fingerprint"],
         SagaStatus(row["status"]),
         tuple(steps),
@@ -220,4 +242,5 @@ def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> Saga
         bool(row["needs_attention"]),
         float(row["created_at"]),
         float(row["updated_at"]),
+        compacted,
     )

@@ -7,6 +7,9 @@ On PostgreSQL an identity value is taken at insert time, not at commit time, so 
 writer processes a scan that runs *during* writes may miss a row committed late with a lower seq;
 the audit scans after the writers are done.
 
+``saga_retention`` and ``saga_retention_holes`` remember how far retention got (see
+:mod:`ordersaga.saga.store.retention`); a database from before them gets them on its next open.
+
 ``owner`` and ``lease_until`` belong to the distributed setup (workers claiming sagas with
 ``FOR UPDATE SKIP LOCKED``; see :mod:`ordersaga.saga.store.postgres`).
 
@@ -79,6 +82,12 @@ CREATE TABLE IF NOT EXISTS workers (
     started_at DOUBLE PRECISION NOT NULL,
     heartbeat_at DOUBLE PRECISION NOT NULL,
     stopped_at DOUBLE PRECISION
+);
+CREATE TABLE IF NOT EXISTS saga_retention (name TEXT PRIMARY KEY, seq BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS saga_retention_holes (
+    name TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    PRIMARY KEY (name, seq)
 );
 INSERT INTO schema_version (component, version) VALUES ('{component}', {version})
     ON CONFLICT (component) DO NOTHING

@@ -17,8 +17,10 @@ from typing import Any, Protocol, Self
 from ordersaga.db import Database, Row, Tx, open_database
 from ordersaga.errors import StorageError
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
+from ordersaga.saga.store import retention
 from ordersaga.saga.store.base import (
     OperatorAction,
+    PruneStats,
     Repair,
     SagaEntry,
     SagaFilter,
@@ -142,7 +144,7 @@ class SqlSagaStore(SagaStore):
         if await self._committer.enqueue(write):
             return write.record(), True
         existing = await self.load(saga_id)
-        if existing is None:  # sagas are never deleted
+        if existing is None:  # sagas are never deleted (retention only compacts them)
             raise StorageError(f"saga {saga_id!r} exists but cannot be read back")
         return existing, False
 
@@ -252,6 +254,32 @@ class SqlSagaStore(SagaStore):
         if entry is None:  # sagas are never deleted
             raise StorageError(f"saga {saga_id!r} cannot be read back")
         return entry
+
+    # -- retention (see :mod:`.retention`) --------------------------------------------------
+
+    async def prune(
+        self, before: float, *, batch_size: int = 500, dry_run: bool = False
+    ) -> PruneStats:
+        stats = await retention.compact(self._db, before, batch_size=batch_size, dry_run=dry_run)
+        if not dry_run:
+            await self._db.reclaim()  # cheap when there is nothing to give back
+        return stats
+
+    async def decided(self, saga_ids: Sequence[str], before: float) -> set[str]:
+        return await retention.decided(self._db, saga_ids, before)
+
+    async def sweep(
+        self,
+        name: str,
+        before: float,
+        visit: retention.Visitor,
+        *,
+        batch_size: int = 500,
+        dry_run: bool = False,
+    ) -> int:
+        return await retention.sweep(
+            self._db, name, before, visit, batch_size=batch_size, dry_run=dry_run
+        )
 
     async def close(self) -> None:
         try:
