@@ -190,12 +190,18 @@ async def test_a_terminated_lock_session_stops_the_writer(pg_url: str) -> None:
         await _sagas(worker, 1)
         conn = await asyncpg.connect(pg_url)
         try:
+            # Only this test database's lock sessions: other tests' sessions are not ours.
             await conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_locks"
                 " WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             )
         finally:
             await conn.close()
+        # The loss is noticed when the lock session is next used (or its socket's end is
+        # read); a write before that is harmless, since nobody else can have started yet.
+        right = worker.executor_right
+        assert right is not None and await right.confirm_lost()
         with pytest.raises(ExecutorFenced, match="terminated"):
             await worker.update("s00", status=SagaStatus.COMPENSATING)
         successor = await open_store(pg_url)  # the right is free for the next executor

@@ -51,7 +51,14 @@ EXECUTORS_DDL = (
     "INSERT INTO executors (singleton, mode, epoch, holder, since)"
     " VALUES (1, 'none', 0, NULL, 0) ON CONFLICT (singleton) DO NOTHING"
 )
-_PG_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: the dedicated lock session is caught mid-teardown ("another operation
+# is in progress" while nothing else uses it). Taking that as lost only ever stops this process.
+_PG_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 def default_holder() -> str:
