@@ -49,6 +49,8 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_format: str = "text"  # json: uvicorn's records as JSON objects (telemetry.logs)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    #: Every request but /health and /metrics must carry it as a bearer token (None: none).
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.service not in SERVICE_NAMES:
@@ -77,6 +79,7 @@ async def serve(settings: ServeSettings) -> None:
             name=settings.service,
             max_body_bytes=settings.max_body_bytes,
             tracing=tracing,
+            token=settings.token,
         )
         await run_server(
             app,

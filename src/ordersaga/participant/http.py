@@ -10,6 +10,10 @@ process are independent). Routes::
     GET  /metrics             the same and more in the Prometheus text format (ordersaga_*)
     GET  /openapi.json        the OpenAPI schema (and /docs, its browsable form)
 
+With a ``token``, every route but ``/health``, ``/metrics`` and the documentation answers
+``401`` (``WWW-Authenticate: Bearer``) to a request without ``Authorization: Bearer <token>``,
+before anything is read or done (:mod:`ordersaga.participant.auth`).
+
 Status codes of ``POST /commands/{action}`` (the table lives in :mod:`ordersaga.protocol.wire`,
 which the HTTP transport reads back with)::
 
@@ -48,12 +52,14 @@ from starlette.requests import ClientDisconnect
 
 from ordersaga import __version__
 from ordersaga.errors import ConfigError, StorageError
+from ordersaga.participant.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, BearerAuth
 from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import (
     PROBE_SCHEMA,
     SERVICE_ACTIONS,
     UNAVAILABLE_SCHEMA,
     ActionDoc,
+    add_bearer_security,
     command_responses,
     key_parameter,
 )
@@ -68,7 +74,7 @@ from ordersaga.protocol.wire import (
 )
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Opener", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "Opener", "create_app", "require_token"]
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,7 @@ def create_app(
     name: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     tracing: Tracing | None = None,
+    token: str | None = None,
 ) -> FastAPI:
     """An ASGI app serving ``participant`` as the service ``name``.
 
@@ -190,7 +197,28 @@ def create_app(
     app.add_exception_handler(RequestValidationError, on_validation_error)
     _add_command_routes(app, served, max_body_bytes)
     _add_read_routes(app, served)
+    if token is not None:
+        require_token(app, [(token, "orchestrator")], "The service token (ORDERSAGA_SERVICE_TOKEN)")
     return app
+
+
+def require_token(
+    app: FastAPI,
+    tokens: list[tuple[str, str]],
+    description: str,
+    public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
+) -> None:
+    """Put ``app`` behind :class:`BearerAuth` (but the paths under ``public_prefixes``, which
+    guard themselves) and say so in its OpenAPI schema."""
+    app.add_middleware(BearerAuth, tokens=tokens, public_prefixes=public_prefixes)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_security(plain_openapi(), PUBLIC_PATHS, description)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_command_routes(app: FastAPI, served: _Served, max_body_bytes: int) -> None:

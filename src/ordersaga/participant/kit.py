@@ -220,6 +220,8 @@ class CommandRunner:
         plain: Mapping[str, Any] = payload if type(payload) is dict else json.loads(text)
         # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
         head = self._fingerprint_heads[action.name]
+        if action.fingerprinted is not None:
+            text = canonical_json(dict(action.fingerprinted(plain)))
         return Prepared(
             key=command.key,
             resource=f"{saga_id}:{step}",

@@ -281,3 +281,36 @@ def key_parameter(phase: Phase | None) -> JSONSchema:
             "maxLength": 3 * 4 * MAX_KEY_LENGTH,
         },
     }
+
+
+#: The security scheme of a service (or API) that requires a bearer token.
+BEARER_SCHEME = "bearerToken"
+UNAUTHORIZED_SCHEMA: JSONSchema = {
+    "type": "object",
+    "required": ["status", "reason"],
+    "properties": {"status": {"enum": ["unauthorized"]}, "reason": {"type": "string"}},
+}
+
+
+def add_bearer_security(
+    schema: dict[str, Any], public: frozenset[str], description: str
+) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document) with a bearer scheme required by every operation whose
+    path is not in ``public``, each documenting its ``401`` answer."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": description,
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in public:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{BEARER_SCHEME: []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": "No token, or a wrong one: nothing was done",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": UNAUTHORIZED_SCHEMA}},
+            }
+    return schema

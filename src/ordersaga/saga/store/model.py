@@ -102,6 +102,7 @@ class UpdateWrite:
     needs_attention: bool | None
     at: float
     owner: str | None = None  # fencing: refused unless the saga is held by this owner
+    input: str | None = None  # canonical JSON replacing the saga's input, if any
 
 
 Write = CreateWrite | UpdateWrite
@@ -135,6 +136,7 @@ def make_update(
     needs_attention: bool | None,
     at: float,
     owner: str | None = None,
+    input: Mapping[str, Any] | None = None,
 ) -> UpdateWrite:
     return UpdateWrite(
         saga_id,
@@ -144,6 +146,7 @@ def make_update(
         needs_attention,
         at,
         owner,
+        None if input is None else canonical_json(dict(input)),
     )
 
 
@@ -173,6 +176,7 @@ class Head:
     updated_at: float
     version: int
     owner: str | None = None  # who holds the saga's lease (PostgreSQL workers), if anyone
+    input: str | None = None  # a replacement input (canonical JSON) an update brought, if any
 
     @classmethod
     def of_create(cls, write: CreateWrite) -> Head:
@@ -191,6 +195,8 @@ class Head:
             self.reason = write.reason
         if write.needs_attention is not None:
             self.needs_attention = write.needs_attention
+        if write.input is not None:
+            self.input = write.input
         self.updated_at = write.at
         self.version += 1
 
