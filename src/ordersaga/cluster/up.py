@@ -158,6 +158,7 @@ class Topology:
             "workers": self.workers,
             "metrics": self.metrics,
             "pids": {c.name: c.proc.pid for c in self.children if c.proc is not None},
+            "api_keys": None if self.api_keys is None else str(self.api_keys),
         }
 
 

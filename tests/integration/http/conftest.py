@@ -34,11 +34,12 @@ def free_port() -> int:
         return port
 
 
-def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
-    """(status, JSON body) of a GET, with no proxy in the way."""
+def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> tuple[int, Any]:
+    """(status, JSON body) of a GET (with a bearer ``token``), with no proxy in the way."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with opener.open(url, timeout=timeout) as response:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -142,8 +143,16 @@ def dbs_arg(urls: dict[str, str]) -> str:
     return ",".join(f"{name}={url}" for name, url in urls.items())
 
 
-def ordersaga_env() -> dict[str, str]:
-    """The environment for a child `ordersaga`: no proxies, no armed crash points."""
+#: The data key of the tests' PostgreSQL setups (submitters, the API and workers share it).
+TEST_DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def ordersaga_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `ordersaga`: no proxies, no armed crash points, no secrets
+    but the tests' data key and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.pop("ORDERSAGA_CRASH_AT", None)
+    for name in ("ORDERSAGA_CRASH_AT", "ORDERSAGA_SERVICE_TOKEN", "ORDERSAGA_API_KEYS"):
+        env.pop(name, None)
+    env["ORDERSAGA_DATA_KEY"] = TEST_DATA_KEY
+    env.update(extra)
     return env
