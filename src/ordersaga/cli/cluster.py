@@ -108,6 +108,18 @@ def _add_serve_parser(commands: Any) -> None:
         help="api only: a file of 'KEY CLIENT' lines (default: $ORDERSAGA_API_KEYS)",
     )
     serve.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds a client has to send a request's headers",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=1000,
+        help="open connections at most (the oldest one still sending its headers makes room)",
+    )
+    serve.add_argument(
         "--insecure",
         action="store_true",
         help="serve a service on a non-loopback address without a service token",
@@ -262,6 +274,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         tracing=telemetry_settings(args, f"ordersaga-{args.service}").tracing,
         token=token,
+        limits=_limits(args),
     )
     asyncio.run(serve(settings))
     return EXIT_OK
@@ -354,12 +367,19 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
                 log_level=args.log_level,
                 access_log=args.access_log,
                 json_logs=args.log_format == "json",
+                limits=_limits(args),
             )
         )
     finally:
         if tracing is not None:
             tracing.close()
     return EXIT_OK
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from ordersaga.cluster.edges import EdgeLimits
+
+    return EdgeLimits(header_timeout=args.header_timeout, max_connections=args.max_connections)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:

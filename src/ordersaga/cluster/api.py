@@ -70,7 +70,7 @@ from ordersaga.orders.rules import is_valid_order_id
 from ordersaga.orders.vault import CardVault
 from ordersaga.participant.auth import PUBLIC_PREFIXES
 from ordersaga.participant.docs import local_docs
-from ordersaga.participant.http import require_token
+from ordersaga.participant.http import BODY_TIMEOUT_SECONDS, read_body, require_token
 from ordersaga.saga.spans import TRACE_KEY
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -220,10 +220,13 @@ def create_api(
         _, submitter = state.ready()
         client: str = request.state.client
         try:
-            raw = await _body(request)
+            raw = await read_body(request, _MAX_BODY)
         except ClientDisconnect:
             log.info("a client went away before sending the whole order")
             return _error(400, "the client went away before sending the whole body")
+        except TimeoutError:
+            log.info("an order's body did not arrive within %g s", BODY_TIMEOUT_SECONDS)
+            return _error(408, "the body did not arrive in time")
         if raw is None:
             state.orders["too_large"] += 1
             return _error(413, f"the body is larger than {_MAX_BODY} bytes")
@@ -406,21 +409,6 @@ def _unavailable(exc: StorageError) -> Response:
     return _error(503, "the saga log is unavailable; nothing was created")
 
 
-async def _body(request: Request) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > _MAX_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse(raw: bytes, content_type: str) -> Parsed | list[str] | str:
     """The order in the body; or every reason it is not a valid one (a 422); or why there is
     no order at all (a 400)."""
@@ -517,6 +505,7 @@ _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: _json("Accepted: the order's saga is in the log; follow Location", _ORDER_SCHEMA),
     400: _json("No order id can be read from the body", _ERROR_SCHEMA),
     409: _json("The order id was used before with other content", _ERROR_SCHEMA),
+    408: _json("The body did not arrive in time; nothing was created", _ERROR_SCHEMA),
     413: _json("The body is too large", _ERROR_SCHEMA),
     422: _json("Not a valid order, for every reason listed; nothing was stored", _INVALID_SCHEMA),
     503: _json("The saga log is unavailable; nothing was created", _ERROR_SCHEMA),

@@ -115,8 +115,7 @@ class DataDir:
         return load_or_create_key_file(self.root / KEY_FILE)
 
     def prepare(self) -> None:
-        """Create the data dir (0700) if missing; every file made from now on is owner-only."""
-        os.umask(0o077)  # process-wide on purpose: whatever SQLite creates later included
+        """Create the data dir (0700) if missing, or narrow an existing one of ours to 0700."""
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:

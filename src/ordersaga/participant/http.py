@@ -35,6 +35,7 @@ gets in process. The body is read as UTF-8 JSON whatever its ``Content-Type``; `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -56,6 +57,7 @@ from ordersaga.participant.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, BearerAuth
 from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import (
     PROBE_SCHEMA,
+    REQUEST_TIMEOUT,
     SERVICE_ACTIONS,
     UNAVAILABLE_SCHEMA,
     ActionDoc,
@@ -74,13 +76,22 @@ from ordersaga.protocol.wire import (
 )
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Opener", "create_app", "require_token"]
+__all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "Opener",
+    "create_app",
+    "read_body",
+    "require_token",
+]
 
 log = logging.getLogger(__name__)
 
 #: Raw request bodies above this are refused with 413 before they are parsed. The participant
 #: refuses payloads above 64 KiB of canonical JSON anyway; this bounds what is read at all.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+#: A request body must arrive whole within this many seconds of its headers, else 408.
+BODY_TIMEOUT_SECONDS = 30.0
 RETRY_AFTER_SECONDS = "1"
 #: The key the health check probes: a well-formed key no saga uses (its step is "health").
 HEALTH_KEY = "ordersaga-health:health:action"
@@ -267,9 +278,13 @@ async def _command(served: _Served, request: Request, action: str, limit: int) -
     except ValueError as exc:
         return served.invalid(str(exc))
     try:
-        raw = await _read_body(request, limit)
+        raw = await read_body(request, limit)
     except ClientDisconnect:
+        log.info("%s: a client went away before sending the whole body", served.name)
         return served.invalid("the client went away before sending the whole body")
+    except TimeoutError:
+        log.info("%s: a body did not arrive within %g s", served.name, BODY_TIMEOUT_SECONDS)
+        return served.invalid("the body did not arrive in time", REQUEST_TIMEOUT)
     if raw is None:
         return served.invalid(f"request body is larger than {limit} bytes", TOO_LARGE)
     try:
@@ -302,18 +317,25 @@ async def _handle(served: _Served, command: Command, label: str) -> Response:
     return served.answer(reply)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(
+    request: Request, limit: int, deadline: float = BODY_TIMEOUT_SECONDS
+) -> bytes | None:
+    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes.
+
+    Raises ``TimeoutError`` when it is not complete within ``deadline`` seconds, and starlette's
+    ``ClientDisconnect`` when the client goes away first.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    async with asyncio.timeout(deadline):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
 
 

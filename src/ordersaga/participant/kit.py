@@ -234,6 +234,10 @@ class CommandRunner:
         """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
         try:
             text = canonical_json(dict(payload))
+            if not text.isascii():
+                text.encode()  # a lone surrogate has no UTF-8 form: it could not be stored
+        except UnicodeEncodeError:
+            raise BadPayload("payload holds a lone surrogate (not valid Unicode)") from None
         except (TypeError, ValueError, RecursionError):
             raise BadPayload("payload is not JSON data") from None
         limit = self._options.max_payload_bytes

@@ -21,6 +21,7 @@ from ordersaga.protocol.wire import CODE_OF_STATUS, IDEMPOTENCY_KEY, TOO_LARGE, 
 __all__ = ["SERVICE_ACTIONS", "ActionDoc", "command_responses", "key_parameter"]
 
 JSONSchema = dict[str, Any]
+REQUEST_TIMEOUT = 408
 
 
 def _text(max_length: int = MAX_TEXT, *, empty: bool = False) -> JSONSchema:
@@ -247,6 +248,9 @@ def command_responses(action: ActionDoc | None = None) -> dict[int | str, JSONSc
             ReplyStatus.CONFLICT,
         ),
         TOO_LARGE: _reply("The request body is too large; nothing applied", ReplyStatus.INVALID),
+        REQUEST_TIMEOUT: _reply(
+            "The request body did not arrive in time; nothing applied", ReplyStatus.INVALID
+        ),
         CODE_OF_STATUS[ReplyStatus.REFUSED]: _reply(refused, ReplyStatus.REFUSED),
         CODE_OF_STATUS[ReplyStatus.IN_FLIGHT]: _reply(
             "The key is being processed right now: ask again later",

@@ -48,9 +48,19 @@ def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> tuple[
 class ServiceProcess:
     """One `ordersaga serve SERVICE` process on 127.0.0.1:PORT with its database URL."""
 
-    def __init__(self, service: str, db_url: str, log_dir: Path, world: Path | None = None):
+    def __init__(
+        self,
+        service: str,
+        db_url: str,
+        log_dir: Path,
+        world: Path | None = None,
+        token: str | None = None,
+        extra: tuple[str, ...] = (),
+    ):
         self.service = service
         self.db_url = db_url
+        self.token = token  # the service token it requires (ORDERSAGA_SERVICE_TOKEN)
+        self.extra = extra
         self.port = free_port()
         self.world = world
         self.log_path = log_dir / f"{service}-{self.port}.log"
@@ -65,8 +75,10 @@ class ServiceProcess:
         args += ["--port", str(self.port), "--db", self.db_url, "--log-level", "warning"]
         if self.world is not None:
             args += ["--world", str(self.world)]
+        args += self.extra
+        env = ordersaga_env(**({"ORDERSAGA_SERVICE_TOKEN": self.token} if self.token else {}))
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         if wait:
             self.wait_healthy()
@@ -107,7 +119,7 @@ class ServiceProcess:
         return self.proc.returncode
 
     def stats(self) -> dict[str, Any]:
-        status, body = get_json(f"{self.url}/stats")
+        status, body = get_json(f"{self.url}/stats", token=self.token)
         assert status == 200, body
         result: dict[str, Any] = body
         return result

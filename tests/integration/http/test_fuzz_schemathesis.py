@@ -8,9 +8,10 @@ code documented, body shaped as documented), and the database tells the same sto
   appear (its idempotency record, and for payment the ``declined`` payment it records);
 * 200 on a command: sending it again replays the same answer and changes nothing.
 
-The apps run in process (ASGI) on SQLite files of their own; the example budget keeps the whole
-module to a few seconds per service (the ``ci`` Hypothesis profile multiplies it). The examples
-are random, not derandomized: each run tries new requests; every health check is on.
+The apps run in process (ASGI) on SQLite files of their own, each requiring a service token
+(which the generated requests carry, but those that test a missing one); the example budget keeps
+the whole module to a few seconds per service (the ``ci`` Hypothesis profile multiplies it). The
+examples are random, not derandomized: each run tries new requests; every health check is on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from tests.hypothesis_profiles import examples
 
 EXAMPLES = 40
 BASE_URL = "http://testserver"
+TOKEN = "fuzz-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: Rows a refusal may add: its own record, never a change to business state.
 REFUSAL_RECORDS = {"idempotency": None, "payments": ("state", "declined")}
 
@@ -56,7 +59,7 @@ class Fuzzed:
         async def opener() -> Any:
             return await open_service(service, url, configs, durable=False)
 
-        self.app = create_app(opener, name=service)
+        self.app = create_app(opener, name=service, token=TOKEN)
 
     def snapshot(self) -> Snapshot:
         with sqlite3.connect(self.path) as conn:
@@ -90,20 +93,21 @@ def _business(fuzzed: Fuzzed, snapshot: Snapshot) -> Snapshot:
 
 def _check(fuzzed: Fuzzed, case: Any) -> None:
     before = fuzzed.snapshot()
-    response = case.call(base_url=BASE_URL, app=fuzzed.app)
+    response = case.call(base_url=BASE_URL, app=fuzzed.app, headers=AUTH)
     case.validate_response(
         response,
         checks=[status_code_conformance, content_type_conformance, response_schema_conformance],
     )
     code = response.status_code
     assert code < 500, (code, response.text)
+    assert code != 401, "the token did not reach the app"
     after = fuzzed.snapshot()
     if case.method.upper() == "GET" or code in (400, 409, 413):
         assert after == before, (code, response.text)
     elif code == 422:
         assert _business(fuzzed, after) == _business(fuzzed, before), response.text
     elif code == 200:
-        again = case.call(base_url=BASE_URL, app=fuzzed.app)
+        again = case.call(base_url=BASE_URL, app=fuzzed.app, headers=AUTH)
         assert (again.status_code, again.json()) == (200, response.json())
         assert fuzzed.snapshot() == after
 
@@ -117,7 +121,7 @@ def _schema(service: str) -> Any:
     async def unused() -> Any:
         raise AssertionError("never opened")
 
-    return schemathesis.openapi.from_dict(create_app(unused, name=service).openapi())
+    return schemathesis.openapi.from_dict(create_app(unused, name=service, token=TOKEN).openapi())
 
 
 def _fixture(service: str) -> Any:
