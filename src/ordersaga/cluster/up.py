@@ -548,8 +548,7 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
             f"  curl -s -H \"Authorization: Bearer $KEY\" '{topology.api}/orders/1001?wait=5'",
             "or stream them with run (the workers execute them; it needs their data key):",
             "  ordersaga generate --orders 1000 \\",
-            f"    | ordersaga run --submit-only --store {topology.store} --key-file"
-            f" {_key_file(topology, settings)}",
+            f"    | ordersaga run --submit-only --store {topology.store}{_key_file_flag(settings)}",
             "and check the invariants:",
             f"  ordersaga audit --store {topology.store} --service-dbs {dbs}",
             "",
@@ -567,10 +566,10 @@ def _api_keys_file(topology: Topology) -> str:
     return str(topology.api_keys) if topology.api_keys else "$ORDERSAGA_API_KEYS"
 
 
-def _key_file(topology: Topology, settings: UpSettings) -> str:
+def _key_file_flag(settings: UpSettings) -> str:
     if os.environ.get("ORDERSAGA_DATA_KEY"):
-        return "<yours>"
-    return str((settings.secrets_dir or Path(".")) / f"{settings.prefix}.data.key")
+        return ""  # run finds the key where up found it
+    return f" --key-file {(settings.secrets_dir or Path('.')) / f'{settings.prefix}.data.key'}"
 
 
 async def run_up(settings: UpSettings, out: TextIO, err: TextIO) -> int:
