@@ -6,10 +6,11 @@ log in clear. When an order becomes a saga, :meth:`CardVault.seal` replaces its
 
     {"method": "CreditCard", "card_last4": "1111", "sealed": "v1.<base64 nonce|ciphertext|tag>"}
 
-where the ciphertext holds ``{"card_number", "expiry"}``, encrypted under a key derived from the
-data key, with the saga's order id as associated data (a sealed card moved to another saga does
-not open). The payment step opens it to build its call (:meth:`CardVault.open`); a resumed saga
-that is not yet decided opens it again and sends the very same call. The order saga's
+where the ciphertext holds ``<card number>|<expiry>`` (either may be empty: absent; neither
+can hold a ``|``, the input rules allow only digits and MM/YY), encrypted under a key derived
+from the data key, with the saga's order id as associated data (a sealed card moved to another
+saga does not open). The payment step opens it to build its call (:meth:`CardVault.open`); a
+resumed saga that is not yet decided opens it again and sends the very same call. The order saga's
 ``redact`` (:func:`redact`) drops ``sealed`` in the same write as the saga's decision: after the
 pivot no call needs the card, and from then on the log holds only ``card_last4`` (crypto-
 shredding by deletion: the ciphertext is gone, not merely unreadable).
@@ -29,7 +30,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -87,7 +87,9 @@ class CardVault:
         card, expiry = payment.get("card_number"), payment.get("expiry")
         if card is None and expiry is None:
             return data
-        secret = json.dumps({"card_number": card, "expiry": expiry}, separators=(",", ":"))
+        if "|" in (card or "") or "|" in (expiry or ""):
+            raise ValueError("a card number or an expiry with '|' breaks the input rules")
+        secret = f"{card or ''}|{expiry or ''}"
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, secret.encode(), _associated(data))
         sealed_payment = {
@@ -114,13 +116,13 @@ class CardVault:
                 raise ValueError("unknown format")
             raw = base64.b64decode(sealed[len(_PREFIX) :], validate=True)
             plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _associated(data))
-            secret = json.loads(plain)
+            card, _, expiry = plain.decode().partition("|")
         except (InvalidTag, ValueError, binascii.Error):
             raise SealedCardError(
                 f"the card of order {data.get('order_id')!r} does not open with this data key"
                 " (every process on one saga log needs the same ORDERSAGA_DATA_KEY)"
             ) from None
-        return secret["card_number"], secret["expiry"]
+        return card or None, expiry or None
 
 
 def _associated(data: Mapping[str, Any]) -> bytes:

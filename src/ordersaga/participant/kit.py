@@ -221,7 +221,9 @@ class CommandRunner:
         # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
         head = self._fingerprint_heads[action.name]
         if action.fingerprinted is not None:
-            text = canonical_json(dict(action.fingerprinted(plain)))
+            view = action.fingerprinted(plain)
+            if view is not plain:
+                text = canonical_json(dict(view))
         return Prepared(
             key=command.key,
             resource=f"{saga_id}:{step}",

@@ -95,7 +95,8 @@ class SagaDefinition:
 
     name: str
     steps: tuple[Step, ...]
-    #: What of the input a decided saga keeps (see the module docstring); None keeps it all.
+    #: What of the input a decided saga keeps (see the module docstring); None keeps it all,
+    #: and so does a ``redact`` that returns the very input it was given.
     redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
