@@ -99,18 +99,20 @@ class CardVault:
         }
         return {**data, "payment_info": sealed_payment}
 
+    @staticmethod
+    def plain(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """The card fields of an input that holds none sealed (no key needed)."""
+        return _plain(data)
+
     def open(self, data: Mapping[str, Any]) -> tuple[str | None, str | None]:
         """The card number and expiry of a saga input (sealed, or plain from an older log).
 
         Raises :class:`SealedCardError` when the sealed fields do not open with this key, and
         ``ValueError`` when they were erased (a decided saga never needs them).
         """
-        payment = data["payment_info"]
-        sealed = payment.get("sealed")
+        sealed = data["payment_info"].get("sealed")
         if sealed is None:
-            if "card_last4" in payment:
-                raise ValueError("the card of this saga was erased once the saga was decided")
-            return payment.get("card_number"), payment.get("expiry")
+            return self.plain(data)
         try:
             if not isinstance(sealed, str) or not sealed.startswith(_PREFIX):
                 raise ValueError("unknown format")
@@ -123,6 +125,13 @@ class CardVault:
                 " (every process on one saga log needs the same ORDERSAGA_DATA_KEY)"
             ) from None
         return card or None, expiry or None
+
+
+def _plain(data: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    payment = data["payment_info"]
+    if "card_last4" in payment:
+        raise ValueError("the card of this saga was erased once the saga was decided")
+    return payment.get("card_number"), payment.get("expiry")
 
 
 def _associated(data: Mapping[str, Any]) -> bytes:
