@@ -163,6 +163,15 @@ def test_orders_belong_to_the_client_that_posted_them(topology: Topology) -> Non
     assert post(topology, order("own-1", 812_001, "K"), key=ALICE)[0] == 200  # resubmission
     rows = topology.sql("SELECT saga_id FROM sagas WHERE saga_id LIKE '%own-1' ORDER BY 1")
     assert [row["saga_id"] for row in rows] == ["alice,own-1", "bob,own-1"]
+    # Each client's list holds its own orders only, by the ids it gave them.
+    for key in (ALICE, BOB):
+        code, _, page = _get(topology, "/orders?limit=500", key)
+        assert code == 200, page
+        ids = [row["order_id"] for row in page["orders"]]
+        assert "own-1" in ids and not any("," in order_id for order_id in ids)
+        assert all("worker" not in row for row in page["orders"])
+    code, _, bobs = _get(topology, "/orders?limit=500", BOB)
+    assert {row["order_id"] for row in bobs["orders"]} == {"own-1"}
 
 
 def test_odd_ids_get_a_4xx_never_a_5xx(topology: Topology) -> None:
