@@ -330,10 +330,11 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     await opened.close()
 
 
-async def create_order(store: PostgresSagaStore, order_id: str) -> None:
-    """Create the saga of a valid order (as a submitter would): running, nobody holds it."""
+async def create_order(store: PostgresSagaStore, order_id: str, saga_id: str | None = None) -> None:
+    """Create the saga of a valid order (as a submitter would): running, nobody holds it;
+    ``saga_id`` as an API client's order (``client,order id``), by default the order id."""
     line = f"Order {order_id}, User 456, Items: [{{A, 2}}], Payment: PayPal, Address: X, US"
     parsed = parse_line(line.encode())
     assert isinstance(parsed, Parsed)
     saga = saga_request(TEST_VAULT, parsed)
-    await store.create(order_id, ORDER_SAGA_NAME, saga.input, saga.fingerprint)
+    await store.create(saga_id or order_id, ORDER_SAGA_NAME, saga.input, saga.fingerprint)
