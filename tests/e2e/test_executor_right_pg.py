@@ -8,6 +8,7 @@ writing (its stderr says it lost the right, exit status 75) and the audit must h
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -36,6 +37,10 @@ async def _terminate(store_url: str) -> int:
     return sum(bool(r["done"]) for r in rows)
 
 
+#: Every run on one PostgreSQL saga log shares its data key (the card seal).
+KEY = {"ORDERSAGA_DATA_KEY": "11" * 32}
+
+
 async def test_a_run_whose_sessions_are_terminated_stops_and_the_next_run_is_clean(
     pg_database_factory: Callable[[], object], tmp_path: Path
 ) -> None:
@@ -47,6 +52,7 @@ async def test_a_run_whose_sessions_are_terminated_stops_and_the_next_run_is_cle
         first = subprocess.Popen(  # noqa: ASYNC220 - it runs beside the test, by design
             [sys.executable, "-m", "ordersaga", "run", "-", *common, "--seed", str(trial)],
             cwd=tmp_path,
+            env={**os.environ, **KEY},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -58,7 +64,7 @@ async def test_a_run_whose_sessions_are_terminated_stops_and_the_next_run_is_cle
             assert first.stdout.readline().startswith(b"Order "), first.stderr.read()
             assert await _terminate(store) >= 1
             second = await asyncio.to_thread(
-                ordersaga, "run", *common, "--seed", str(trial + 50), input=orders
+                ordersaga, "run", *common, "--seed", str(trial + 50), input=orders, env=KEY
             )
             assert second.code in (0, 65), second.err
         finally:

@@ -62,7 +62,8 @@ def test_list_and_show_a_finished_run(data: Path) -> None:
 
     card = ordersaga("sagas", "show", "card-1", "--data-dir", data, "--json")
     assert CARD not in card.out and "1111" in card.out
-    assert json.loads(card.out)["input"]["payment_info"]["card_number"] == "*" * 12 + "1111"
+    # The card was sealed, then erased once the saga was decided: its last four digits remain.
+    assert json.loads(card.out)["input"]["payment_info"]["card_last4"] == "1111"
 
     # A replay reports the original saga's cost, not zeros.
     again = ordersaga("run", "--data-dir", data, "--json", input=stream)

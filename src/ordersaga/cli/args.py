@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -235,6 +236,66 @@ def add_service_options(parser: argparse.ArgumentParser, *, http: bool) -> None:
         default=10.0,
         help="HTTP read timeout in seconds",
     )
+
+
+SERVICE_TOKEN_ENV = "ORDERSAGA_SERVICE_TOKEN"
+MIN_TOKEN_LENGTH = 16
+
+
+def add_key_file(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--key-file``: where the data key sealing card numbers is (never on the command line)."""
+    parser.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"file holding the data key that seals card numbers (default: $ORDERSAGA_DATA_KEY,"
+        f" else {default})",
+    )
+
+
+def add_token_file(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--token-file``: where the service token is (never on the command line)."""
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help=f"file holding the service token {what} (default: ${SERVICE_TOKEN_ENV}, else none)",
+    )
+
+
+def data_key(args: argparse.Namespace) -> bytes | None:
+    """The data key from ``$ORDERSAGA_DATA_KEY`` or ``--key-file``; None when neither is set."""
+    from ordersaga.local.datakey import DATA_KEY_ENV, parse_key, read_key_file
+
+    text = os.environ.get(DATA_KEY_ENV)
+    if args.key_file is not None:
+        return read_key_file(args.key_file)
+    if text:
+        return parse_key(text, f"${DATA_KEY_ENV}")
+    return None
+
+
+def service_token(args: argparse.Namespace) -> str | None:
+    """The service token from ``--token-file`` or ``$ORDERSAGA_SERVICE_TOKEN``; None if unset."""
+    path: Path | None = getattr(args, "token_file", None)
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read token file {path}: {exc}") from None
+        where = f"token file {path}"
+    else:
+        text = os.environ.get(SERVICE_TOKEN_ENV, "").strip()
+        where = f"${SERVICE_TOKEN_ENV}"
+        if not text:
+            return None
+    if len(text) < MIN_TOKEN_LENGTH or not text.isascii() or not text.isprintable():
+        raise ConfigError(
+            f"{where}: a service token is at least {MIN_TOKEN_LENGTH} printable ASCII characters"
+        )
+    if " " in text:
+        raise ConfigError(f"{where}: a service token has no spaces")
+    return text
 
 
 def load_world(path: Path | None) -> object:

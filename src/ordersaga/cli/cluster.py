@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,11 @@ from ordersaga.cli.args import (
     EXIT_OK,
     SERVICES,
     UsageError,
+    add_key_file,
     add_order_deadline,
+    add_token_file,
     any_service_map,
+    data_key,
     integer,
     load_world,
     port,
@@ -22,10 +27,35 @@ from ordersaga.cli.args import (
     positive_int,
     probability,
     saga_ref,
+    service_token,
 )
 from ordersaga.cli.dashboard import TOKEN_ENV, operator_token
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 from ordersaga.cli.retention import add_retention
+
+API_KEYS_ENV = "ORDERSAGA_API_KEYS"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (a loopback address, or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_api_keys(path: str | Path | None) -> dict[str, str]:
+    """The API keys file (``KEY CLIENT`` lines) as {key: client}; UsageError if unusable."""
+    from ordersaga.cluster.apikeys import read_api_keys
+
+    if not path:
+        raise UsageError(
+            f"serve api needs API keys: a file of 'KEY CLIENT' lines in ${API_KEYS_ENV}"
+            " or --api-keys FILE"
+        )
+    return read_api_keys(Path(path))
 
 
 def register(commands: Any) -> None:
@@ -52,8 +82,9 @@ def _add_serve_parser(commands: Any) -> None:
         "--token-file",
         type=Path,
         metavar="FILE",
-        help="api only: a file holding the operator token that enables retry/resolve/cancel in"
-        f" the dashboard at /ui (or set {TOKEN_ENV}; never on the command line)",
+        help="the token this server requires, never on the command line: a service's bearer token"
+        " (default: $ORDERSAGA_SERVICE_TOKEN); for the API, the operator token that enables"
+        f" retry/resolve/cancel in the dashboard at /ui (default: ${TOKEN_ENV})",
     )
     serve.add_argument(
         "--db",
@@ -70,6 +101,30 @@ def _add_serve_parser(commands: Any) -> None:
     )
     serve.add_argument("--access-log", action="store_true", help="log every request")
     add_telemetry_options(serve, metrics=False)
+    add_key_file(serve, "none (api only: the key the workers use)")
+    serve.add_argument(
+        "--api-keys",
+        type=Path,
+        metavar="FILE",
+        help="api only: a file of 'KEY CLIENT' lines (default: $ORDERSAGA_API_KEYS)",
+    )
+    serve.add_argument(
+        "--header-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds a client has to send a request's headers",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=1000,
+        help="open connections at most (the oldest one still sending its headers makes room)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="serve a service on a non-loopback address without a service token",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
 
@@ -137,6 +192,8 @@ def _add_worker_parser(commands: Any) -> None:
     )
     add_telemetry_options(worker)
     add_retention(worker, "the saga log; see 'ordersaga prune'")
+    add_key_file(worker, "none: one of them is needed")
+    add_token_file(worker, "sent to the services")
     worker.set_defaults(handler=_cmd_worker)
 
 
@@ -171,6 +228,13 @@ def _add_up_parser(commands: Any) -> None:
         "--log-dir", type=Path, help="write each process's output to a file here (default: stderr)"
     )
     add_telemetry_options(up, metrics=False)
+    up.add_argument(
+        "--secrets-dir",
+        type=Path,
+        default=Path(DEFAULT_DATA_DIR) / "up",
+        help="kept 0700: PREFIX.data.key (the data key, made on first use unless"
+        " $ORDERSAGA_DATA_KEY is set) and PREFIX.api-keys (a client key for the API)",
+    )
     output = up.add_mutually_exclusive_group()
     output.add_argument(
         "--print-env", action="store_true", help="print the URLs as shell variables when ready"
@@ -192,8 +256,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return _cmd_serve_api(args)
     if args.store is not None:
         raise UsageError("--store is for 'serve api'; a service takes --db")
-    if args.token_file is not None:
-        raise UsageError("--token-file is for 'serve api' (its dashboard at /ui)")
+    if args.key_file is not None or args.api_keys is not None:
+        raise UsageError("--key-file and --api-keys are for 'serve api'")
+    token = service_token(args)
+    if token is None and not is_loopback(args.host) and not args.insecure:
+        raise UsageError(
+            f"refusing to serve {args.service} on {args.host} without a service token: set"
+            " ORDERSAGA_SERVICE_TOKEN or --token-file (or pass --insecure)"
+        )
     db = args.db or f"sqlite:///{Path(DEFAULT_DATA_DIR) / f'{args.service}.db'}"
     settings = ServeSettings(
         service=args.service,
@@ -206,6 +276,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         access_log=args.access_log,
         log_format=args.log_format,
         tracing=telemetry_settings(args, f"ordersaga-{args.service}").tracing,
+        token=token,
+        limits=_limits(args),
     )
     asyncio.run(serve(settings))
     return EXIT_OK
@@ -247,12 +319,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         grace=args.grace,
         fault_rate=args.fault_rate,
         seed=args.seed,
-        http=HttpSettings(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout),
+        http=HttpSettings(
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            token=service_token(args),
+        ),
         engine=engine,
         stats_file=args.stats_file,
         sagas=tuple(args.saga),
         telemetry=telemetry_settings(args, "ordersaga-worker"),
         retention=args.retention,
+        data_key=data_key(args),
     )
     asyncio.run(run_worker(settings, sys.stderr))
     return EXIT_OK
@@ -270,6 +347,12 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
         raise UsageError("serve api needs --store postgresql://... (the workers' saga log)")
     if args.db is not None or args.world is not None:
         raise UsageError("serve api takes --store, not --db or --world")
+    key = data_key(args)
+    if key is None:
+        raise UsageError(
+            "serve api needs the data key the workers use (ORDERSAGA_DATA_KEY or --key-file)"
+        )
+    clients = load_api_keys(args.api_keys or os.environ.get(API_KEYS_ENV))
     url = args.store
     ui = DashboardSettings(token=operator_token(args.token_file))
 
@@ -281,19 +364,26 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             run_server(
-                create_api(opener, tracing=tracing, ui=ui, log_name=describe(url)),
+                create_api(opener, clients, key, tracing=tracing, ui=ui, log_name=describe(url)),
                 "api",
                 host=args.host,
                 port=port,
                 log_level=args.log_level,
                 access_log=args.access_log,
                 json_logs=args.log_format == "json",
+                limits=_limits(args),
             )
         )
     finally:
         if tracing is not None:
             tracing.close()
     return EXIT_OK
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from ordersaga.cluster.edges import EdgeLimits
+
+    return EdgeLimits(header_timeout=args.header_timeout, max_connections=args.max_connections)
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
@@ -315,6 +405,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         trace=args.trace,
         retention=args.retention,
+        secrets_dir=args.secrets_dir,
     )
     code: int = asyncio.run(run_up(settings, sys.stdout, sys.stderr))
     return code

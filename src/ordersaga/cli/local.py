@@ -17,8 +17,11 @@ from ordersaga.cli.args import (
     CurrentStderr,
     UsageError,
     add_data_dir,
+    add_key_file,
     add_order_deadline,
     add_service_options,
+    add_token_file,
+    data_key,
     fail,
     integer,
     load_world,
@@ -26,6 +29,7 @@ from ordersaga.cli.args import (
     positive_float,
     positive_int,
     probability,
+    service_token,
 )
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 from ordersaga.errors import ExecutorFenced, StorageIOError
@@ -67,6 +71,8 @@ def register(commands: Any) -> None:
     )
     add_service_options(run, http=True)
     add_order_deadline(run)
+    add_key_file(run, "the data dir's data.key, made on first use")
+    add_token_file(run, "sent to the services (--services)")
     run.add_argument("--submit-only", action="store_true", help=SUBMIT_ONLY_HELP)
     add_telemetry_options(run, log_format=False)
     run.set_defaults(handler=cmd_run)
@@ -125,8 +131,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         engine=engine,
         service_urls=args.service_dbs,
         http_services=args.services,
-        http=HttpSettings(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout),
+        http=HttpSettings(
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            token=service_token(args),
+        ),
         telemetry=telemetry_settings(args, "ordersaga-run"),
+        data_key=data_key(args),
     )
     options = RunOptions(
         settings,

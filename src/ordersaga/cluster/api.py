@@ -17,12 +17,20 @@ order becomes a saga in the log, and the workers (``ordersaga worker``) execute 
     GET  /ui/                the dashboard (:mod:`ordersaga.dashboard`) on the same saga log;
                              its operator actions need the operator token given to the API
 
-Submission follows the rules of ``ordersaga run``: the order is validated before anything is
-created; an order that names an id but breaks another input rule is recorded as failed (it gets
-its resource, status ``failed``, and is never executed); a body without a readable order id is
-refused with 400. Posting an order again is idempotent: the same id with the same content
+Clients and ownership. Every route but ``/health``, ``/metrics`` and the documentation needs an
+API key (``Authorization: Bearer <key>``, :mod:`ordersaga.cluster.apikeys`), else ``401``. An
+order belongs to the client that posted it: its saga id is ``<client>,<order id>``, so order ids
+are per client (the same id from two clients is two orders), and a client reads only its own
+orders (another's answers ``404``, like one that does not exist). Refusal reasons that would tell
+a client about data beyond its order (another order's use of a credit limit) are shortened.
+
+Submission follows the rules of ``ordersaga run``, except that an invalid order never exists: a
+body that is not a valid order answers ``422`` with every reason (:mod:`.orderbody`) and nothing
+is stored, so the corrected order is accepted under the same id; a body without a readable order
+id is refused with 400. Posting an order again is idempotent: the same id with the same content
 answers ``200`` with the same resource (nothing is executed again), the same id with other
-content ``409 Conflict`` (the first order untouched).
+content ``409 Conflict`` (the first order untouched). A card number is sealed in the saga log
+(:mod:`ordersaga.orders.vault`) and never appears in an answer.
 
 ``status`` is the saga's (``running``, ``compensating``, ``confirming``, ``confirmed``,
 ``failed``); ``outcome`` is the decision once it is made: ``confirmed`` from ``confirming`` on,
@@ -34,28 +42,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
+import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from ordersaga import __version__
+from ordersaga.cluster import apikeys
 from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
+from ordersaga.cluster.orderbody import body_reasons, order_body_schema
 from ordersaga.cluster.submit import Submitter
 from ordersaga.dashboard import DashboardSettings, SharedLog, create_dashboard
-from ordersaga.errors import StorageError
+from ordersaga.errors import ConfigError, StorageError
 from ordersaga.ops.views import saga_view, step_view
+from ordersaga.orders.cards import mask_card
+from ordersaga.orders.intake import saga_request
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.orders.rules import is_valid_order_id
+from ordersaga.orders.vault import CardVault
+from ordersaga.participant.auth import PUBLIC_PREFIXES
 from ordersaga.participant.docs import local_docs
+from ordersaga.participant.http import BODY_TIMEOUT_SECONDS, read_body, require_token
 from ordersaga.saga.spans import TRACE_KEY
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
+
+log = logging.getLogger(__name__)
 
 __all__ = ["MAX_WAIT_SECONDS", "StoreOpener", "create_api", "order_view"]
 
@@ -77,7 +98,7 @@ _DECIDED = {
 
 
 def order_url(order_id: str) -> str:
-    return "/orders/" + quote(order_id, safe="")
+    return "/orders/" + quote(order_id, safe="", errors="surrogatepass")
 
 
 def _time(epoch: float) -> str | None:
@@ -87,18 +108,29 @@ def _time(epoch: float) -> str | None:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def order_view(record: SagaRecord) -> dict[str, Any]:
-    """The JSON resource of one order."""
+def public_reason(reason: str | None) -> str | None:
+    """A reason as a client may see it: masked, and without other orders' use of a limit."""
+    if reason is None:
+        return None
+    head, found, _rest = reason.partition(": limit ")
+    return mask_card(head if found and "credit limit exceeded" in head else reason)
+
+
+def order_view(record: SagaRecord, order_id: str | None = None) -> dict[str, Any]:
+    """The JSON resource of one order (``order_id``: as its client knows it)."""
+    order_id = record.saga_id if order_id is None else order_id
     return {
-        "order_id": record.saga_id,
-        "url": order_url(record.saga_id),
+        "order_id": order_id,
+        "url": order_url(order_id),
         "status": record.status.value,
         "outcome": _DECIDED.get(record.status),
-        "reason": record.reason,
+        "reason": public_reason(record.reason),
         "needs_attention": record.needs_attention,
         "created_at": _time(record.created_at),
         "updated_at": _time(record.updated_at),
-        "steps": [step_view(step) for step in record.steps],
+        "steps": [
+            {**step_view(step), "reason": public_reason(step.reason)} for step in record.steps
+        ],
     }
 
 
@@ -123,18 +155,25 @@ class _State:
 
 def create_api(
     store: PostgresSagaStore | StoreOpener,
+    clients: Mapping[str, str],
+    data_key: bytes,
     *,
     tracing: Tracing | None = None,
     ui: DashboardSettings | None = None,
     log_name: str = "the order API's saga log",
 ) -> FastAPI:
-    """The order API on ``store``: an open saga log (the caller closes it) or an opener.
+    """The order API on ``store`` (an open saga log the caller closes, or an opener).
 
-    With ``tracing``, ``POST /orders`` runs in a server span (continuing the client's
-    ``traceparent``) that the order's saga keeps in the log: its whole life joins that trace.
+    ``clients`` maps each API key to its client's name; ``data_key`` seals card numbers (the
+    workers' key). With ``tracing``, ``POST /orders`` runs in a server span (continuing the
+    client's ``traceparent``) that the order's saga keeps in the log: its whole life joins that
+    trace.
     ``ui`` configures the dashboard at ``/ui`` (its operator token; none: read-only), which
     shows ``log_name`` as the log it reads.
     """
+    if not clients:
+        raise ConfigError("the order API needs at least one API key")
+    vault = CardVault(data_key)
     state = _State()
 
     @asynccontextmanager
@@ -179,7 +218,15 @@ def create_api(
 
     async def _post_order(request: Request, trace: str | None = None) -> Response:
         _, submitter = state.ready()
-        raw = await _body(request)
+        client: str = request.state.client
+        try:
+            raw = await read_body(request, _MAX_BODY)
+        except ClientDisconnect:
+            log.info("a client went away before sending the whole order")
+            return _error(400, "the client went away before sending the whole body")
+        except TimeoutError:
+            log.info("an order's body did not arrive within %g s", BODY_TIMEOUT_SECONDS)
+            return _error(408, "the body did not arrive in time")
         if raw is None:
             state.orders["too_large"] += 1
             return _error(413, f"the body is larger than {_MAX_BODY} bytes")
@@ -187,26 +234,35 @@ def create_api(
         if isinstance(parsed, str):
             state.orders["unreadable"] += 1
             return _error(400, parsed)
+        if isinstance(parsed, list):
+            state.orders["rejected"] += 1
+            return _error(422, "not a valid order: nothing was stored", reasons=parsed)
+        saga = saga_request(vault, parsed)
+        saga_id = apikeys.saga_id(client, saga.order_id)
         try:
-            record, created = await _submit(submitter, parsed, trace)
+            # The trace the request belongs to is kept beside the order (not in the
+            # fingerprint): the saga's spans continue it.
+            data = saga.input if trace is None else {**saga.input, TRACE_KEY: trace}
+            record, created = await submitter.submit(
+                ORDER_SAGA_NAME, saga_id, data, saga.fingerprint
+            )
         except StorageError as exc:
             state.orders["unavailable"] += 1
-            return _error(503, f"the saga log is unavailable: {exc}")
-        url = order_url(record.saga_id)
-        fingerprint = (
-            parsed.fingerprint if isinstance(parsed, Rejected) else parsed.order.fingerprint()
-        )
-        if not created and record.fingerprint != fingerprint:
+            return _unavailable(exc)
+        url = order_url(saga.order_id)
+        if not created and record.fingerprint != saga.fingerprint:
             state.orders["conflict"] += 1
             return _error(409, "this order id was used before with other content", order=url)
-        rejected = isinstance(parsed, Rejected)
-        state.orders["rejected" if rejected else "accepted" if created else "replayed"] += 1
+        state.orders["accepted" if created else "replayed"] += 1
         return JSONResponse(
-            order_view(record), status_code=202 if created else 200, headers={"Location": url}
+            order_view(record, saga.order_id),
+            status_code=202 if created else 200,
+            headers={"Location": url},
         )
 
     async def get_order(request: Request) -> Response:
         store, submitter = state.ready()
+        client: str = request.state.client
         order_id: str = request.path_params["order_id"]
         try:
             wait = float(request.query_params.get("wait", "0"))
@@ -214,32 +270,41 @@ def create_api(
             return _error(400, "wait must be a number of seconds")
         if not 0 <= wait <= MAX_WAIT_SECONDS:
             return _error(400, f"wait must be within [0, {MAX_WAIT_SECONDS:g}] seconds")
+        if not is_valid_order_id(order_id):  # NUL, surrogates, ...: no order has such an id
+            return _error(404, "no such order")
+        saga_id = apikeys.saga_id(client, order_id)
         try:
-            record = await store.load(order_id)
+            record = await store.load(saga_id)
             if record is not None and wait and record.status not in _DECIDED:
                 with contextlib.suppress(TimeoutError):
-                    record = await asyncio.wait_for(submitter.wait(order_id), wait)
+                    record = await asyncio.wait_for(submitter.wait(saga_id), wait)
                 if record.status not in _DECIDED:  # decided but not finished: read it again
-                    record = await store.load(order_id) or record
+                    record = await store.load(saga_id) or record
         except StorageError as exc:
-            return _error(503, f"the saga log is unavailable: {exc}")
+            return _unavailable(exc)
         if record is None:
             return _error(404, "no such order", order_id=order_id)
         try:
-            entry = await store.inspect(order_id)
+            entry = await store.inspect(saga_id)
         except StorageError as exc:
-            return _error(503, f"the saga log is unavailable: {exc}")
+            return _unavailable(exc)
         timeline = {} if entry is None else saga_view(entry)
-        return JSONResponse({**order_view(record), **timeline})
+        # The client's own view wins: its order id, masked reasons, nothing about other orders.
+        return JSONResponse({**timeline, **order_view(record, order_id)})
 
     async def get_orders(request: Request) -> Response:
         store, _ = state.ready()
+        client: str = request.state.client
         try:
-            return JSONResponse(await list_orders(store, request.query_params))
+            page = await list_orders(store, request.query_params, apikeys.saga_id(client, ""))
         except ListError as exc:
             return _error(400, str(exc))
         except StorageError as exc:
-            return _error(503, f"the saga log is unavailable: {exc}")
+            return _unavailable(exc)
+        for row in page["orders"]:
+            row["reason"] = public_reason(row["reason"])
+            row.pop("worker", None)  # the topology is the operator's business
+        return JSONResponse(page)
 
     async def health(_request: Request) -> Response:
         store, _ = state.ready()
@@ -257,7 +322,7 @@ def create_api(
         try:
             counts = await store.count_by_status()
         except StorageError as exc:
-            return _error(503, f"the saga log is unavailable: {exc}")
+            return _unavailable(exc)
         return JSONResponse({"service": "api", "sagas": {k.value: v for k, v in counts.items()}})
 
     registry: list[Any] = []  # prometheus_client is loaded at the first scrape
@@ -311,7 +376,7 @@ def create_api(
         responses={
             200: _json("The order", _ORDER_SCHEMA),
             400: _json("A bad wait parameter", _ERROR_SCHEMA),
-            404: _json("No such order", _ERROR_SCHEMA),
+            404: _json("No such order of this client", _ERROR_SCHEMA),
             503: _json("The saga log is unavailable", _ERROR_SCHEMA),
         },
         openapi_extra={"parameters": _GET_PARAMETERS},
@@ -319,31 +384,42 @@ def create_api(
     app.add_api_route("/health", health, methods=["GET"], tags=["operations"])
     app.add_api_route("/stats", stats, methods=["GET"], tags=["operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    # The dashboard at /ui has its own operator token and sessions: the API keys leave it alone.
+    require_token(
+        app,
+        list(clients.items()),
+        "An API key (a line of ORDERSAGA_API_KEYS)",
+        public_prefixes=(*PUBLIC_PREFIXES, "/ui"),  # the mount: /ui and /ui/...
+    )
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(_BODY_DEFS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-async def _body(request: Request) -> bytes | None:
-    """The request body, or None as soon as it is known to exceed the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > _MAX_BODY:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _unavailable(exc: StorageError) -> Response:
+    log.warning("the saga log is unavailable: %s", exc)
+    return _error(503, "the saga log is unavailable; nothing was created")
 
 
-def _parse(raw: bytes, content_type: str) -> Parsed | Rejected | str:
-    """The order in the body, or why there is none (a 400)."""
+def _parse(raw: bytes, content_type: str) -> Parsed | list[str] | str:
+    """The order in the body; or every reason it is not a valid one (a 422); or why there is
+    no order at all (a 400)."""
     body = raw.strip()
+    reasons: list[str] = []
     if content_type.split(";", 1)[0].strip().lower() == "application/json":
         if not body.startswith(b"{"):
             return "the body must be one order as a JSON object"
         line = body.replace(b"\r", b" ").replace(b"\n", b" ")  # a pretty-printed object
+        with contextlib.suppress(ValueError, RecursionError):
+            reasons = body_reasons(json.loads(body))
     else:
         if b"\n" in body or b"\r" in body:
             return "one order line per request"
@@ -353,28 +429,9 @@ def _parse(raw: bytes, content_type: str) -> Parsed | Rejected | str:
         return "the body holds no order"
     if isinstance(parsed, Unreadable):
         return f"no order id can be read: {parsed.reason}"
-    return parsed
-
-
-async def _submit(
-    submitter: Submitter, request: Parsed | Rejected, trace: str | None = None
-) -> tuple[SagaRecord, bool]:
-    # The same saga input and fingerprint as `ordersaga run` (app.pipeline): an order posted
-    # here and the same line in a stream are one order. The trace the request belongs to is
-    # kept beside the order (not in the fingerprint): the saga's spans continue it.
-    if isinstance(request, Rejected):
-        return await submitter.submit(
-            ORDER_SAGA_NAME,
-            request.order_id,
-            {"order_id": request.order_id, "rejected": request.reason},
-            request.fingerprint,
-            f"invalid order: {request.reason}",
-        )
-    order = request.order.normalized()
-    data = order.to_json()
-    if trace is not None:
-        data = {**data, TRACE_KEY: trace}
-    return await submitter.submit(ORDER_SAGA_NAME, order.order_id, data, order.fingerprint())
+    if isinstance(parsed, Rejected):
+        return reasons or [parsed.reason]
+    return reasons or parsed
 
 
 def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -386,6 +443,15 @@ _ERROR_SCHEMA: dict[str, Any] = {
     "required": ["error"],
     "properties": {"error": {"type": "string"}},
 }
+_INVALID_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "reasons"],
+    "properties": {
+        "error": {"type": "string"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_BODY_SCHEMA, _BODY_DEFS = order_body_schema()
 _TIME = {"type": ["string", "null"], "format": "date-time"}
 _ORDER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -439,7 +505,9 @@ _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: _json("Accepted: the order's saga is in the log; follow Location", _ORDER_SCHEMA),
     400: _json("No order id can be read from the body", _ERROR_SCHEMA),
     409: _json("The order id was used before with other content", _ERROR_SCHEMA),
+    408: _json("The body did not arrive in time; nothing was created", _ERROR_SCHEMA),
     413: _json("The body is too large", _ERROR_SCHEMA),
+    422: _json("Not a valid order, for every reason listed; nothing was stored", _INVALID_SCHEMA),
     503: _json("The saga log is unavailable; nothing was created", _ERROR_SCHEMA),
 }
 _POST_BODY: dict[str, Any] = {
@@ -448,7 +516,7 @@ _POST_BODY: dict[str, Any] = {
         "description": "One order: the JSON form, or one text-form line as text/plain.",
         "content": {
             "application/json": {
-                "schema": {"type": "object"},
+                "schema": _BODY_SCHEMA,
                 "example": {
                     "order_id": "123",
                     "user_id": 456,

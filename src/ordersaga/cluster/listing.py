@@ -26,7 +26,7 @@ class ListError(ValueError):
     """A bad query parameter (a 400)."""
 
 
-def _filter(params: Mapping[str, str]) -> SagaFilter:
+def _filter(params: Mapping[str, str], prefix: str | None = None) -> SagaFilter:
     status = params.get("status")
     if status is not None and status not in {s.value for s in SagaStatus}:
         raise ListError(f"status must be one of {', '.join(s.value for s in SagaStatus)}")
@@ -44,16 +44,21 @@ def _filter(params: Mapping[str, str]) -> SagaFilter:
         needs_attention=None if attention is None else _BOOLEANS[attention.lower()],
         limit=int(text),
         cursor=cursor,
+        id_prefix=prefix,
     )
 
 
-async def list_orders(store: SagaStore, params: Mapping[str, str]) -> dict[str, Any]:
-    """The page ``params`` ask for; ListError for a bad parameter."""
-    page = await store.list_sagas(_filter(params))
-    orders = [
-        {**list_row(entry), "url": "/orders/" + quote(entry.record.saga_id, safe="")}
-        for entry in page.entries
-    ]
+async def list_orders(
+    store: SagaStore, params: Mapping[str, str], prefix: str = ""
+) -> dict[str, Any]:
+    """The page ``params`` ask for, of the sagas whose id starts with ``prefix`` (a client's
+    orders: each shown by its order id, the prefix taken off); ListError for a bad parameter."""
+    page = await store.list_sagas(_filter(params, prefix or None))
+    orders = []
+    for entry in page.entries:
+        order_id = entry.record.saga_id[len(prefix) :]
+        url = "/orders/" + quote(order_id, safe="", errors="surrogatepass")
+        orders.append({**list_row(entry), "order_id": order_id, "url": url})
     return {"orders": orders, "next_cursor": page.next_cursor}
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 
+from ordersaga.cluster.edges import EdgeLimits, guarded_protocol
 from ordersaga.errors import ConfigError
 from ordersaga.orders.demo import demo_world
 from ordersaga.orders.world import World
@@ -49,6 +50,9 @@ class ServeSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log_format: str = "text"  # json: uvicorn's records as JSON objects (telemetry.logs)
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    #: Every request but /health and /metrics must carry it as a bearer token (None: none).
+    token: str | None = field(default=None, repr=False)
+    limits: EdgeLimits = field(default_factory=EdgeLimits)
 
     def __post_init__(self) -> None:
         if self.service not in SERVICE_NAMES:
@@ -77,6 +81,7 @@ async def serve(settings: ServeSettings) -> None:
             name=settings.service,
             max_body_bytes=settings.max_body_bytes,
             tracing=tracing,
+            token=settings.token,
         )
         await run_server(
             app,
@@ -86,6 +91,7 @@ async def serve(settings: ServeSettings) -> None:
             log_level=settings.log_level,
             access_log=settings.access_log,
             json_logs=settings.log_format == "json",
+            limits=settings.limits,
         )
     finally:
         try:
@@ -104,13 +110,16 @@ async def run_server(
     log_level: str,
     access_log: bool,
     json_logs: bool = False,
+    limits: EdgeLimits | None = None,
 ) -> None:
-    """Serve the ASGI ``app`` with uvicorn until SIGINT/SIGTERM (a graceful stop).
+    """Serve the ASGI ``app`` with uvicorn until SIGINT/SIGTERM (a graceful stop), within the
+    edge ``limits`` (:mod:`ordersaga.cluster.edges`).
 
     With ``json_logs`` uvicorn keeps its hands off logging: its records reach the root
     logger's JSON handler (see :func:`ordersaga.telemetry.logs.configure_logging`).
     """
     extra: dict[str, Any] = {"log_config": None} if json_logs else {}
+    limits = limits or EdgeLimits()
     config = uvicorn.Config(
         app,
         host=host,
@@ -121,6 +130,9 @@ async def run_server(
         lifespan="on",
         server_header=False,
         proxy_headers=False,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     server = uvicorn.Server(config)
     try:

@@ -33,6 +33,7 @@ from ordersaga.local.pipeline import Pipeline
 from ordersaga.local.progress import live_progress
 from ordersaga.local.run import RunOptions, RunReport
 from ordersaga.local.stats import RunStats
+from ordersaga.orders.vault import CardVault
 from ordersaga.saga.executor import MISMATCH_REASON, DecisionCallback, SagaResult
 from ordersaga.saga.store import PostgresSagaStore, open_store
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
@@ -242,12 +243,18 @@ async def submit_orders(
     started = time.monotonic()
     stats = RunStats(options.stats_file)
     stats.enter("opening")
+    if options.runtime.data_key is None:
+        raise ConfigError(
+            "run --submit-only needs the data key the workers use"
+            " (ORDERSAGA_DATA_KEY or --key-file)"
+        )
+    vault = CardVault(options.runtime.data_key)
     store = await open_pg_store(options.runtime.store_url, "run --submit-only")
     try:
         submitter = await Submitter.open(store, settings, warn)
         try:
             sink = StreamSink(out, err, options.json_lines, options.verbose)
-            pipeline = Pipeline(submitter, sink, options.concurrency, options.ordered)
+            pipeline = Pipeline(submitter, sink, vault, options.concurrency, options.ordered)
             stats.counts = pipeline.counts
             lonely = asyncio.create_task(warn_without_workers(store, warn))
             try:

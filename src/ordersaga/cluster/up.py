@@ -21,15 +21,24 @@ it should it be killed outright.
 
 The databases are kept, so ``up`` again continues where the last one stopped (``--fresh``
 starts over).
+
+Secrets never go on a command line. The children get them through their environment:
+``ORDERSAGA_SERVICE_TOKEN``, a random token made for this topology (the services require it,
+the workers send it); ``ORDERSAGA_DATA_KEY``, the key sealing card numbers (the caller's own if
+set, else ``PREFIX.data.key`` in the secrets dir, made on first use and kept with the
+databases); ``ORDERSAGA_API_KEYS``, the API's keys file (the caller's if set, else
+``PREFIX.api-keys`` in the secrets dir, made on first use with one key for the client ``demo``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import sys
@@ -59,6 +68,7 @@ __all__ = [
     "run_up",
     "service_children",
     "supervised",
+    "topology_data_key",
 ]
 
 SERVICES = ("inventory", "shipping", "payment")
@@ -87,6 +97,8 @@ class UpSettings:
     trace: bool = False  # --trace on every child
     #: Prune finished sagas older than this (log and service databases), periodically; None: never.
     retention: float | None = DEFAULT_RETENTION
+    #: Where the data key and the API keys file are kept (0700); None: the state dir.
+    secrets_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not _PREFIX.match(self.prefix):
@@ -138,6 +150,9 @@ class Topology:
     workers: list[str]
     children: list[Child] = field(default_factory=list)
     metrics: dict[str, str] = field(default_factory=dict)  # process name -> its /metrics URL
+    #: Secrets the children get in their environment (never in argv, never described).
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    api_keys: Path | None = None  # the API keys file, when this topology made it
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -148,6 +163,7 @@ class Topology:
             "workers": self.workers,
             "metrics": self.metrics,
             "pids": {c.name: c.proc.pid for c in self.children if c.proc is not None},
+            "api_keys": None if self.api_keys is None else str(self.api_keys),
         }
 
 
@@ -226,6 +242,9 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
         [f"{settings.prefix}-w{i}" for i in range(1, settings.workers + 1)],
     )
     telemetry = ["--log-format", settings.log_format] + (["--trace"] if settings.trace else [])
+    topology.env = secrets_env(settings.secrets_dir or state_dir, settings.prefix, settings.api)
+    if settings.api and "ORDERSAGA_API_KEYS" not in os.environ:
+        topology.api_keys = Path(topology.env["ORDERSAGA_API_KEYS"])
     topology.children += service_children(ports, topology.service_dbs, settings.world)
     for child in topology.children:
         child.args += telemetry
@@ -249,6 +268,34 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
             args += ["--seed", str(settings.seed + i)]
         topology.children.append(Child(worker_id, args, ready_file=stats))
     return topology
+
+
+def secrets_env(directory: Path, prefix: str, api: bool) -> dict[str, str]:
+    """The secrets of a topology as environment variables (see the module docstring)."""
+    from ordersaga.cluster.apikeys import MIN_KEY_LENGTH
+    from ordersaga.local.datakey import DATA_KEY_ENV, load_or_create_key_file
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = {"ORDERSAGA_SERVICE_TOKEN": secrets.token_urlsafe(32)}
+    if not os.environ.get(DATA_KEY_ENV):
+        key = load_or_create_key_file(directory / f"{prefix}.data.key")
+        env[DATA_KEY_ENV] = base64.b64encode(key).decode("ascii")
+    if api and not os.environ.get("ORDERSAGA_API_KEYS"):
+        path = directory / f"{prefix}.api-keys"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "w", encoding="ascii") as f:
+                f.write(f"{secrets.token_urlsafe(max(MIN_KEY_LENGTH, 32))} demo\n")
+        env["ORDERSAGA_API_KEYS"] = str(path)
+    return env
+
+
+def topology_data_key(topology: Topology) -> bytes:
+    """The data key the topology's children use (theirs, or the caller's environment's)."""
+    from ordersaga.local.datakey import DATA_KEY_ENV, parse_key
+
+    text = topology.env.get(DATA_KEY_ENV) or os.environ.get(DATA_KEY_ENV, "")
+    return parse_key(text, f"${DATA_KEY_ENV}")
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
@@ -297,6 +344,7 @@ class _Supervisor:
     async def start(self, child: Child) -> None:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env.pop("ORDERSAGA_CRASH_AT", None)
+        env.update(self.topology.env)
         log_dir = self.settings.log_dir
         output: Any = asyncio.subprocess.PIPE
         if log_dir is not None:
@@ -497,14 +545,16 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
             "  metrics     GET /metrics on the API and each service; the workers':",
             *(f"              {topology.metrics[w]}" for w in topology.workers),
             "",
-            "Submit orders through the API:",
-            f"  curl -si {topology.api}/orders -H 'Content-Type: text/plain' --data-binary \\",
+            "Submit orders through the API (with a key of the API keys file):",
+            f"  KEY=$(awk '!/^#/{{print $1; exit}}' {_api_keys_file(topology)})",
+            f'  curl -si {topology.api}/orders -H "Authorization: Bearer $KEY" \\',
+            "    -H 'Content-Type: text/plain' --data-binary \\",
             "    'Order 1001, User 456, Items: [{A, 1}], Payment: PayPal,"
             " Address: 1 Main St, Paris, FR'",
-            f"  curl -s '{topology.api}/orders/1001?wait=5'",
-            "or stream them with run (the workers execute them):",
+            f"  curl -s -H \"Authorization: Bearer $KEY\" '{topology.api}/orders/1001?wait=5'",
+            "or stream them with run (the workers execute them; it needs their data key):",
             "  ordersaga generate --orders 1000 \\",
-            f"    | ordersaga run --submit-only --store {topology.store}",
+            f"    | ordersaga run --submit-only --store {topology.store}{_key_file_flag(settings)}",
             "and check the invariants:",
             f"  ordersaga audit --store {topology.store} --service-dbs {dbs}",
             "",
@@ -516,6 +566,16 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
 
 #: A closed terminal (SIGHUP) stops `up` as cleanly as Ctrl-C or SIGTERM.
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _api_keys_file(topology: Topology) -> str:
+    return str(topology.api_keys) if topology.api_keys else "$ORDERSAGA_API_KEYS"
+
+
+def _key_file_flag(settings: UpSettings) -> str:
+    if os.environ.get("ORDERSAGA_DATA_KEY"):
+        return ""  # run finds the key where up found it
+    return f" --key-file {(settings.secrets_dir or Path('.')) / f'{settings.prefix}.data.key'}"
 
 
 async def run_up(settings: UpSettings, out: TextIO, err: TextIO) -> int:

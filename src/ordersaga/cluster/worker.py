@@ -57,7 +57,8 @@ from ordersaga.errors import (
 from ordersaga.local.retention import DEFAULT_RETENTION, PruneSettings, periodic_prune
 from ordersaga.local.runtime import connect_http_services
 from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
-from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.orders.order_saga import order_saga
+from ordersaga.orders.vault import CardVault
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import EngineSettings, SagaEngine
@@ -96,8 +97,14 @@ class WorkerSettings:
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     #: Finished sagas older than this are compacted in the log, periodically; None: never.
     retention: float | None = DEFAULT_RETENTION
+    #: The data key the sagas' cards were sealed with (the submitters' and the API's).
+    data_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.data_key is None:
+            raise ConfigError(
+                "worker: needs the data key of the saga log (ORDERSAGA_DATA_KEY or --key-file)"
+            )
         if self.concurrency < 1 or self.claim_batch < 1:
             raise ConfigError("worker: concurrency and claim batch must be at least 1")
         if not self.lease > 0 or not self.poll > 0 or self.grace < 0:
@@ -415,7 +422,7 @@ async def _open_and_serve(
         engine = SagaEngine(
             store,
             transport,
-            [ORDER_SAGA, *settings.sagas],
+            [order_saga(CardVault(settings.data_key or b"")), *settings.sagas],
             rng=random.Random(settings.seed),
             settings=settings.engine,
             owner=settings.worker_id,

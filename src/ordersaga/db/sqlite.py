@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -140,6 +141,24 @@ class _SqliteTx(Tx):
             raise _translate(exc) from exc
 
 
+def _owner_only(path: Path) -> None:
+    """Make the database file 0600 before SQLite opens it (creating it empty if missing).
+
+    SQLite creates the -wal, -shm and journal files with the database file's mode, so they are
+    owner-only too. Files of ours that are wider (an older data dir) are narrowed.
+    """
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            file = Path(f"{path}{suffix}")
+            with contextlib.suppress(FileNotFoundError):
+                info = file.stat()
+                if info.st_mode & 0o077 and info.st_uid == os.getuid():
+                    file.chmod(0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+
+
 class SqliteDatabase(Database):
     dialect = "sqlite"
 
@@ -161,6 +180,7 @@ class SqliteDatabase(Database):
         mode = _mode(read_only, existing)
         if mode == "create":
             path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(path)
         elif not path.is_file():
             raise ForeignDatabase(f"no database at {path}")
         target, uri = _connect_target(path, mode, quiescent)

@@ -8,6 +8,8 @@ Layout (the embedded default)::
     DIR/inventory.db     the inventory service's database
     DIR/shipping.db      the shipping service's database
     DIR/payment.db       the payment service's database
+    DIR/data.key         the data key sealing card fields (created on first use, unless
+                         ORDERSAGA_DATA_KEY or --key-file gives one; see orders/vault.py)
 
 A new data dir is initialised from the world, in this order: ``ordersaga.json`` is written first
 (state ``initialising``, a new random id, the world and the components it will hold), then each
@@ -20,6 +22,11 @@ whole (not truncated) and stamped with this data dir's identity, or the open is 
 the file, and nothing is created. A ``--world`` other than the data dir's is refused likewise.
 A data dir made before identities existed (no id in ``ordersaga.json``) is adopted once: its
 databases are stamped as they are.
+
+Owner only. The data dir is created with mode 0700 and every file in it with 0600, whatever the
+umask (a umask only ever narrows an explicit mode): the databases are pre-created 0600 (SQLite
+gives its -wal, -shm and journal files the database file's mode), the meta file and the key file
+are opened with mode 0600.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from typing import Any
 from ordersaga.db.identity import Identity, claim_identity, fingerprint, read_identity
 from ordersaga.db.sqlite import Mode, SqliteDatabase
 from ordersaga.errors import ConfigError, ForeignDatabase, StorageError, StorageIOError
+from ordersaga.local.datakey import load_or_create_key_file
 
 META_FILE = "ordersaga.json"
+KEY_FILE = "data.key"
 FORMAT = 1
 SERVICE_NAMES = ("inventory", "shipping", "payment")
 SAGA_LOG = "saga_log"
@@ -101,13 +110,20 @@ class DataDir:
     def exists(self) -> bool:
         return self.meta_path.exists()
 
+    def data_key(self) -> bytes:
+        """The data dir's own data key (``data.key``, created 0600 on first use)."""
+        return load_or_create_key_file(self.root / KEY_FILE)
+
     def prepare(self) -> None:
+        """Create the data dir (0700) if missing, or narrow an existing one of ours to 0700."""
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create data dir {self.root}: {exc.strerror}") from exc
         if not os.access(self.root, os.W_OK):
             raise ConfigError(f"data dir {self.root} is not writable")
+        if self.root.stat().st_uid == os.getuid():
+            self.root.chmod(0o700)  # a data dir made by an older version, or by hand
 
     def read_meta(self) -> Meta:
         try:
@@ -128,7 +144,8 @@ class DataDir:
     def write_meta(self, meta: Meta) -> None:
         """Record ``meta`` atomically: written aside, fsynced, renamed, the directory fsynced."""
         tmp = self.meta_path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             json.dump(meta.to_json(), f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())

@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ordersaga.orders.intake import saga_request
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
-from ordersaga.protocol.messages import fingerprint
+from ordersaga.orders.vault import CardVault
 from ordersaga.saga.executor import DecisionCallback, SagaResult
 
 
@@ -116,6 +117,7 @@ class RunAborted(Exception):
 class Pipeline:
     engine: Decider
     sink: Sink
+    vault: CardVault  # seals each order's card fields and keys its fingerprint
     concurrency: int = 32
     ordered: bool = True
     window: int = 0  # 0: max(1024, 8 * concurrency)
@@ -208,19 +210,13 @@ class Pipeline:
             self._deliver(seq, outcome_of(result), window)
 
     async def _decide(self, request: Parsed | Rejected, on_decided: DecisionCallback) -> SagaResult:
-        if isinstance(request, Rejected):
+        saga = saga_request(self.vault, request)
+        if saga.failed is not None:
             return await self.engine.record_failed(
-                ORDER_SAGA_NAME,
-                request.order_id,
-                {"order_id": request.order_id, "rejected": request.reason},
-                request.fingerprint,
-                f"invalid order: {request.reason}",
+                ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, saga.failed
             )
-        order = request.order.normalized()
-        data = order.to_json()
-        # fingerprint(data) is order.fingerprint(), without building the JSON form twice.
         return await self.engine.start(
-            ORDER_SAGA_NAME, order.order_id, data, fingerprint(data), on_decided=on_decided
+            ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, on_decided=on_decided
         )
 
     def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:

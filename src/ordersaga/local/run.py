@@ -57,7 +57,9 @@ async def run_orders(
     runtime = await open_runtime(options.runtime, warn)
     try:
         sink = StreamSink(out, err, options.json_lines, options.verbose)
-        pipeline = Pipeline(runtime.engine, sink, options.concurrency, options.ordered)
+        pipeline = Pipeline(
+            runtime.engine, sink, runtime.vault, options.concurrency, options.ordered
+        )
         stats.attach(runtime, pipeline.counts)
         participants = runtime.services.by_name() if runtime.services is not None else None
         async with (

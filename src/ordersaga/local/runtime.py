@@ -20,7 +20,8 @@ from ordersaga.local.datadir import SAGA_LOG, DataDir, Locations
 from ordersaga.local.lock import DataDirLock
 from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.order_saga import ORDER_SAGA
+from ordersaga.orders.order_saga import order_saga
+from ordersaga.orders.vault import CardVault
 from ordersaga.orders.world import World, parse_world
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.executor import EngineSettings, SagaEngine
@@ -48,6 +49,8 @@ class RuntimeSettings:
     crash: CrashPoints = field(default_factory=CrashPoints)
     engine: EngineSettings = field(default_factory=EngineSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    #: The data key sealing card fields; None: the data dir's own key file (made on first use).
+    data_key: bytes | None = None
 
     def data_dir_components(self) -> tuple[str, ...]:
         """The components this setup keeps in the data dir (none: the data dir is not used)."""
@@ -66,6 +69,7 @@ class Runtime:
     injector: FaultInjector | None
     engine: SagaEngine
     telemetry: EngineTelemetry
+    vault: CardVault
     lock: DataDirLock | None = None  # the data dir's executor lock, released last
 
     async def close(self) -> None:
@@ -122,7 +126,10 @@ async def open_runtime(
         world = _world_of(settings, data_dir)
         if needed:
             await data_dir.open_for_writing(world.to_json(), needed)
-        runtime = await _open_parts(settings, world, telemetry, warn)
+        if settings.data_key is None and not needed:
+            data_dir.prepare()  # for its key file only
+        vault = CardVault(settings.data_key or data_dir.data_key())
+        runtime = await _open_parts(settings, world, telemetry, vault, warn)
     except BaseException:
         telemetry.close()
         if lock is not None:
@@ -136,6 +143,7 @@ async def _open_parts(
     settings: RuntimeSettings,
     world: World,
     telemetry: EngineTelemetry,
+    vault: CardVault,
     warn: Callable[[str], None],
 ) -> Runtime:
     locations = _locations(settings)
@@ -166,14 +174,14 @@ async def _open_parts(
     engine = SagaEngine(
         store,
         transport,
-        [ORDER_SAGA],
+        [order_saga(vault)],
         rng=random.Random(settings.seed),
         crash=settings.crash,
         settings=settings.engine,
         observer=telemetry.observer,
     )
     telemetry.attach(engine)
-    return Runtime(world, services, store, transport, injector, engine, telemetry)
+    return Runtime(world, services, store, transport, injector, engine, telemetry, vault)
 
 
 async def _refuse_a_log_with_workers(store: SagaStore) -> None:
@@ -196,7 +204,8 @@ async def connect_http_services(
     """The HTTP transport to the services at ``urls``, after checking who answers where.
 
     A service that does not answer yet is only a warning (calls to it wait, like calls to a
-    service that dies during the run); one that answers as another service is a ConfigError.
+    service that dies during the run); one that answers as another service, or refuses our
+    service token, is a ConfigError.
     """
     missing = [name for name in SERVICE_NAMES if name not in urls]
     if missing:
@@ -213,6 +222,7 @@ async def connect_http_services(
                 raise ConfigError(
                     f"{urls[name]} serves the {health.get('service')!r} service, not {name!r}"
                 )
+            await transport.check_access(name)
     except BaseException:
         await transport.close()
         raise

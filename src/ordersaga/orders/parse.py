@@ -12,6 +12,8 @@
     Unreadable  no order id can be read: garbage, invalid or truncated JSON, invalid UTF-8,
                 a line over MAX_LINE_BYTES, an id token that breaks the order id rule
 
+Reasons never hold a full card number: they go through :func:`ordersaga.orders.cards.mask_card`.
+
 A line whose first non-blank character is ``{`` is the JSON form
 (:mod:`ordersaga.orders.jsonform`); any other line is the text form
 (:mod:`ordersaga.orders.textform`). Both document the choices the contract leaves open; the
@@ -27,6 +29,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from ordersaga.orders.cards import mask_card
 from ordersaga.orders.jsonform import read_json_form
 from ordersaga.orders.model import Order
 from ordersaga.orders.rules import NoOrderId, RejectedOrder
@@ -114,7 +117,9 @@ def parse_text(line: str) -> ParseResult:
     try:
         return Parsed(read_json_form(line) if line[0] == "{" else read_text_form(line))
     except NoOrderId as exc:
-        return Unreadable(str(exc))
+        return Unreadable(mask_card(str(exc)))
     except RejectedOrder as exc:
+        # A reason may quote the line: a card number in it (malformed, or in another field)
+        # is masked before it can reach a person or the saga log.
         digest = hashlib.sha256(line.encode("utf-8", "surrogatepass")).hexdigest()
-        return Rejected(exc.order_id, exc.reason, digest)
+        return Rejected(exc.order_id, mask_card(exc.reason), digest)

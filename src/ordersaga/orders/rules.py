@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+from ordersaga.orders.cards import mask_card_field
+
 __all__ = [
     "MAX_ADDRESS_PART_LENGTH",
     "MAX_ID_LENGTH",
@@ -174,9 +176,13 @@ def check_method(text: str) -> str:
 
 
 def check_card_number(text: str) -> str:
-    """12-19 ASCII digits. The Luhn check is the payment service's business, not ours."""
+    """12-19 ASCII digits. The Luhn check is the payment service's business, not ours.
+
+    The reason shows the value masked to its last four digits, like every card shown to people.
+    """
     if not is_valid_card_number(text):
-        raise InvalidInput(f"card number must be 12-19 digits, got {show(text)}")
+        shown = show(mask_card_field(text))
+        raise InvalidInput(f"card number must be 12-19 digits, got {len(text)} characters: {shown}")
     return text
 
 

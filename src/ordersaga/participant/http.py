@@ -10,6 +10,10 @@ process are independent). Routes::
     GET  /metrics             the same and more in the Prometheus text format (ordersaga_*)
     GET  /openapi.json        the OpenAPI schema (and /docs, its browsable form)
 
+With a ``token``, every route but ``/health``, ``/metrics`` and the documentation answers
+``401`` (``WWW-Authenticate: Bearer``) to a request without ``Authorization: Bearer <token>``,
+before anything is read or done (:mod:`ordersaga.participant.auth`).
+
 Status codes of ``POST /commands/{action}`` (the table lives in :mod:`ordersaga.protocol.wire`,
 which the HTTP transport reads back with)::
 
@@ -33,6 +37,7 @@ gets in process. The body is read as UTF-8 JSON whatever its ``Content-Type``; `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -50,12 +55,15 @@ from starlette.requests import ClientDisconnect
 
 from ordersaga import __version__
 from ordersaga.errors import ConfigError, StorageError
+from ordersaga.participant.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, BearerAuth
 from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import (
     PROBE_SCHEMA,
+    REQUEST_TIMEOUT,
     SERVICE_ACTIONS,
     UNAVAILABLE_SCHEMA,
     ActionDoc,
+    add_bearer_security,
     command_responses,
     key_parameter,
 )
@@ -72,13 +80,22 @@ from ordersaga.protocol.wire import (
 )
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Opener", "create_app"]
+__all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "Opener",
+    "create_app",
+    "read_body",
+    "require_token",
+]
 
 log = logging.getLogger(__name__)
 
 #: Raw request bodies above this are refused with 413 before they are parsed. The participant
 #: refuses payloads above 64 KiB of canonical JSON anyway; this bounds what is read at all.
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
+#: A request body must arrive whole within this many seconds of its headers, else 408.
+BODY_TIMEOUT_SECONDS = 30.0
 RETRY_AFTER_SECONDS = "1"
 #: The key the health check probes: a well-formed key no saga uses (its step is "health").
 HEALTH_KEY = "ordersaga-health:health:action"
@@ -140,6 +157,7 @@ def create_app(
     name: str,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     tracing: Tracing | None = None,
+    token: str | None = None,
 ) -> FastAPI:
     """An ASGI app serving ``participant`` as the service ``name``.
 
@@ -194,7 +212,28 @@ def create_app(
     app.add_exception_handler(RequestValidationError, on_validation_error)
     _add_command_routes(app, served, max_body_bytes)
     _add_read_routes(app, served)
+    if token is not None:
+        require_token(app, [(token, "orchestrator")], "The service token (ORDERSAGA_SERVICE_TOKEN)")
     return app
+
+
+def require_token(
+    app: FastAPI,
+    tokens: list[tuple[str, str]],
+    description: str,
+    public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
+) -> None:
+    """Put ``app`` behind :class:`BearerAuth` (but the paths under ``public_prefixes``, which
+    guard themselves) and say so in its OpenAPI schema."""
+    app.add_middleware(BearerAuth, tokens=tokens, public_prefixes=public_prefixes)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_security(plain_openapi(), PUBLIC_PATHS, description)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_command_routes(app: FastAPI, served: _Served, max_body_bytes: int) -> None:
@@ -243,9 +282,13 @@ async def _command(served: _Served, request: Request, action: str, limit: int) -
     except ValueError as exc:
         return served.invalid(str(exc))
     try:
-        raw = await _read_body(request, limit)
+        raw = await read_body(request, limit)
     except ClientDisconnect:
+        log.info("%s: a client went away before sending the whole body", served.name)
         return served.invalid("the client went away before sending the whole body")
+    except TimeoutError:
+        log.info("%s: a body did not arrive within %g s", served.name, BODY_TIMEOUT_SECONDS)
+        return served.invalid("the body did not arrive in time", REQUEST_TIMEOUT)
     if raw is None:
         return served.invalid(f"request body is larger than {limit} bytes", TOO_LARGE)
     try:
@@ -284,18 +327,25 @@ async def _handle(served: _Served, command: Command, label: str) -> Response:
     return served.answer(reply)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes."""
+async def read_body(
+    request: Request, limit: int, deadline: float = BODY_TIMEOUT_SECONDS
+) -> bytes | None:
+    """The request body, or ``None`` as soon as it is known to exceed ``limit`` bytes.
+
+    Raises ``TimeoutError`` when it is not complete within ``deadline`` seconds, and starlette's
+    ``ClientDisconnect`` when the client goes away first.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    async with asyncio.timeout(deadline):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
 
 

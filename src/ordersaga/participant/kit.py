@@ -231,6 +231,10 @@ class CommandRunner:
         plain: Mapping[str, Any] = payload if type(payload) is dict else json.loads(text)
         # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
         head = self._fingerprint_heads[action.name]
+        if action.fingerprinted is not None:
+            view = action.fingerprinted(plain)
+            if view is not plain:
+                text = canonical_json(dict(view))
         return Prepared(
             key=command.key,
             resource=f"{saga_id}:{step}",
@@ -243,6 +247,10 @@ class CommandRunner:
         """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
         try:
             text = canonical_json(dict(payload))
+            if not text.isascii():
+                text.encode()  # a lone surrogate has no UTF-8 form: it could not be stored
+        except UnicodeEncodeError:
+            raise BadPayload("payload holds a lone surrogate (not valid Unicode)") from None
         except (TypeError, ValueError, RecursionError):
             raise BadPayload("payload is not JSON data") from None
         limit = self._options.max_payload_bytes

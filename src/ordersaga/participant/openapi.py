@@ -21,6 +21,7 @@ from ordersaga.protocol.wire import CODE_OF_STATUS, IDEMPOTENCY_KEY, TOO_LARGE, 
 __all__ = ["SERVICE_ACTIONS", "ActionDoc", "command_responses", "key_parameter"]
 
 JSONSchema = dict[str, Any]
+REQUEST_TIMEOUT = 408
 
 
 def _text(max_length: int = MAX_TEXT, *, empty: bool = False) -> JSONSchema:
@@ -252,6 +253,9 @@ def command_responses(action: ActionDoc | None = None) -> dict[int | str, JSONSc
             ReplyStatus.EXPIRED,
         ),
         TOO_LARGE: _reply("The request body is too large; nothing applied", ReplyStatus.INVALID),
+        REQUEST_TIMEOUT: _reply(
+            "The request body did not arrive in time; nothing applied", ReplyStatus.INVALID
+        ),
         CODE_OF_STATUS[ReplyStatus.REFUSED]: _reply(refused, ReplyStatus.REFUSED),
         CODE_OF_STATUS[ReplyStatus.IN_FLIGHT]: _reply(
             "The key is being processed right now: ask again later",
@@ -286,3 +290,36 @@ def key_parameter(phase: Phase | None) -> JSONSchema:
             "maxLength": 3 * 4 * MAX_KEY_LENGTH,
         },
     }
+
+
+#: The security scheme of a service (or API) that requires a bearer token.
+BEARER_SCHEME = "bearerToken"
+UNAUTHORIZED_SCHEMA: JSONSchema = {
+    "type": "object",
+    "required": ["status", "reason"],
+    "properties": {"status": {"enum": ["unauthorized"]}, "reason": {"type": "string"}},
+}
+
+
+def add_bearer_security(
+    schema: dict[str, Any], public: frozenset[str], description: str
+) -> dict[str, Any]:
+    """``schema`` (an OpenAPI document) with a bearer scheme required by every operation whose
+    path is not in ``public``, each documenting its ``401`` answer."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": description,
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path in public:
+            continue
+        for operation in operations.values():
+            operation["security"] = [{BEARER_SCHEME: []}]
+            operation.setdefault("responses", {})["401"] = {
+                "description": "No token, or a wrong one: nothing was done",
+                "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": UNAUTHORIZED_SCHEMA}},
+            }
+    return schema

@@ -61,12 +61,17 @@ class Action(Generic[R]):
     (it must not touch the database). ``decide(reader, resource, request, now)`` reads the current
     state and returns a :class:`Plan`; it must only read, never write, and must be deterministic
     given what it reads, so it can be re-run after a conflict.
+
+    ``fingerprinted`` (optional) gives the part of a payload its idempotency fingerprint covers,
+    when a field must not be stored even hashed (a card number: few unknown digits, so a plain
+    hash of it could be brute-forced); by default the whole payload.
     """
 
     name: str
     phase: Phase
     parse: Callable[[Mapping[str, Any]], R]
     decide: Callable[[Reader, str, R, float], Awaitable[Plan]]
+    fingerprinted: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
 
 class Prepared(NamedTuple):

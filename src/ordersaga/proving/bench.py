@@ -29,6 +29,7 @@ every ``rss_every`` orders: the figures that show memory staying bounded.
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 import tempfile
@@ -54,14 +55,17 @@ from ordersaga.cluster.up import (
     plan,
     service_children,
     supervised,
+    topology_data_key,
 )
 from ordersaga.errors import ConfigError
 from ordersaga.local.pipeline import Counts, Outcome, Pipeline
 from ordersaga.local.runtime import RuntimeSettings, open_runtime
+from ordersaga.orders.vault import CardVault
 from ordersaga.orders.world import World
 from ordersaga.proving.benchstats import BenchReport, LatencyHistogram, current_rss_mb, peak_rss_mb
 from ordersaga.proving.generate import Kind, Mix, bench_world, generate_workload
 from ordersaga.saga.recovery import recover
+from ordersaga.transport.http import HttpSettings
 
 __all__ = ["DURABILITY_MODES", "BenchOptions", "run_bench"]
 
@@ -264,7 +268,7 @@ async def _measure(
     runtime = await open_runtime(settings)
     try:
         sink = _BenchSink(rss_every)
-        pipeline = Pipeline(runtime.engine, sink, concurrency, options.ordered)
+        pipeline = Pipeline(runtime.engine, sink, runtime.vault, concurrency, options.ordered)
         await recover(runtime.engine, concurrency=concurrency)  # as `run` does; nothing here
         cpu_started, started = time.process_time(), time.perf_counter()
         counts = await pipeline.run(workload.numbered())
@@ -339,7 +343,9 @@ async def _run_http(
             dbs = {name: f"sqlite:///{data_dir / f'{name}.db'}" for name in SERVICES}
             urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             children = service_children(ports, dbs, world_file)
+            token = secrets.token_urlsafe(32)  # the services require it, the engine sends it
             topology = Topology("", store_url or "", urls, dbs, [], children)
+            topology.env["ORDERSAGA_SERVICE_TOKEN"] = token
             label = f"http services, {store_kind}, c={concurrency}"
             if options.fault_rate:
                 label += f", fault rate {options.fault_rate:g}"
@@ -354,6 +360,7 @@ async def _run_http(
                     seed=options.seed,
                     store_url=store_url,
                     http_services=urls,
+                    http=HttpSettings(token=token),
                 )
                 report = await _measure(options, workload, settings, concurrency, label, store_kind)
         report.variant = "http"
@@ -406,7 +413,8 @@ async def _run_workers(
             try:
                 submitter = await Submitter.open(store, warn=say)
                 try:
-                    pipeline = Pipeline(submitter, sink, concurrency, options.ordered)
+                    vault = CardVault(topology_data_key(topology))
+                    pipeline = Pipeline(submitter, sink, vault, concurrency, options.ordered)
                     cpu_started, started = time.process_time(), time.perf_counter()
                     counts = await pipeline.run(workload.numbered())
                     elapsed = time.perf_counter() - started

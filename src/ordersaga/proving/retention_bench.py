@@ -64,7 +64,7 @@ async def run_batch(data_dir: Path, index: int, orders: int, concurrency: int) -
 
     runtime = await open_runtime(RuntimeSettings(data_dir=data_dir, world=world))
     try:
-        pipeline = Pipeline(runtime.engine, _BenchSink(0), concurrency, True)
+        pipeline = Pipeline(runtime.engine, _BenchSink(0), runtime.vault, concurrency, True)
         started = time.perf_counter()
         counts = await pipeline.run(numbered())
         elapsed = time.perf_counter() - started

@@ -13,6 +13,13 @@ saga's context (input and the results of earlier steps), and has a kind:
 
 Order: compensatable steps, then at most one pivot, then retriable steps. A definition without a
 pivot is decided by the success of its last compensatable step.
+
+Secrets in the input. Only the forward steps build their calls from the whole input; once the
+saga is decided, compensations and confirmations run, and a definition whose ``redact`` is set
+promises they need only what ``redact(input)`` keeps. The engine writes ``redact(input)`` over
+the stored input in the same atomic write as the decision, so a secret the forward steps needed
+(a card number) is erased from the log as soon as no call can need it again: a resumed saga
+that is not yet decided still has it, a decided one never needs it.
 """
 
 from __future__ import annotations
@@ -88,6 +95,9 @@ class SagaDefinition:
 
     name: str
     steps: tuple[Step, ...]
+    #: What of the input a decided saga keeps (see the module docstring); None keeps it all,
+    #: and so does a ``redact`` that returns the very input it was given.
+    redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         check(self)

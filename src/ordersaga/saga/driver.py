@@ -175,7 +175,7 @@ class Driver:
                     if run.definition.retriable_steps
                     else SagaStatus.CONFIRMED
                 )
-                await self._log(run, "decision.confirm", [record], status)
+                await self._log(run, "decision.confirm", [record], status, decided=True)
                 return status, None
             needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
@@ -186,7 +186,15 @@ class Driver:
                 run.keep_flag = True
                 attention = True
                 self._stats.needs_attention += not run.record.needs_attention
-            await self._log(run, "decision.compensate", [record], status, outcome.reason, attention)
+            await self._log(
+                run,
+                "decision.compensate",
+                [record],
+                status,
+                outcome.reason,
+                attention,
+                decided=True,
+            )
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
 
@@ -312,7 +320,13 @@ class Driver:
         status: SagaStatus | None = None,
         reason: str | None = None,
         attention: bool | None = None,
+        *,
+        decided: bool = False,
     ) -> None:
+        # The decision's write also erases what the decided saga no longer needs (redact).
+        redact = run.definition.redact if decided else None
+        input = run.record.input if redact is None else redact(run.record.input)
+        replaced = input is not run.record.input  # redact returns the input itself: no change
         self._crash.hit(f"log.before:{what}")
         await self.store.update(
             run.saga_id,
@@ -321,6 +335,7 @@ class Driver:
             reason=reason,
             needs_attention=attention,
             owner=self._owner,
+            input=input if replaced else None,
         )
         self._crash.hit(f"log.after:{what}")
         # Keep the in-memory record in step with the log.
@@ -329,7 +344,7 @@ class Driver:
         run.record = SagaRecord(
             run.record.saga_id,
             run.record.definition,
-            run.record.input,
+            input,
             run.record.fingerprint,
             status or run.record.status,
             tuple(merged.values()),

@@ -177,6 +177,16 @@ def config_to_json(config: PaymentConfig) -> dict[str, Any]:
     }
 
 
+def _without_card(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What an authorization's idempotency fingerprint covers: the card only by its last four
+    digits, so the payment database holds nothing a card number could be recovered from."""
+    card = payload.get("card_number")
+    if not isinstance(card, str):
+        return payload
+    last_four = "".join(c for c in card if c.isdigit())[-4:]
+    return {**payload, "card_number": f"****{last_four}"}
+
+
 def _parse_order(payload: Mapping[str, Any]) -> str:
     return fields.order_id(payload)
 
@@ -261,7 +271,7 @@ class PaymentService(KitService):
 
     def actions(self) -> Sequence[Action[Any]]:
         return (
-            Action("authorize", Phase.ACTION, parse_authorize, self._authorize),
+            Action("authorize", Phase.ACTION, parse_authorize, self._authorize, _without_card),
             Action("void", Phase.COMPENSATE, _parse_order, self._void),
             Action("capture", Phase.CONFIRM, _parse_optional_order, self._capture),
         )

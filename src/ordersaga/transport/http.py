@@ -10,6 +10,9 @@ from
   request certainly did not reach the service (no connection could be opened — refused, DNS
   failure, connect timeout — or no pooled connection came free in time): an outage, retried
   without spending the unknown-outcome budget;
+* :class:`~ordersaga.errors.ServiceUnreachable` also when the service answered ``401``: it
+  refused our token before doing anything (a configuration error for the operator to fix,
+  retried meanwhile);
 * :class:`~ordersaga.errors.ResponseLost`: anything else, where the service may have applied the
   request: a read timeout, a reset, a 5xx (503: its database is unavailable), an unlisted status
   code, or an envelope that does not match its code (a proxy's error page is never taken for a
@@ -29,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -66,6 +69,8 @@ class HttpSettings:
     pool_timeout: float = 30.0
     max_connections: int = 100
     keepalive_expiry: float = 15.0
+    #: The service token sent as ``Authorization: Bearer`` (never shown in a repr).
+    token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("connect_timeout", "read_timeout", "pool_timeout"):
@@ -128,11 +133,14 @@ class HttpTransport(Transport):
             limit_per_host=0,
             keepalive_timeout=self.settings.keepalive_expiry,
         )
+        headers = {"Accept": "application/json"}
+        if self.settings.token is not None:
+            headers["Authorization"] = f"Bearer {self.settings.token}"
         session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.settings.timeout(),
             trust_env=False,
-            headers={"Accept": "application/json"},
+            headers=headers,
         )
         self._sessions[service] = session
         return session
@@ -152,6 +160,8 @@ class HttpTransport(Transport):
         inject_current(headers)  # the step's span, when tracing: the service continues it
         path = f"/commands/{quote(command.action, safe='')}"
         answer = await self._request(command.service, "POST", path, body, headers)
+        if answer.status == UNAUTHORIZED:
+            raise ServiceUnreachable(f"{command.service}: {_REFUSED_TOKEN}")
         return _reply(command.service, answer)
 
     async def probe(self, service: str, key: str) -> Probe:
@@ -169,6 +179,13 @@ class HttpTransport(Transport):
         except (KeyError, TypeError, ValueError):
             raise ResponseLost(f"{service}: malformed probe answer") from None
         return Probe(state, reply)
+
+    async def check_access(self, service: str) -> None:
+        """ConfigError if ``service`` refuses our token (a status probe of an unused key)."""
+        answer = await self._request(service, "GET", f"/keys/{encode_key(_ACCESS_KEY)}")
+        if answer.status == UNAUTHORIZED:
+            url = self.base_urls[service]
+            raise ConfigError(f"the {service} service at {url}: {_REFUSED_TOKEN}")
 
     async def health(self, service: str) -> Mapping[str, Any]:
         """The service's ``/health`` answer; TransportError unless it answers 200."""
@@ -201,6 +218,14 @@ class HttpTransport(Transport):
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+
+
+UNAUTHORIZED = 401
+_ACCESS_KEY = "ordersaga-health:health:action"
+_REFUSED_TOKEN = (
+    "HTTP 401: the service refused our token (set ORDERSAGA_SERVICE_TOKEN or --token-file"
+    " to the token it was started with)"
+)
 
 
 def _describe(exc: BaseException) -> str:

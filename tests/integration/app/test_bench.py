@@ -100,7 +100,7 @@ async def test_a_run_keeps_no_state_per_decided_order(tmp_path: Path) -> None:
     )
     try:
         sink = Sink()
-        pipeline = Pipeline(runtime.engine, sink, concurrency=16, window=64)
+        pipeline = Pipeline(runtime.engine, sink, runtime.vault, concurrency=16, window=64)
         await pipeline.run(Workload(options, world).numbered())
         await runtime.transport.drain()
         assert sink.decided == 600

@@ -83,7 +83,11 @@ def test_the_detail_of_a_compensated_order_shows_its_compensation(
     screenshot(tab, tmp_path, "saga")
 
     tab.goto(f"{dashboard.url}/sagas/card-1")
-    assert CARD not in tab.content() and "************1111" in tab.locator("pre.input").inner_text()
+    # The card was sealed in the log, then erased with the decision: its last four digits remain.
+    assert (
+        CARD not in tab.content()
+        and '"card_last4": "1111"' in tab.locator("pre.input").inner_text()
+    )
 
 
 def test_an_operator_action_needs_the_token_and_is_recorded(

@@ -32,8 +32,10 @@ import asyncpg
 import pytest
 
 from ordersaga.orders.demo import demo_world
-from ordersaga.orders.order_saga import ORDER_SAGA_NAME
+from ordersaga.orders.intake import saga_request
+from ordersaga.orders.order_saga import ORDER_SAGA_NAME, order_saga
 from ordersaga.orders.parse import Parsed, parse_line
+from ordersaga.orders.vault import CardVault
 from ordersaga.protocol.messages import Command, Probe, Reply
 from ordersaga.saga.store import PostgresSagaStore, open_store
 from ordersaga.services.factory import ServiceConfigs, Services, data_dir_urls, open_services
@@ -41,6 +43,7 @@ from ordersaga.transport.base import Transport
 from tests.conftest import pg_server_url, with_database
 from tests.integration.http.conftest import (
     SERVICES,
+    TEST_DATA_KEY,
     ServiceProcess,
     free_port,
     get_json,
@@ -48,6 +51,10 @@ from tests.integration.http.conftest import (
     services_arg,
 )
 
+TEST_VAULT = CardVault(bytes.fromhex(TEST_DATA_KEY))
+ORDER_SAGA = order_saga(TEST_VAULT)
+#: The API's clients in these tests: key -> client.
+API_KEYS = {"key-alice-0123456789abcdef": "alice", "key-bob-0123456789abcdef0": "bob"}
 HOT_STOCK = 25
 CAPPED_USER, CAPPED_ORDERS = 900005, 7
 ORDER_CENTS = 1649  # 10.00 for one unit of HOT, P or K + shipping 4.99 + 1.50 per kg
@@ -190,7 +197,10 @@ class Topology:
             service.wait_healthy()
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
+        keys = self.root / "api-keys"
+        keys.write_text("".join(f"{key} {client}\n" for key, client in API_KEYS.items()))
         api_args = ["serve", "api", "--store", self.store, "--port", str(port)]
+        api_args += ["--api-keys", str(keys)]
         self.api = Process("api", [*api_args, "--log-level", "warning"], self.root).start()
         self.workers = [self.new_worker(i) for i in range(WORKERS)]
         for worker in self.workers:
@@ -320,10 +330,11 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     await opened.close()
 
 
-async def create_order(store: PostgresSagaStore, order_id: str) -> None:
-    """Create the saga of a valid order (as a submitter would): running, nobody holds it."""
+async def create_order(store: PostgresSagaStore, order_id: str, saga_id: str | None = None) -> None:
+    """Create the saga of a valid order (as a submitter would): running, nobody holds it;
+    ``saga_id`` as an API client's order (``client,order id``), by default the order id."""
     line = f"Order {order_id}, User 456, Items: [{{A, 2}}], Payment: PayPal, Address: X, US"
     parsed = parse_line(line.encode())
     assert isinstance(parsed, Parsed)
-    order = parsed.order.normalized()
-    await store.create(order_id, ORDER_SAGA_NAME, order.to_json(), order.fingerprint())
+    saga = saga_request(TEST_VAULT, parsed)
+    await store.create(saga_id or order_id, ORDER_SAGA_NAME, saga.input, saga.fingerprint)

@@ -18,10 +18,10 @@ from ordersaga.cluster.api import create_api
 from ordersaga.dashboard import DashboardSettings
 from ordersaga.saga.store import PostgresSagaStore
 from tests.integration.dashboard.conftest import start_dashboard
-from tests.integration.http.conftest import get_json, ordersaga_env
+from tests.integration.http.conftest import TEST_DATA_KEY, get_json, ordersaga_env
 from tests.promtool import promtool_check
 
-from .conftest import Topology, create_order, order
+from .conftest import API_KEYS, Topology, create_order, order
 
 pytestmark = pytest.mark.pg
 
@@ -112,15 +112,17 @@ def test_the_order_api_serves_the_dashboard_at_ui_and_its_docs_locally(
 async def test_an_operator_action_at_ui_goes_through_the_apis_log(
     store: PostgresSagaStore,
 ) -> None:
-    await create_order(store, "ui-1")
-    app = create_api(store, ui=DashboardSettings(token="tok"))
+    await create_order(store, "ui-1", saga_id="alice,ui-1")  # alice's order, by the API
+    app = create_api(
+        store, API_KEYS, bytes.fromhex(TEST_DATA_KEY), ui=DashboardSettings(token="tok")
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
             page = await client.get("/ui/?status=running")
-            assert _rows(page.text) == ["ui-1"]
+            assert _rows(page.text) == ["alice,ui-1"]  # the operator sees every saga
             headers = {"Content-Type": "application/json"}
-            body = json.dumps({"action": "cancel", "saga_id": "ui-1", "note": "duplicate"})
+            body = json.dumps({"action": "cancel", "saga_id": "alice,ui-1", "note": "duplicate"})
             refused = await client.post("/ui/api/action", content=body, headers=headers)
             assert refused.status_code == 401
             signed = await client.post(
@@ -131,5 +133,7 @@ async def test_an_operator_action_at_ui_goes_through_the_apis_log(
             done = await client.post("/ui/api/action", content=body, headers=headers)
             assert done.status_code == 200, done.text
             assert done.json()["status"] == "compensating"
-            view = (await client.get("/orders/ui-1")).json()
+            alice = {"Authorization": f"Bearer {next(iter(API_KEYS))}"}
+            assert (await client.get("/orders/ui-1")).status_code == 401  # the API needs a key
+            view = (await client.get("/orders/ui-1", headers=alice)).json()
             assert [(a["action"], a["who"]) for a in view["actions"]] == [("cancel", "dan")]

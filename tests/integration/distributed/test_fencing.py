@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from ordersaga.errors import OwnershipLost
-from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.proving.audit import audit
 from ordersaga.saga.executor import SagaEngine, SagaResult
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus
@@ -23,7 +22,7 @@ from ordersaga.services.factory import Services, data_dir_urls
 from ordersaga.transport.base import Transport
 from ordersaga.transport.inprocess import InProcessTransport
 
-from .conftest import Gate, create_order
+from .conftest import ORDER_SAGA, Gate, create_order
 
 pytestmark = pytest.mark.pg
 

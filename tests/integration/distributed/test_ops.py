@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from typing import Any
 
 import pytest
 
 from tests.integration.http.conftest import get_json, ordersaga_env
 
-from .conftest import Topology, order
+from .conftest import API_KEYS, Topology, order
 from .conftest import ordersaga as run_cli
 
 
@@ -77,21 +79,51 @@ def test_list_show_and_repairs_on_a_shared_log_while_workers_execute(
     resolved = ordersaga("sagas", "resolve", "ops-0", "--store", topology.store, "--as", "failed",
                          "--note", "checked the warehouse", "--by", "bob")  # fmt: skip
     assert resolved.code == 0, resolved.err
-    code, api_view = get_json(f"{topology.api_url}/orders/ops-0")
+    # Streamed orders belong to no API client: the API shows a client its own orders only.
+    alice = next(iter(API_KEYS))
+    assert get_json(f"{topology.api_url}/orders/ops-0", token=alice)[0] == 404
+    for n in range(5):  # alice's own orders; C is out of stock: failed at reserve
+        code, body = post_order(topology, order(f"ops-api-{n}", 821_000 + n, "C"), alice)
+        assert code == 202, body
+    code, api_view = get_json(f"{topology.api_url}/orders/ops-api-0?wait=20", 25, alice)
+    assert code == 200 and api_view["outcome"] == "failed", api_view
+    resolve = ["sagas", "resolve", "alice,ops-api-0", "--store", topology.store, "--as", "failed"]
+    resolved = ordersaga(*resolve, "--note", "checked the warehouse", "--by", "bob")
+    assert resolved.code == 0, resolved.err
+    code, api_view = get_json(f"{topology.api_url}/orders/ops-api-0", token=alice)
     assert code == 200 and api_view["outcome"] == "failed"
+    assert api_view["order_id"] == "ops-api-0"
     assert [(a["action"], a["who"]) for a in api_view["actions"]] == [("resolve failed", "bob")]
     assert api_view["cause"] == "business" and api_view["step"] == "reserve"
+    for n in range(1, 5):
+        assert get_json(f"{topology.api_url}/orders/ops-api-{n}?wait=20", 25, alice)[0] == 200
 
-    code, page = get_json(f"{topology.api_url}/orders?status=failed&limit=3")
+    code, page = get_json(f"{topology.api_url}/orders?status=failed&limit=3", token=alice)
     assert code == 200 and len(page["orders"]) == 3 and page["next_cursor"]
     code, second = get_json(f"{topology.api_url}/orders?status=failed&limit=3"
-                            f"&cursor={page['next_cursor']}")  # fmt: skip
+                            f"&cursor={page['next_cursor']}", token=alice)  # fmt: skip
     assert code == 200
     first_ids = [o["order_id"] for o in page["orders"]]
     assert not set(first_ids) & {o["order_id"] for o in second["orders"]}
     assert all(o["status"] == "failed" for o in page["orders"] + second["orders"])
-    code, bad = get_json(f"{topology.api_url}/orders?limit=0")
+    assert all(o["order_id"].startswith("ops-api-") for o in page["orders"] + second["orders"])
+    code, bad = get_json(f"{topology.api_url}/orders?limit=0", token=alice)
     assert code == 400 and "limit" in bad["error"]
+
+
+def post_order(topology: Topology, line: str, key: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"{topology.api_url}/orders",
+        data=line.encode(),
+        headers={"Content-Type": "text/plain", "Authorization": f"Bearer {key}"},
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def test_workers_lists_the_live_workers_with_their_pids(topology: Topology) -> None:

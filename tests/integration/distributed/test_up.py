@@ -56,7 +56,8 @@ def test_up_serves_orders_and_ctrl_c_stops_every_process(tmp_path: Path) -> None
     with err_path.open("wb") as err:
         up = subprocess.Popen(
             [sys.executable, "-m", "ordersaga", "up", "--pg", admin, "--workers", "2",
-             "--base-port", "0", "--prefix", prefix, "--lease", "2", "--json"],
+             "--base-port", "0", "--prefix", prefix, "--lease", "2", "--json",
+             "--secrets-dir", str(tmp_path / "secrets")],
             stdout=subprocess.PIPE, stderr=err, env=ordersaga_env(),
         )  # fmt: skip
     pids: list[int] = []
@@ -72,16 +73,22 @@ def test_up_serves_orders_and_ctrl_c_stops_every_process(tmp_path: Path) -> None
         pids = list(info["pids"].values())
         assert len(pids) == 6 and all(_alive(pid) for pid in pids)
 
+        # up made an API key for the client "demo", in a file only its owner reads.
+        keys_file = Path(info["api_keys"])
+        assert keys_file.stat().st_mode & 0o777 == 0o600
+        key, client = keys_file.read_text().split()
+        assert client == "demo" and key not in first[0].decode()
         request = urllib.request.Request(
             f"{info['api']}/orders",
             data=order("up-1", 820_001, "A").encode(),
-            headers={"Content-Type": "text/plain"},
+            headers={"Content-Type": "text/plain", "Authorization": f"Bearer {key}"},
             method="POST",
         )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(request, timeout=10) as response:
             assert response.status == 202
-        code, view = get_json(f"{info['api']}/orders/up-1?wait=20", timeout=25)
+        assert get_json(f"{info['api']}/orders/up-1")[0] == 401  # no key
+        code, view = get_json(f"{info['api']}/orders/up-1?wait=20", timeout=25, token=key)
         assert code == 200 and view["outcome"] == "confirmed", view
 
         stream = order("up-2", 820_002, "A") + "\n" + order("up-3", 820_003, "C") + "\n"

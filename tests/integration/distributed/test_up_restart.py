@@ -40,7 +40,8 @@ def test_a_killed_worker_is_restarted_and_sighup_stops_everything(tmp_path: Path
     with err_path.open("wb") as err:
         up = subprocess.Popen(
             [sys.executable, "-m", "ordersaga", "up", "--pg", admin, "--workers", "1",
-             "--base-port", "0", "--prefix", prefix, "--lease", "2", "--json"],
+             "--base-port", "0", "--prefix", prefix, "--lease", "2", "--json",
+             "--secrets-dir", str(tmp_path / "secrets")],
             stdout=subprocess.PIPE, stderr=err, env={**ordersaga_env(), "TMPDIR": str(temp)},
         )  # fmt: skip
     pids: list[int] = []

@@ -72,7 +72,8 @@ def test_up_metrics_match_the_outcomes_and_logs_are_json(tmp_path: Path) -> None
         up = subprocess.Popen(
             [sys.executable, "-m", "ordersaga", "up", "--pg", admin, "--workers", "2",
              "--base-port", "0", "--prefix", prefix, "--lease", "2", "--json",
-             "--fault-rate", "0.1", "--seed", "3", "--log-format", "json"],
+             "--fault-rate", "0.1", "--seed", "3", "--log-format", "json",
+             "--secrets-dir", str(tmp_path / "secrets")],
             stdout=subprocess.PIPE, stderr=err, env=ordersaga_env(),
         )  # fmt: skip
     try:

@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 
 from ordersaga.cluster.worker import Worker, WorkerSettings
-from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.proving.audit import audit
 from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus
 from ordersaga.services.factory import Services, data_dir_urls
 from ordersaga.transport.inprocess import InProcessTransport
 
-from .conftest import Gate, create_order
+from .conftest import ORDER_SAGA, Gate, create_order
+
+KEY = bytes(32)  # the in-process engine holds the vault; the settings only need a key
 
 pytestmark = pytest.mark.pg
 
@@ -28,7 +29,9 @@ pytestmark = pytest.mark.pg
 def _worker(
     store: PostgresSagaStore, gate: Gate, pg_url: str, *, lease: float, grace: float
 ) -> Worker:
-    config = WorkerSettings(pg_url, {}, worker_id="w1", poll=0.05, lease=lease, grace=grace)
+    config = WorkerSettings(
+        pg_url, {}, worker_id="w1", poll=0.05, lease=lease, grace=grace, data_key=KEY
+    )
     engine = SagaEngine(store, gate, [ORDER_SAGA], owner="w1")
     return Worker(config, store, engine)
 

@@ -34,11 +34,12 @@ def free_port() -> int:
         return port
 
 
-def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
-    """(status, JSON body) of a GET, with no proxy in the way."""
+def get_json(url: str, timeout: float = 2.0, token: str | None = None) -> tuple[int, Any]:
+    """(status, JSON body) of a GET (with a bearer ``token``), with no proxy in the way."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with opener.open(url, timeout=timeout) as response:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -47,9 +48,19 @@ def get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
 class ServiceProcess:
     """One `ordersaga serve SERVICE` process on 127.0.0.1:PORT with its database URL."""
 
-    def __init__(self, service: str, db_url: str, log_dir: Path, world: Path | None = None):
+    def __init__(
+        self,
+        service: str,
+        db_url: str,
+        log_dir: Path,
+        world: Path | None = None,
+        token: str | None = None,
+        extra: tuple[str, ...] = (),
+    ):
         self.service = service
         self.db_url = db_url
+        self.token = token  # the service token it requires (ORDERSAGA_SERVICE_TOKEN)
+        self.extra = extra
         self.port = free_port()
         self.world = world
         self.log_path = log_dir / f"{service}-{self.port}.log"
@@ -64,8 +75,10 @@ class ServiceProcess:
         args += ["--port", str(self.port), "--db", self.db_url, "--log-level", "warning"]
         if self.world is not None:
             args += ["--world", str(self.world)]
+        args += self.extra
+        env = ordersaga_env(**({"ORDERSAGA_SERVICE_TOKEN": self.token} if self.token else {}))
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         if wait:
             self.wait_healthy()
@@ -106,7 +119,7 @@ class ServiceProcess:
         return self.proc.returncode
 
     def stats(self) -> dict[str, Any]:
-        status, body = get_json(f"{self.url}/stats")
+        status, body = get_json(f"{self.url}/stats", token=self.token)
         assert status == 200, body
         result: dict[str, Any] = body
         return result
@@ -142,8 +155,16 @@ def dbs_arg(urls: dict[str, str]) -> str:
     return ",".join(f"{name}={url}" for name, url in urls.items())
 
 
-def ordersaga_env() -> dict[str, str]:
-    """The environment for a child `ordersaga`: no proxies, no armed crash points."""
+#: The data key of the tests' PostgreSQL setups (submitters, the API and workers share it).
+TEST_DATA_KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+
+def ordersaga_env(**extra: str) -> dict[str, str]:
+    """The environment for a child `ordersaga`: no proxies, no armed crash points, no secrets
+    but the tests' data key and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.pop("ORDERSAGA_CRASH_AT", None)
+    for name in ("ORDERSAGA_CRASH_AT", "ORDERSAGA_SERVICE_TOKEN", "ORDERSAGA_API_KEYS"):
+        env.pop(name, None)
+    env["ORDERSAGA_DATA_KEY"] = TEST_DATA_KEY
+    env.update(extra)
     return env

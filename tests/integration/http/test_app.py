@@ -208,7 +208,17 @@ async def test_openapi_documents_every_action_code_and_the_key_header(
     assert {"/commands/reserve", "/commands/release", "/commands/commit"} <= set(paths)
     assert {"/keys/{key}", "/health", "/stats"} <= set(paths)
     reserve_op = paths["/commands/reserve"]["post"]
-    assert set(reserve_op["responses"]) == {"200", "400", "409", "410", "413", "422", "425", "503"}
+    assert set(reserve_op["responses"]) == {
+        "200",
+        "400",
+        "408",
+        "409",
+        "410",
+        "413",
+        "422",
+        "425",
+        "503",
+    }
     (header,) = reserve_op["parameters"]
     assert header["name"] == "Idempotency-Key" and header["in"] == "header"
     assert header["schema"]["pattern"].endswith(":action$")

@@ -8,9 +8,10 @@ code documented, body shaped as documented), and the database tells the same sto
   appear (its idempotency record, and for payment the ``declined`` payment it records);
 * 200 on a command: sending it again replays the same answer and changes nothing.
 
-The apps run in process (ASGI) on SQLite files of their own; the example budget keeps the whole
-module to a few seconds per service (the ``ci`` Hypothesis profile multiplies it). The examples
-are random, not derandomized: each run tries new requests; every health check is on.
+The apps run in process (ASGI) on SQLite files of their own, each requiring a service token
+(which the generated requests carry, but those that test a missing one); the example budget keeps
+the whole module to a few seconds per service (the ``ci`` Hypothesis profile multiplies it). The
+examples are random, not derandomized: each run tries new requests; every health check is on.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from tests.hypothesis_profiles import examples
 
 EXAMPLES = 40
 BASE_URL = "http://testserver"
+TOKEN = "fuzz-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: Rows a refusal may add: its own record, never a change to business state.
 REFUSAL_RECORDS = {"idempotency": None, "payments": ("state", "declined")}
 
@@ -56,7 +59,7 @@ class Fuzzed:
         async def opener() -> Any:
             return await open_service(service, url, configs, durable=False)
 
-        self.app = create_app(opener, name=service)
+        self.app = create_app(opener, name=service, token=TOKEN)
 
     def snapshot(self) -> Snapshot:
         with sqlite3.connect(self.path) as conn:
@@ -89,6 +92,7 @@ def _business(fuzzed: Fuzzed, snapshot: Snapshot) -> Snapshot:
 
 
 def _check(fuzzed: Fuzzed, case: Any) -> None:
+    case.headers = {**(case.headers or {}), **AUTH}
     before = fuzzed.snapshot()
     response = case.call(base_url=BASE_URL, app=fuzzed.app)
     case.validate_response(
@@ -97,8 +101,12 @@ def _check(fuzzed: Fuzzed, case: Any) -> None:
     )
     code = response.status_code
     assert code < 500, (code, response.text)
+    # Schemathesis also tries requests without the security the schema declares: those must be
+    # refused, and the others (which carry the token) must get through.
+    authorized = response.request.headers.get("Authorization") == AUTH["Authorization"]
+    assert (code != 401) if authorized else (code == 401), (code, response.text)
     after = fuzzed.snapshot()
-    if case.method.upper() == "GET" or code in (400, 409, 413):
+    if case.method.upper() == "GET" or code in (400, 401, 409, 413):
         assert after == before, (code, response.text)
     elif code == 422:
         assert _business(fuzzed, after) == _business(fuzzed, before), response.text
@@ -117,7 +125,7 @@ def _schema(service: str) -> Any:
     async def unused() -> Any:
         raise AssertionError("never opened")
 
-    return schemathesis.openapi.from_dict(create_app(unused, name=service).openapi())
+    return schemathesis.openapi.from_dict(create_app(unused, name=service, token=TOKEN).openapi())
 
 
 def _fixture(service: str) -> Any:

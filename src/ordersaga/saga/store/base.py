@@ -280,10 +280,14 @@ class SagaStore(abc.ABC):
         reason: str | None = None,
         needs_attention: bool | None = None,
         owner: str | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> None:
         """Atomically and durably upsert step records (by step and phase) and change status.
 
-        ``status``, ``reason`` and ``needs_attention`` left at None stay as they are. Updates of
+        ``status``, ``reason`` and ``needs_attention`` left at None stay as they are. ``input``,
+        when given, replaces the saga's input: the engine erases what a decided saga no longer
+        needs (:attr:`ordersaga.saga.definition.SagaDefinition.redact`), and the old value is
+        overwritten in the same atomic write. Updates of
         one saga apply in the order the calls were made, even when they share a commit. A finished
         saga takes no update at all, not even one that only adds step records.
 

@@ -130,15 +130,20 @@ class MemoryStore(SagaStore):
         reason: str | None = None,
         needs_attention: bool | None = None,
         owner: str | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> None:
         # Nobody holds a lease here (no claims): an update fenced by an owner is refused.
-        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock(), owner)
+        write = make_update(
+            saga_id, steps, status, reason, needs_attention, self._clock(), owner, input
+        )
         self._count_write()
         saga = self._sagas.get(saga_id)
         if saga is None:
             check_update(saga_id, None, write.status)  # raises: unknown saga
             return
         saga.head.apply(write, saga_id)
+        if write.input is not None:
+            saga.create = dataclasses.replace(saga.create, input=write.input)
         self._upsert(saga, write.steps)
 
     async def load(self, saga_id: str) -> SagaRecord | None:

@@ -108,6 +108,7 @@ class UpdateWrite:
     needs_attention: bool | None
     at: float
     owner: str | None = None  # fencing: refused unless the saga is held by this owner
+    input: str | None = None  # canonical JSON replacing the saga's input, if any
 
 
 Write = CreateWrite | UpdateWrite
@@ -141,6 +142,7 @@ def make_update(
     needs_attention: bool | None,
     at: float,
     owner: str | None = None,
+    input: Mapping[str, Any] | None = None,
 ) -> UpdateWrite:
     return UpdateWrite(
         saga_id,
@@ -150,6 +152,7 @@ def make_update(
         needs_attention,
         at,
         owner,
+        None if input is None else canonical_json(dict(input)),
     )
 
 
@@ -179,6 +182,7 @@ class Head:
     updated_at: float
     version: int
     owner: str | None = None  # who holds the saga's lease (PostgreSQL workers), if anyone
+    input: str | None = None  # a replacement input (canonical JSON) an update brought, if any
 
     @classmethod
     def of_create(cls, write: CreateWrite) -> Head:
@@ -197,6 +201,8 @@ class Head:
             self.reason = write.reason
         if write.needs_attention is not None:
             self.needs_attention = write.needs_attention
+        if write.input is not None:
+            self.input = write.input
         self.updated_at = write.at
         self.version += 1
 

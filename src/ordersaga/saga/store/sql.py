@@ -157,8 +157,11 @@ class SqlSagaStore(SagaStore):
         reason: str | None = None,
         needs_attention: bool | None = None,
         owner: str | None = None,
+        input: Mapping[str, Any] | None = None,
     ) -> None:
-        write = make_update(saga_id, steps, status, reason, needs_attention, self._clock(), owner)
+        write = make_update(
+            saga_id, steps, status, reason, needs_attention, self._clock(), owner, input
+        )
         await self._committer.enqueue(write)
 
     async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:

@@ -34,12 +34,12 @@ _SAGA_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Casts give PostgreSQL the parameter types of a VALUES list; SQLite accepts them too.
 _UPDATE_SAGAS = (
     "UPDATE sagas SET status = v.column2, reason = v.column3, needs_attention = v.column4,"
-    " updated_at = v.column5, version = v.column6 FROM (VALUES {rows}) AS v"
-    " WHERE sagas.saga_id = v.column1 AND sagas.version = v.column7"
+    " updated_at = v.column5, version = v.column6, input = COALESCE(v.column8, sagas.input)"
+    " FROM (VALUES {rows}) AS v WHERE sagas.saga_id = v.column1 AND sagas.version = v.column7"
 )
 _UPDATE_VALUES = (
     "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),"
-    " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS BIGINT))"
+    " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))"
 )
 
 _UPSERT_STEPS = (
@@ -150,7 +150,7 @@ async def _update_sagas(tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> Non
         params: list[Any] = []
         for saga_id, head, version in chunk:
             params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
-            params += (head.updated_at, head.version, version)
+            params += (head.updated_at, head.version, version, head.input)
         sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
         if await tx.execute(sql, *params) != len(chunk):
             raise ConflictError("a saga changed under a batch (concurrent writer)")
