@@ -1,15 +1,16 @@
 import asyncio
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from ordersaga.messages import Command, Phase
+from ordersaga.messages import Command, Phase, Reply
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
-from ordersaga.saga.store.base import SagaStatus, StepStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
 
 from .fakes import Ledger, ScriptedTransport
@@ -236,3 +237,75 @@ async def test_on_decided_is_not_called_for_a_failed_saga() -> None:
     result = await engine.start("trip", "s1", {}, "fp", on_decided=seen.append)
     assert result.status is SagaStatus.FAILED and result.compensations == 2 and seen == []
     assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
+
+
+async def test_a_decided_saga_replays_field_by_field() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: True})
+    first = await engine.start("trip", "s1", {}, "fp")
+    again = await engine.start("trip", "s1", {}, "fp")
+    other = await engine.start("trip", "s1", {"x": 2}, "other")
+    assert first.reason is not None
+    assert again == SagaResult(
+        "s1", SagaStatus.FAILED, first.reason, replayed=True, fingerprint="fp"
+    )
+    assert other == SagaResult("s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+
+
+async def test_a_start_finishes_a_saga_left_unfinished_in_the_log() -> None:
+    """An id the log shows unfinished (a crash before recovery ran): a new start finishes it."""
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: c.key.startswith("s2:")})
+    for saga_id in ("s1", "s2"):
+        await engine.store.create(saga_id, "trip", {}, "fp")
+    results = [await engine.start("trip", sid, {}, "fp") for sid in ("s1", "s2")]
+    failed = await engine.store.load("s2")
+    assert failed is not None and failed.reason is not None
+    assert results == [
+        SagaResult("s1", SagaStatus.CONFIRMED, None, replayed=True, fingerprint="fp"),
+        SagaResult("s2", SagaStatus.FAILED, failed.reason, replayed=True, fingerprint="fp"),
+    ]
+    assert engine.stats.resumed == 2 and engine.stats.started == 0
+    assert ledgers["C"].state == {"s1:c": "confirmed"}
+    assert all(n == 1 for n in transport.sent.values())
+
+
+class YieldingStore(MemoryStore):
+    """A memory store whose create lets other tasks run first, as a real store's I/O does."""
+
+    async def create(self, *args: Any, **kwargs: Any) -> tuple[SagaRecord, bool]:
+        await asyncio.sleep(0)
+        return await super().create(*args, **kwargs)
+
+
+async def test_record_failed_logs_a_saga_decided_without_steps_once() -> None:
+    engine, _, transport, _ = world()
+    engine.store = YieldingStore()  # so that the second call finds the first one running
+    first, concurrent = await asyncio.gather(
+        engine.record_failed("trip", "s1", {}, "fp", "bad input"),
+        engine.record_failed("trip", "s1", {}, "fp", "bad input"),
+    )
+    assert first == SagaResult("s1", SagaStatus.FAILED, "bad input", fingerprint="fp")
+    replay = SagaResult("s1", SagaStatus.FAILED, "bad input", replayed=True, fingerprint="fp")
+    assert concurrent == replay
+    assert await engine.record_failed("trip", "s1", {}, "fp", "bad input") == replay
+    other = await engine.record_failed("trip", "s1", {}, "other", "bad input")
+    assert other == SagaResult("s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True)
+    await engine.record_failed("trip", "s2", {}, "fp", "bad too")
+    assert engine.stats.failed == 2 and not transport.sent
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert record.reason == "bad input" and record.steps == ()
+
+
+async def test_a_refused_compensation_flags_the_saga_and_leaves_it_compensating() -> None:
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: True})
+    for sid in ("s1", "s2"):  # b refuses its compensation (a stored refusal for the key)
+        ledgers["B"].replies[f"{sid}:b:compensate"] = Reply.refused("cannot undo")
+    results = [await engine.start("trip", sid, {}, "fp") for sid in ("s1", "s2")]
+    assert [r.status for r in results] == [SagaStatus.COMPENSATING] * 2
+    assert engine.stats.needs_attention == 2  # once per saga
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.COMPENSATING
+    assert record.needs_attention
+    # Undoing stopped at b, the last step: a, before it, was not compensated.
+    assert compensations_sent(transport) == ["s1:b:compensate", "s2:b:compensate"]
+    assert ledgers["A"].state["s1:a"] == "applied"
