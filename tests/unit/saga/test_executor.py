@@ -5,12 +5,13 @@ from typing import Any
 
 import pytest
 
+from ordersaga.errors import ConfigError
 from ordersaga.messages import Command, Phase, Reply
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
-from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine, SagaResult
+from ordersaga.saga.executor import MISMATCH_REASON, EngineSettings, SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
 
 from .fakes import Ledger, ScriptedTransport
@@ -309,3 +310,92 @@ async def test_a_refused_compensation_flags_the_saga_and_leaves_it_compensating(
     # Undoing stopped at b, the last step: a, before it, was not compensated.
     assert compensations_sent(transport) == ["s1:b:compensate", "s2:b:compensate"]
     assert ledgers["A"].state["s1:a"] == "applied"
+
+
+async def test_the_engine_counts_what_it_did() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: c.key.startswith("s2:")})
+    for sid in ("s1", "s2", "s3"):
+        await engine.start("trip", sid, {}, "fp")
+    await engine.start("trip", "s1", {}, "fp")  # a replay counts as nothing
+    stats = engine.stats
+    assert (stats.started, stats.confirmed, stats.failed) == (3, 2, 1)
+    assert stats.compensations == 2 and stats.resumed == 0 and stats.needs_attention == 0
+
+
+async def test_the_log_keeps_each_steps_outcome_and_the_reason() -> None:
+    def fail(c: Command) -> str | None:  # b's action is lost twice before it gets through
+        return "request" if c.key == "s1:b:action" and transport.sent[c.key] <= 2 else None
+
+    engine, _, transport, clock = world(refuse={"C": lambda c: True}, fail=fail)
+    result = await engine.start("trip", "s1", {}, "fp")
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert result.reason is not None and record.reason == result.reason
+    refused = record.step("c")
+    assert refused is not None and refused.status is StepStatus.REFUSED
+    assert (refused.reason, refused.attempts) == ("C do: no", 1)
+    retried = record.step("b")
+    assert retried is not None and retried.attempts == 3 and retried.reason is None
+    assert retried.started_at < retried.ended_at <= clock.time()  # the backoff in between
+    undone = record.step("b", Phase.COMPENSATE)
+    assert undone is not None and undone.status is StepStatus.SUCCEEDED
+
+
+def lost_twice(
+    *keys: str, sent: Callable[[], ScriptedTransport]
+) -> Callable[[Command], str | None]:
+    """A fault script: the first two attempts of each of ``keys`` are lost."""
+    return lambda c: "request" if c.key in keys and sent().sent[c.key] <= 2 else None
+
+
+@pytest.mark.parametrize("refused", [True, False])
+async def test_a_slow_undo_or_confirmation_flags_the_saga_until_it_ends(refused: bool) -> None:
+    """Flagged once (however many calls are slow), and no longer flagged once finished."""
+    phase = "compensate" if refused else "confirm"
+    keys = (f"s1:a:{phase}", f"s1:{'b' if refused else 'c'}:{phase}")
+    engine, _, transport, _ = world(
+        refuse={"C": lambda c: refused}, fail=lost_twice(*keys, sent=lambda: transport)
+    )
+    engine = SagaEngine(
+        engine.store,
+        transport,
+        [make_definition()],
+        clock=FakeClock(),
+        rng=random.Random(3),
+        settings=EngineSettings(attention_after=0.0),
+    )
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is (SagaStatus.FAILED if refused else SagaStatus.CONFIRMED)
+    assert all(transport.sent[key] == 3 for key in keys)
+    assert engine.stats.needs_attention == 1  # two slow calls, one flag
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is result.status
+    assert not record.needs_attention
+
+
+async def test_a_refused_confirmation_flags_the_saga_and_leaves_it_confirming() -> None:
+    engine, ledgers, _, _ = world()
+    ledgers["A"].replies["s1:a:confirm"] = Reply.refused("cannot confirm")
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMING and engine.stats.needs_attention == 1
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.CONFIRMING
+    assert record.needs_attention
+
+
+async def test_recovery_does_not_resend_a_step_whose_result_is_logged() -> None:
+    engine, ledgers, transport, _ = world()
+    await engine.store.create("s1", "trip", {}, "fp")
+    # A crash after a was applied and its result logged, before b was sent.
+    await ledgers["A"].handle(Command("A", "do", "s1:a:action", {"input": {}}))
+    done = StepRecord("a", Phase.ACTION, StepStatus.SUCCEEDED, {"step": "a"})
+    await engine.store.update("s1", steps=[done])
+    [result] = await recover(engine)
+    assert result.status is SagaStatus.CONFIRMED
+    assert "s1:a:action" not in transport.sent and transport.sent["s1:b:action"] == 1
+
+
+async def test_an_unknown_definition_is_a_config_error() -> None:
+    engine, _, _, _ = world()
+    with pytest.raises(ConfigError, match="no saga definition named 'nope'"):
+        await engine.start("nope", "s1", {}, "fp")
