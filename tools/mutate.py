@@ -4,7 +4,7 @@ Usage (from the project directory, in the venv)::
 
     python tools/mutate.py                 # a fresh run over every module of [tool.mutmut]
     python tools/mutate.py --report        # only print the summary of the last run
-    python tools/mutate.py 'ordersaga.saga.executor*' 'ordersaga.proving.audit*'   # some modules
+    python tools/mutate.py 'ordersaga.saga.executor*' 'ordersaga.proving.audit*'   # re-test some
 
 The modules (``only_mutate``) and the fast tests run against them
 (``pytest_add_cli_args_test_selection``) are in pyproject.toml's ``[tool.mutmut]``. mutmut copies
@@ -46,9 +46,11 @@ COLUMNS = ("generated", "killed", "survived", "no tests", "other")
 
 
 def run_mutmut(names: list[str], children: int) -> int:
-    if MUTANTS.exists():
+    if not names and MUTANTS.exists():
         shutil.rmtree(MUTANTS)  # a fresh run: no verdict reused from an older source
-    MUTANTS.mkdir()
+    # With names, mutmut re-tests the named mutants (and runs the tests new since the last run
+    # for its map of which test calls which function); other modules' verdicts stay.
+    MUTANTS.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["HYPOTHESIS_PROFILE"] = "mutate"
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]

@@ -50,6 +50,9 @@ async def test_commands_of_one_batch_see_each_other(inventory: InventoryService)
     assert len(refused) == 5 and all("insufficient stock" in str(r.reason) for r in refused)
     assert inventory.stats.conflicts == 0 and inventory.stats.commits == 1
     await assert_stock_conserved(inventory.db)
+    # Each idempotency record keeps its reply's status (the audit counts the ``ok`` ones).
+    statuses = await inventory.db.fetchall("SELECT status FROM idempotency")
+    assert sorted(r["status"] for r in statuses) == ["ok"] * 10 + ["refused"] * 5
 
 
 async def test_repeats_in_one_batch_apply_once(case: Case, service: KitService) -> None:

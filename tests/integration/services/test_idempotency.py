@@ -80,7 +80,7 @@ async def test_same_key_other_request_is_a_conflict(case: Case, service: KitServ
     await service.handle(case.action("s1"))
     before = await dump(service.db, case.tables)
     reply = await service.handle(_other_payload(case.action("s1")))
-    assert reply.status is ReplyStatus.CONFLICT
+    assert reply.status is ReplyStatus.CONFLICT and reply.body == {}
     assert "already used for a different request" in (reply.reason or "")
     assert await dump(service.db, case.tables) == before
 
@@ -147,6 +147,19 @@ async def test_probe_reports_what_became_of_each_key(case: Case, service: KitSer
     assert (await service.probe(case.confirm("s2").key)).state is KeyState.UNKNOWN
     assert (await service.probe("not a key")).state is KeyState.UNKNOWN
     assert (await service.probe("s1:x:action")).state is KeyState.UNKNOWN
+
+
+async def test_the_idempotency_record_keeps_the_replys_status(
+    inventory: InventoryService,
+) -> None:
+    """The audit reads it (an ``ok`` record is an applied operation, CONTRACT.md invariant 6)."""
+    assert (await inventory.handle(reserve("s1", ("A", 1)))).ok
+    assert (await inventory.handle(reserve("s2", ("C", 1)))).status is ReplyStatus.REFUSED
+    rows = await inventory.db.fetchall("SELECT key, status FROM idempotency ORDER BY key")
+    assert [(r["key"], r["status"]) for r in rows] == [
+        (reserve("s1", ("A", 1)).key, "ok"),
+        (reserve("s2", ("C", 1)).key, "refused"),
+    ]
 
 
 async def test_probe_of_a_refusal(inventory: InventoryService) -> None:

@@ -2,15 +2,17 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from ordersaga.protocol.messages import Command, Phase
+from ordersaga.errors import ConfigError
+from ordersaga.protocol.messages import Command, Phase, Reply
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
-from ordersaga.saga.executor import MISMATCH_REASON, SagaEngine, SagaResult
+from ordersaga.saga.executor import MISMATCH_REASON, EngineSettings, SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
-from ordersaga.saga.store.base import SagaStatus, StepStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
 
 from .fakes import Ledger, ScriptedTransport
@@ -38,13 +40,14 @@ def world(
     refuse: dict[str, Callable[[Command], bool]] | None = None,
     fail: Callable[[Command], str | None] = lambda c: None,
     probe_fails: bool = False,
+    store: MemoryStore | None = None,
 ) -> tuple[SagaEngine, dict[str, Ledger], ScriptedTransport, FakeClock]:
     refuse = refuse or {}
     ledgers = {n: Ledger(n, refuse.get(n, lambda c: False)) for n in "ABC"}
     transport = ScriptedTransport(ledgers, fail, probe_fails)
     clock = FakeClock()
     engine = SagaEngine(
-        MemoryStore(), transport, [make_definition()], clock=clock, rng=random.Random(3)
+        store or MemoryStore(), transport, [make_definition()], clock=clock, rng=random.Random(3)
     )
     return engine, ledgers, transport, clock
 
@@ -240,3 +243,186 @@ async def test_on_decided_is_not_called_for_a_failed_saga() -> None:
     result = await engine.start("trip", "s1", {}, "fp", on_decided=seen.append)
     assert result.status is SagaStatus.FAILED and result.compensations == 2 and seen == []
     assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
+
+
+async def test_a_decided_saga_replays_field_by_field() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: True})
+    first = await engine.start("trip", "s1", {}, "fp")
+    again = await engine.start("trip", "s1", {}, "fp")
+    other = await engine.start("trip", "s1", {"x": 2}, "other")
+    assert first.reason is not None
+    assert again == SagaResult(
+        "s1",
+        SagaStatus.FAILED,
+        first.reason,
+        compensations=2,  # the original saga's, not this replay's zero
+        replayed=True,
+        fingerprint="fp",
+        step="c",
+        cause="business",
+    )
+    assert other == SagaResult(
+        "s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input"
+    )
+
+
+async def test_a_start_finishes_a_saga_left_unfinished_in_the_log() -> None:
+    """An id the log shows unfinished (a crash before recovery ran): a new start finishes it."""
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: c.key.startswith("s2:")})
+    for saga_id in ("s1", "s2"):
+        await engine.store.create(saga_id, "trip", {}, "fp")
+    results = [await engine.start("trip", sid, {}, "fp") for sid in ("s1", "s2")]
+    failed = await engine.store.load("s2")
+    assert failed is not None and failed.reason is not None
+    assert results == [
+        SagaResult("s1", SagaStatus.CONFIRMED, None, replayed=True, fingerprint="fp"),
+        SagaResult(
+            "s2",
+            SagaStatus.FAILED,
+            failed.reason,
+            compensations=2,
+            replayed=True,
+            fingerprint="fp",
+            step="c",
+            cause="business",
+        ),
+    ]
+    assert engine.stats.resumed == 2 and engine.stats.started == 0
+    assert ledgers["C"].state == {"s1:c": "confirmed"}
+    assert all(n == 1 for n in transport.sent.values())
+
+
+class YieldingStore(MemoryStore):
+    """A memory store whose create lets other tasks run first, as a real store's I/O does."""
+
+    async def create(self, *args: Any, **kwargs: Any) -> tuple[SagaRecord, bool]:
+        await asyncio.sleep(0)
+        return await super().create(*args, **kwargs)
+
+
+async def test_record_failed_logs_a_saga_decided_without_steps_once() -> None:
+    # A store that yields in create, so that the second call finds the first one running.
+    engine, _, transport, _ = world(store=YieldingStore())
+    first, concurrent = await asyncio.gather(
+        engine.record_failed("trip", "s1", {}, "fp", "bad input"),
+        engine.record_failed("trip", "s1", {}, "fp", "bad input"),
+    )
+    assert first == SagaResult(
+        "s1", SagaStatus.FAILED, "bad input", fingerprint="fp", cause="input"
+    )
+    replay = dataclasses.replace(first, replayed=True)
+    assert concurrent == replay
+    assert await engine.record_failed("trip", "s1", {}, "fp", "bad input") == replay
+    other = await engine.record_failed("trip", "s1", {}, "other", "bad input")
+    assert other == SagaResult(
+        "s1", SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input"
+    )
+    await engine.record_failed("trip", "s2", {}, "fp", "bad too")
+    assert engine.stats.failed == 2 and not transport.sent
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert record.reason == "bad input" and record.steps == ()
+
+
+async def test_a_refused_compensation_flags_the_saga_and_leaves_it_compensating() -> None:
+    engine, ledgers, transport, _ = world(refuse={"C": lambda c: True})
+    for sid in ("s1", "s2"):  # b refuses its compensation (a stored refusal for the key)
+        ledgers["B"].replies[f"{sid}:b:compensate"] = Reply.refused("cannot undo")
+    results = [await engine.start("trip", sid, {}, "fp") for sid in ("s1", "s2")]
+    assert [r.status for r in results] == [SagaStatus.COMPENSATING] * 2
+    assert engine.stats.needs_attention == 2  # once per saga
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.COMPENSATING
+    assert record.needs_attention
+    # Undoing stopped at b, the last step: a, before it, was not compensated.
+    assert compensations_sent(transport) == ["s1:b:compensate", "s2:b:compensate"]
+    assert ledgers["A"].state["s1:a"] == "applied"
+
+
+async def test_the_engine_counts_what_it_did() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: c.key.startswith("s2:")})
+    for sid in ("s1", "s2", "s3"):
+        await engine.start("trip", sid, {}, "fp")
+    await engine.start("trip", "s1", {}, "fp")  # a replay counts as nothing
+    stats = engine.stats
+    assert (stats.started, stats.confirmed, stats.failed) == (3, 2, 1)
+    assert stats.compensations == 2 and stats.resumed == 0 and stats.needs_attention == 0
+
+
+async def test_the_log_keeps_each_steps_outcome_and_the_reason() -> None:
+    def fail(c: Command) -> str | None:  # b's action is lost twice before it gets through
+        return "request" if c.key == "s1:b:action" and transport.sent[c.key] <= 2 else None
+
+    engine, _, transport, clock = world(refuse={"C": lambda c: True}, fail=fail)
+    result = await engine.start("trip", "s1", {}, "fp")
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert result.reason is not None and record.reason == result.reason
+    refused = record.step("c")
+    assert refused is not None and refused.status is StepStatus.REFUSED
+    assert (refused.reason, refused.attempts) == ("C do: no", 1)
+    retried = record.step("b")
+    assert retried is not None and retried.attempts == 3 and retried.reason is None
+    assert retried.started_at < retried.ended_at <= clock.time()  # the backoff in between
+    undone = record.step("b", Phase.COMPENSATE)
+    assert undone is not None and undone.status is StepStatus.SUCCEEDED
+
+
+def lost_twice(
+    *keys: str, sent: Callable[[], ScriptedTransport]
+) -> Callable[[Command], str | None]:
+    """A fault script: the first two attempts of each of ``keys`` are lost."""
+    return lambda c: "request" if c.key in keys and sent().sent[c.key] <= 2 else None
+
+
+@pytest.mark.parametrize("refused", [True, False])
+async def test_a_slow_undo_or_confirmation_flags_the_saga_until_it_ends(refused: bool) -> None:
+    """Flagged once (however many calls are slow), and no longer flagged once finished."""
+    phase = "compensate" if refused else "confirm"
+    keys = (f"s1:a:{phase}", f"s1:{'b' if refused else 'c'}:{phase}")
+    engine, _, transport, _ = world(
+        refuse={"C": lambda c: refused}, fail=lost_twice(*keys, sent=lambda: transport)
+    )
+    engine = SagaEngine(
+        engine.store,
+        transport,
+        [make_definition()],
+        clock=FakeClock(),
+        rng=random.Random(3),
+        settings=EngineSettings(attention_after=0.0),
+    )
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is (SagaStatus.FAILED if refused else SagaStatus.CONFIRMED)
+    assert all(transport.sent[key] == 3 for key in keys)
+    assert engine.stats.needs_attention == 1  # two slow calls, one flag
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is result.status
+    assert not record.needs_attention
+
+
+async def test_a_refused_confirmation_flags_the_saga_and_leaves_it_confirming() -> None:
+    engine, ledgers, _, _ = world()
+    ledgers["A"].replies["s1:a:confirm"] = Reply.refused("cannot confirm")
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMING and engine.stats.needs_attention == 1
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.CONFIRMING
+    assert record.needs_attention
+
+
+async def test_recovery_does_not_resend_a_step_whose_result_is_logged() -> None:
+    engine, ledgers, transport, _ = world()
+    await engine.store.create("s1", "trip", {}, "fp")
+    # A crash after a was applied and its result logged, before b was sent.
+    await ledgers["A"].handle(Command("A", "do", "s1:a:action", {"input": {}}))
+    done = StepRecord("a", Phase.ACTION, StepStatus.SUCCEEDED, {"step": "a"})
+    await engine.store.update("s1", steps=[done])
+    [result] = await recover(engine)
+    assert result.status is SagaStatus.CONFIRMED
+    assert "s1:a:action" not in transport.sent and transport.sent["s1:b:action"] == 1
+
+
+async def test_an_unknown_definition_is_a_config_error() -> None:
+    engine, _, _, _ = world()
+    with pytest.raises(ConfigError, match="no saga definition named 'nope'"):
+        await engine.start("nope", "s1", {}, "fp")
