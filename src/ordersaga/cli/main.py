@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable
 
 from ordersaga import __version__
-from ordersaga.cli import cluster, dashboard, local, ops, proving, retention
+from ordersaga.cli import dashboard, local, ops, proving, retention, serve, up, worker
 from ordersaga.cli.args import (
     EXIT_FAILED,
     EXIT_FENCED,
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ordersaga {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for group in (local, cluster, ops, dashboard, proving, retention):
+    for group in (local, serve, worker, up, ops, dashboard, proving, retention):
         group.register(commands)
     return parser
 

@@ -182,7 +182,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_chaos(args: argparse.Namespace) -> int:
-    from ordersaga.proving.chaos import ChaosOptions, print_report, run_chaos
+    from ordersaga.proving.chaos import print_report, run_chaos
+    from ordersaga.proving.chaosplan import ChaosOptions
 
     options = ChaosOptions(
         orders=args.orders,
@@ -208,7 +209,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
     from ordersaga.local.tuning import tune_gc
-    from ordersaga.proving.bench import BenchOptions, run_bench
+    from ordersaga.proving.bench import run_bench
+    from ordersaga.proving.benchload import BenchOptions
     from ordersaga.proving.benchstats import format_reports
 
     options = BenchOptions(

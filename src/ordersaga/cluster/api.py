@@ -41,14 +41,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -56,82 +53,49 @@ from starlette.requests import ClientDisconnect
 
 from ordersaga import __version__
 from ordersaga.cluster import apikeys
+from ordersaga.cluster.apischema import (
+    BODY_DEFS,
+    DESCRIPTION,
+    ERROR_SCHEMA,
+    GET_PARAMETERS,
+    LIST_SCHEMA,
+    MAX_WAIT_SECONDS,
+    ORDER_SCHEMA,
+    POST_BODY,
+    POST_RESPONSES,
+    json_doc,
+)
 from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
-from ordersaga.cluster.orderbody import body_reasons, order_body_schema
+from ordersaga.cluster.orderbody import parse_body
+from ordersaga.cluster.orderview import DECIDED, order_url, order_view, public_reason
 from ordersaga.cluster.submit import Submitter
 from ordersaga.dashboard import DashboardSettings, SharedLog, create_dashboard
 from ordersaga.errors import ConfigError, StorageError
-from ordersaga.ops.views import saga_view, step_view
-from ordersaga.orders.cards import mask_card
+from ordersaga.ops.views import saga_view
 from ordersaga.orders.intake import saga_request
 from ordersaga.orders.order_saga import ORDER_SAGA_NAME
-from ordersaga.orders.parse import MAX_LINE_BYTES, Parsed, Rejected, Skip, Unreadable, parse_line
+from ordersaga.orders.parse import MAX_LINE_BYTES
 from ordersaga.orders.rules import is_valid_order_id
 from ordersaga.orders.vault import CardVault
 from ordersaga.participant.auth import PUBLIC_PREFIXES
+from ordersaga.participant.body import BODY_TIMEOUT_SECONDS, read_body
 from ordersaga.participant.docs import local_docs
-from ordersaga.participant.http import BODY_TIMEOUT_SECONDS, read_body, require_token
+from ordersaga.participant.http import require_token
 from ordersaga.saga.spans import TRACE_KEY
 from ordersaga.saga.store import PostgresSagaStore
-from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.saga.store.base import SagaStatus
 from ordersaga.telemetry.tracing import TRACEPARENT, Tracing
+
+__all__ = ["StoreOpener", "create_api"]
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_WAIT_SECONDS", "StoreOpener", "create_api", "order_view"]
 
 #: An async function opening the saga log (the app opens it at startup, closes it at exit).
 StoreOpener = Callable[[], Awaitable[PostgresSagaStore]]
-MAX_WAIT_SECONDS = 30.0
+
+
 _MAX_BODY = MAX_LINE_BYTES + 2
-_DESCRIPTION = """\
-Order intake for ordersaga: `POST /orders` puts an order's saga in the shared saga log, where
-the workers execute it; `GET /orders/{id}` tells its status, outcome and steps. Posting the same
-order again is idempotent (200, same resource); the same id with other content is a 409.
-"""
-_DECIDED = {
-    SagaStatus.CONFIRMING: "confirmed",
-    SagaStatus.CONFIRMED: "confirmed",
-    SagaStatus.COMPENSATING: "failed",
-    SagaStatus.FAILED: "failed",
-}
-
-
-def order_url(order_id: str) -> str:
-    return "/orders/" + quote(order_id, safe="", errors="surrogatepass")
-
-
-def _time(epoch: float) -> str | None:
-    if not epoch:
-        return None
-    stamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC)
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def public_reason(reason: str | None) -> str | None:
-    """A reason as a client may see it: masked, and without other orders' use of a limit."""
-    if reason is None:
-        return None
-    head, found, _rest = reason.partition(": limit ")
-    return mask_card(head if found and "credit limit exceeded" in head else reason)
-
-
-def order_view(record: SagaRecord, order_id: str | None = None) -> dict[str, Any]:
-    """The JSON resource of one order (``order_id``: as its client knows it)."""
-    order_id = record.saga_id if order_id is None else order_id
-    return {
-        "order_id": order_id,
-        "url": order_url(order_id),
-        "status": record.status.value,
-        "outcome": _DECIDED.get(record.status),
-        "reason": public_reason(record.reason),
-        "needs_attention": record.needs_attention,
-        "created_at": _time(record.created_at),
-        "updated_at": _time(record.updated_at),
-        "steps": [
-            {**step_view(step), "reason": public_reason(step.reason)} for step in record.steps
-        ],
-    }
 
 
 def _error(code: int, message: str, **extra: Any) -> Response:
@@ -192,7 +156,7 @@ def create_api(
     app = FastAPI(
         title="ordersaga order API",
         version=__version__,
-        description=_DESCRIPTION,
+        description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -230,7 +194,7 @@ def create_api(
         if raw is None:
             state.orders["too_large"] += 1
             return _error(413, f"the body is larger than {_MAX_BODY} bytes")
-        parsed = _parse(raw, request.headers.get("content-type", ""))
+        parsed = parse_body(raw, request.headers.get("content-type", ""))
         if isinstance(parsed, str):
             state.orders["unreadable"] += 1
             return _error(400, parsed)
@@ -275,10 +239,10 @@ def create_api(
         saga_id = apikeys.saga_id(client, order_id)
         try:
             record = await store.load(saga_id)
-            if record is not None and wait and record.status not in _DECIDED:
+            if record is not None and wait and record.status not in DECIDED:
                 with contextlib.suppress(TimeoutError):
                     record = await asyncio.wait_for(submitter.wait(saga_id), wait)
-                if record.status not in _DECIDED:  # decided but not finished: read it again
+                if record.status not in DECIDED:  # decided but not finished: read it again
                     record = await store.load(saga_id) or record
         except StorageError as exc:
             return _unavailable(exc)
@@ -349,8 +313,8 @@ def create_api(
         summary="Submit an order",
         operation_id="post_order",
         tags=["orders"],
-        responses=_POST_RESPONSES,
-        openapi_extra=_POST_BODY,
+        responses=POST_RESPONSES,
+        openapi_extra=POST_BODY,
     )
     app.add_api_route(
         "/orders",
@@ -360,9 +324,9 @@ def create_api(
         operation_id="list_orders",
         tags=["orders"],
         responses={
-            200: _json("A page of orders", _LIST_SCHEMA),
-            400: _json("A bad query parameter", _ERROR_SCHEMA),
-            503: _json("The saga log is unavailable", _ERROR_SCHEMA),
+            200: json_doc("A page of orders", LIST_SCHEMA),
+            400: json_doc("A bad query parameter", ERROR_SCHEMA),
+            503: json_doc("The saga log is unavailable", ERROR_SCHEMA),
         },
         openapi_extra={"parameters": LIST_PARAMETERS},
     )
@@ -374,12 +338,12 @@ def create_api(
         operation_id="get_order",
         tags=["orders"],
         responses={
-            200: _json("The order", _ORDER_SCHEMA),
-            400: _json("A bad wait parameter", _ERROR_SCHEMA),
-            404: _json("No such order of this client", _ERROR_SCHEMA),
-            503: _json("The saga log is unavailable", _ERROR_SCHEMA),
+            200: json_doc("The order", ORDER_SCHEMA),
+            400: json_doc("A bad wait parameter", ERROR_SCHEMA),
+            404: json_doc("No such order of this client", ERROR_SCHEMA),
+            503: json_doc("The saga log is unavailable", ERROR_SCHEMA),
         },
-        openapi_extra={"parameters": _GET_PARAMETERS},
+        openapi_extra={"parameters": GET_PARAMETERS},
     )
     app.add_api_route("/health", health, methods=["GET"], tags=["operations"])
     app.add_api_route("/stats", stats, methods=["GET"], tags=["operations"])
@@ -396,7 +360,7 @@ def create_api(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = plain_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(_BODY_DEFS)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(BODY_DEFS)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -407,149 +371,3 @@ def create_api(
 def _unavailable(exc: StorageError) -> Response:
     log.warning("the saga log is unavailable: %s", exc)
     return _error(503, "the saga log is unavailable; nothing was created")
-
-
-def _parse(raw: bytes, content_type: str) -> Parsed | list[str] | str:
-    """The order in the body; or every reason it is not a valid one (a 422); or why there is
-    no order at all (a 400)."""
-    body = raw.strip()
-    reasons: list[str] = []
-    if content_type.split(";", 1)[0].strip().lower() == "application/json":
-        if not body.startswith(b"{"):
-            return "the body must be one order as a JSON object"
-        line = body.replace(b"\r", b" ").replace(b"\n", b" ")  # a pretty-printed object
-        with contextlib.suppress(ValueError, RecursionError):
-            reasons = body_reasons(json.loads(body))
-    else:
-        if b"\n" in body or b"\r" in body:
-            return "one order line per request"
-        line = body
-    parsed = parse_line(line)
-    if isinstance(parsed, Skip):
-        return "the body holds no order"
-    if isinstance(parsed, Unreadable):
-        return f"no order id can be read: {parsed.reason}"
-    if isinstance(parsed, Rejected):
-        return reasons or [parsed.reason]
-    return reasons or parsed
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {"error": {"type": "string"}},
-}
-_INVALID_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error", "reasons"],
-    "properties": {
-        "error": {"type": "string"},
-        "reasons": {"type": "array", "items": {"type": "string"}},
-    },
-}
-_BODY_SCHEMA, _BODY_DEFS = order_body_schema()
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_ORDER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["order_id", "url", "status", "outcome", "reason", "steps"],
-    "properties": {
-        "order_id": {"type": "string"},
-        "url": {"type": "string"},
-        "status": {"enum": [s.value for s in SagaStatus]},
-        "outcome": {"enum": ["confirmed", "failed", None]},
-        "reason": {"type": ["string", "null"]},
-        "needs_attention": {"type": "boolean"},
-        "created_at": _TIME,
-        "updated_at": _TIME,
-        "step": {"type": ["string", "null"], "description": "the step that failed the order"},
-        "cause": {"enum": ["business", "technical", "input", "operator", None]},
-        "worker": {"type": ["string", "null"], "description": "the worker holding it, or last"},
-        "actions": {
-            "type": "array",
-            "description": "what operators did (ordersaga sagas retry|resolve|cancel)",
-            "items": {"type": "object"},
-        },
-        "steps": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "step": {"type": "string"},
-                    "phase": {"enum": ["action", "compensate", "confirm"]},
-                    "status": {"enum": ["succeeded", "refused", "unknown", "undelivered"]},
-                    "attempts": {"type": "integer"},
-                    "reason": {"type": ["string", "null"]},
-                    "started_at": _TIME,
-                    "ended_at": _TIME,
-                },
-            },
-        },
-    },
-}
-_LIST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["orders", "next_cursor"],
-    "properties": {
-        "orders": {"type": "array", "items": {"type": "object"}},
-        "next_cursor": {"type": ["string", "null"]},
-    },
-}
-_POST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: _json(
-        "Posted before with the same content: the same order, nothing executed again", _ORDER_SCHEMA
-    ),
-    202: _json("Accepted: the order's saga is in the log; follow Location", _ORDER_SCHEMA),
-    400: _json("No order id can be read from the body", _ERROR_SCHEMA),
-    409: _json("The order id was used before with other content", _ERROR_SCHEMA),
-    408: _json("The body did not arrive in time; nothing was created", _ERROR_SCHEMA),
-    413: _json("The body is too large", _ERROR_SCHEMA),
-    422: _json("Not a valid order, for every reason listed; nothing was stored", _INVALID_SCHEMA),
-    503: _json("The saga log is unavailable; nothing was created", _ERROR_SCHEMA),
-}
-_POST_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "description": "One order: the JSON form, or one text-form line as text/plain.",
-        "content": {
-            "application/json": {
-                "schema": _BODY_SCHEMA,
-                "example": {
-                    "order_id": "123",
-                    "user_id": 456,
-                    "items": [{"item_id": "A", "quantity": 2}],
-                    "payment_info": {"method": "PayPal"},
-                    "shipping_address": {
-                        "street": "1 Main St",
-                        "city": "Springfield",
-                        "country": "US",
-                    },
-                },
-            },
-            "text/plain": {
-                "schema": {"type": "string"},
-                "example": "Order 123, User 456, Items: [{A, 2}], Payment: PayPal,"
-                " Address: 1 Main St, Springfield, US",
-            },
-        },
-    }
-}
-_GET_PARAMETERS = [
-    {
-        "name": "order_id",
-        "in": "path",
-        "required": True,
-        "description": "the order id, percent-encoded",
-        "schema": {"type": "string"},
-    },
-    {
-        "name": "wait",
-        "in": "query",
-        "required": False,
-        "description": f"seconds (at most {MAX_WAIT_SECONDS:g}) to wait for the outcome",
-        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
-    },
-]

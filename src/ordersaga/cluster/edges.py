@@ -19,7 +19,7 @@ server (`serve SERVICE`, `serve api`) runs uvicorn's h11 protocol with a guard:
     a request whose headers are larger is answered 400 (h11's limit).
 
 Bodies are read by the apps under their own deadline (``BODY_TIMEOUT_SECONDS`` in
-:mod:`ordersaga.participant.http`): a body that is not complete in time is answered 408.
+:mod:`ordersaga.participant.body`): a body that is not complete in time is answered 408.
 """
 
 from __future__ import annotations

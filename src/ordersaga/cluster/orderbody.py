@@ -10,6 +10,8 @@ Reasons are masked (:func:`ordersaga.orders.cards.mask_card`): a card number is 
 
 from __future__ import annotations
 
+import contextlib
+import json
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
@@ -17,9 +19,10 @@ from pydantic import field_validator as check
 
 from ordersaga.orders import rules
 from ordersaga.orders.cards import mask_card
+from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
 from ordersaga.orders.textform import address_from_text
 
-__all__ = ["OrderBody", "body_reasons", "order_body_schema"]
+__all__ = ["OrderBody", "body_reasons", "order_body_schema", "parse_body"]
 
 
 class _Model(BaseModel):
@@ -127,3 +130,28 @@ def order_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     schema = OrderBody.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
     return schema, definitions
+
+
+def parse_body(raw: bytes, content_type: str) -> Parsed | list[str] | str:
+    """The order in the body; or every reason it is not a valid one (a 422); or why there is
+    no order at all (a 400)."""
+    body = raw.strip()
+    reasons: list[str] = []
+    if content_type.split(";", 1)[0].strip().lower() == "application/json":
+        if not body.startswith(b"{"):
+            return "the body must be one order as a JSON object"
+        line = body.replace(b"\r", b" ").replace(b"\n", b" ")  # a pretty-printed object
+        with contextlib.suppress(ValueError, RecursionError):
+            reasons = body_reasons(json.loads(body))
+    else:
+        if b"\n" in body or b"\r" in body:
+            return "one order line per request"
+        line = body
+    parsed = parse_line(line)
+    if isinstance(parsed, Skip):
+        return "the body holds no order"
+    if isinstance(parsed, Unreadable):
+        return f"no order id can be read: {parsed.reason}"
+    if isinstance(parsed, Rejected):
+        return reasons or [parsed.reason]
+    return reasons or parsed

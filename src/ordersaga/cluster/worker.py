@@ -33,43 +33,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
-import random
 import secrets
-import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
 
-from ordersaga.cluster.liveness import registered
-from ordersaga.cluster.submit import open_pg_store
-from ordersaga.errors import (
-    ConfigError,
-    ExecutorFenced,
-    OwnershipLost,
-    StorageError,
-    TransportError,
-)
-from ordersaga.local.retention import DEFAULT_RETENTION, PruneSettings, periodic_prune
-from ordersaga.local.runtime import connect_http_services
-from ordersaga.local.telemetry import EngineTelemetry, TelemetrySettings
-from ordersaga.orders.order_saga import order_saga
-from ordersaga.orders.vault import CardVault
+from ordersaga.errors import ConfigError, ExecutorFenced, OwnershipLost, StorageError
+from ordersaga.local.retention import DEFAULT_RETENTION
+from ordersaga.local.telemetry import TelemetrySettings
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
-from ordersaga.saga.store.signals import DONE_CHANNEL, WORK_CHANNEL, Notifier, Wakeup
-from ordersaga.transport.base import Transport
-from ordersaga.transport.faults import FaultInjector, FaultSettings
-from ordersaga.transport.http import HttpSettings, HttpTransport
+from ordersaga.saga.store.signals import DONE_CHANNEL, Notifier, Wakeup
+from ordersaga.transport.http import HttpSettings
 
-__all__ = ["Worker", "WorkerCounts", "WorkerSettings", "default_worker_id", "run_worker"]
+__all__ = ["Worker", "WorkerCounts", "WorkerSettings", "default_worker_id"]
 
 
 def default_worker_id() -> str:
@@ -337,178 +320,3 @@ class Worker:
         with contextlib.suppress(StorageError):
             await self.store.release(self.owner, unfinished + self._finished)
             self._finished = []
-
-
-def _health_check(
-    http: HttpTransport, settings: WorkerSettings
-) -> Callable[[], Awaitable[str | None]]:
-    """What is wrong with the services (None: all answer), asked at most every ``poll`` s."""
-    last: list[tuple[float, str | None]] = []
-
-    async def check() -> str | None:
-        now = time.monotonic()
-        if last and now - last[0][0] < max(settings.poll, 0.5):
-            return last[0][1]
-        problem = None
-        for name, url in http.base_urls.items():
-            try:
-                await http.health(name)
-            except TransportError as exc:
-                problem = f"the {name} service at {url} does not answer ({exc})"
-                break
-        last[:] = [(now, problem)]
-        return problem
-
-    return check
-
-
-def _write_stats(path: Path, snapshot: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(snapshot, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-
-
-def _snapshot(worker: Worker, injector: FaultInjector | None, phase: str) -> dict[str, Any]:
-    calls = worker.engine.caller.stats
-    return {
-        "pid": os.getpid(),
-        "owner": worker.owner,
-        "phase": phase,
-        "running": worker.running,
-        "worker": asdict(worker.counts),
-        "sagas": asdict(worker.engine.stats),
-        "store": asdict(worker.store.stats),  # this worker's log commits and writes
-        "calls": {**asdict(calls), "retries": calls.retries},
-        "faults": dict(injector.counts) if injector else None,
-    }
-
-
-async def run_worker(settings: WorkerSettings, err: TextIO) -> WorkerCounts:
-    """Open everything, work until SIGINT/SIGTERM, stop gracefully, close everything."""
-
-    telemetry = EngineTelemetry(settings.telemetry, worker=settings.worker_id)
-    events = telemetry.events
-
-    def log(message: str) -> None:
-        if events is not None:
-            events.message(message)
-            return
-        err.write(f"ordersaga worker {settings.worker_id}: {message}\n")
-        err.flush()
-
-    try:
-        return await _open_and_serve(settings, telemetry, log)
-    finally:
-        telemetry.close()
-
-
-async def _open_and_serve(
-    settings: WorkerSettings, telemetry: EngineTelemetry, log: Callable[[str], None]
-) -> WorkerCounts:
-    store = await open_pg_store(settings.store_url, "ordersaga worker")
-    transport: Transport | None = None
-    wakeup: Wakeup | None = None
-    try:
-        await store.lock_executors(worker=True)
-        http = await connect_http_services(
-            settings.services, settings.http, lambda m: log(f"warning: {m}")
-        )
-        transport = http
-        injector = None
-        if settings.fault_rate > 0:
-            injector = FaultInjector(transport, FaultSettings(settings.fault_rate, settings.seed))
-            transport = injector
-        engine = SagaEngine(
-            store,
-            transport,
-            [order_saga(CardVault(settings.data_key or b"")), *settings.sagas],
-            rng=random.Random(settings.seed),
-            settings=settings.engine,
-            owner=settings.worker_id,
-            observer=telemetry.observer,
-        )
-        telemetry.attach(engine)
-        try:
-            wakeup = await Wakeup.open(settings.store_url, [WORK_CHANNEL])
-        except StorageError as exc:
-            log(f"warning: {exc}; polling every {settings.poll:g} s instead")
-        worker = Worker(
-            settings,
-            store,
-            engine,
-            wakeup=wakeup,
-            log=log,
-            events=telemetry.events,
-            # Only the order saga's services are known to be needed by every saga it claims;
-            # user sagas (--saga) may need only some of the given services.
-            health=None if settings.sagas else _health_check(http, settings),
-        )
-        async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
-            if url is not None:
-                log(f"serving metrics at {url}")
-            pruning = None if settings.retention is None else PruneSettings(settings.retention)
-            async with (
-                registered(store, settings.worker_id, log),
-                periodic_prune(store, {}, pruning, warn=log),
-            ):
-                counts = await _serve(worker, injector, settings, log)
-        if worker.fenced is not None:
-            raise ExecutorFenced(worker.fenced)
-        return counts
-    finally:
-        if wakeup is not None:
-            await wakeup.close()
-        try:
-            if transport is not None:
-                await transport.close()  # late deliveries land first
-        finally:
-            await store.close()
-
-
-def _worker_metrics(worker: Worker, injector: FaultInjector | None) -> Callable[[], Any]:
-    def collect() -> Any:
-        from ordersaga.cluster.metrics import worker_families
-
-        return worker_families(worker.counts, worker.running, injector)
-
-    return collect
-
-
-async def _serve(
-    worker: Worker,
-    injector: FaultInjector | None,
-    settings: WorkerSettings,
-    log: Callable[[str], None],
-) -> WorkerCounts:
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, worker.stop)  # only in the main thread
-            handled.append(sig)
-
-    async def report() -> None:
-        while settings.stats_file is not None:
-            _write_stats(settings.stats_file, _snapshot(worker, injector, "running"))
-            await asyncio.sleep(0.25)
-
-    reporter = asyncio.create_task(report())
-    log(
-        f"ready (concurrency {settings.concurrency}, lease {settings.lease:g} s"
-        f"{f', fault rate {settings.fault_rate:g}' if settings.fault_rate else ''})"
-    )
-    try:
-        counts = await worker.run()
-    finally:
-        reporter.cancel()
-        for sig in handled:
-            loop.remove_signal_handler(sig)
-    if settings.stats_file is not None:
-        _write_stats(settings.stats_file, _snapshot(worker, injector, "stopped"))
-    log(
-        f"stopped: claimed {counts.claimed} ({counts.taken_over} taken over),"
-        f" confirmed {counts.confirmed}, failed {counts.failed}, lost {counts.lost},"
-        f" released {counts.released}"
-    )
-    return counts

@@ -60,7 +60,6 @@ does not commit.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +69,8 @@ from ordersaga.db import Database, Row, Tx
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
 from ordersaga.participant.age import expired
-from ordersaga.participant.fields import BadPayload, mapping
+from ordersaga.participant.envelope import Envelope
+from ordersaga.participant.fields import BadPayload
 from ordersaga.participant.options import (
     DEFAULT_MAX_BATCH,
     MAX_PAYLOAD_BYTES,
@@ -159,11 +159,7 @@ class CommandRunner:
     ) -> None:
         self._db = db
         self._service = service
-        self._actions = {a.name: a for a in actions}
-        # What every fingerprint of an action starts with (see _prepare).
-        self._fingerprint_heads = {
-            a.name: f'{{"action":{canonical_json(a.name)},"payload":' for a in actions
-        }
+        self._envelope = Envelope(service, actions, options.max_payload_bytes)
         self._cancelled = cancelled
         self._options = options
         self.stats = KitStats()
@@ -208,55 +204,9 @@ class CommandRunner:
         if late is not None:
             return late
         try:
-            return self._prepare(command)
+            return self._envelope.prepare(command)
         except BadPayload as exc:
             return Reply.invalid(str(exc))
-
-    def _prepare(self, command: Command) -> Prepared:
-        if command.service != self._service:
-            raise BadPayload(f"command for service {command.service!r} sent to {self._service!r}")
-        action = self._actions.get(command.action) if isinstance(command.action, str) else None
-        if action is None:
-            raise BadPayload(f"unknown action {command.action!r} for service {self._service!r}")
-        try:
-            saga_id, step, phase = parse_key(command.key)
-        except ValueError as exc:
-            raise BadPayload(str(exc)) from None
-        if phase is not action.phase:
-            raise BadPayload(f"action {action.name!r} needs a {action.phase} key, not {phase}")
-        payload = mapping(command.payload, "payload")
-        text = self._canonical_payload(payload)
-        # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse`` checks
-        # each value's type and copies what it keeps. Any other mapping is read back from JSON.
-        plain: Mapping[str, Any] = payload if type(payload) is dict else json.loads(text)
-        # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
-        head = self._fingerprint_heads[action.name]
-        if action.fingerprinted is not None:
-            view = action.fingerprinted(plain)
-            if view is not plain:
-                text = canonical_json(dict(view))
-        return Prepared(
-            key=command.key,
-            resource=f"{saga_id}:{step}",
-            fingerprint=hashlib.sha256(f"{head}{text}}}".encode()).hexdigest(),
-            action=action,
-            request=action.parse(plain),
-        )
-
-    def _canonical_payload(self, payload: Mapping[str, Any]) -> str:
-        """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
-        try:
-            text = canonical_json(dict(payload))
-            if not text.isascii():
-                text.encode()  # a lone surrogate has no UTF-8 form: it could not be stored
-        except UnicodeEncodeError:
-            raise BadPayload("payload holds a lone surrogate (not valid Unicode)") from None
-        except (TypeError, ValueError, RecursionError):
-            raise BadPayload("payload is not JSON data") from None
-        limit = self._options.max_payload_bytes
-        if len(text) * 4 > limit and len(text.encode()) > limit:  # ≤ 4 UTF-8 bytes a character
-            raise BadPayload(f"payload is larger than {limit} bytes")
-        return text
 
     async def run(self, cmd: Prepared) -> Reply:
         """The read → write loop, retried while optimistic locking loses races."""

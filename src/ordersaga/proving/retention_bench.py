@@ -28,7 +28,7 @@ from ordersaga.local.pipeline import Pipeline
 from ordersaga.local.retention import PruneSettings, prune_locations
 from ordersaga.local.runtime import RuntimeSettings, open_runtime
 from ordersaga.protocol.messages import MAX_MESSAGE_AGE, MESSAGE_AGE_MARGIN
-from ordersaga.proving.bench import _BenchSink
+from ordersaga.proving.benchmeasure import BenchSink
 from ordersaga.proving.generate import bench_world, generate_workload
 from ordersaga.proving.workload import Mix
 
@@ -64,7 +64,7 @@ async def run_batch(data_dir: Path, index: int, orders: int, concurrency: int) -
 
     runtime = await open_runtime(RuntimeSettings(data_dir=data_dir, world=world))
     try:
-        pipeline = Pipeline(runtime.engine, _BenchSink(0), runtime.vault, concurrency, True)
+        pipeline = Pipeline(runtime.engine, BenchSink(0), runtime.vault, concurrency, True)
         started = time.perf_counter()
         counts = await pipeline.run(numbered())
         elapsed = time.perf_counter() - started

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ordersaga.local.pipeline import Outcome, Pipeline
 from ordersaga.local.runtime import RuntimeSettings, open_runtime
-from ordersaga.proving.bench import BenchOptions, Workload, run_bench
+from ordersaga.proving.bench import run_bench
+from ordersaga.proving.benchload import BenchOptions, Workload
 from tests.conftest import pg_server_url
 
 REQUIRED = (

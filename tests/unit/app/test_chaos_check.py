@@ -13,8 +13,8 @@ from ordersaga.errors import ConfigError
 from ordersaga.local.stats import RunStats
 from ordersaga.orders.demo import demo_world
 from ordersaga.proving.audit import AuditReport
-from ordersaga.proving.chaos import ChaosOptions, chaos_world, kill_plans, prepare_chaos_dir
 from ordersaga.proving.chaos_check import RunRecord, check_outcomes, parse_outcome
+from ordersaga.proving.chaosplan import ChaosOptions, chaos_world, kill_plans, prepare_chaos_dir
 from ordersaga.proving.generate import GeneratedLine, Kind
 
 WORKLOAD = [
