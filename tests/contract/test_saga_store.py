@@ -7,11 +7,11 @@ tests; here each backend only says how to open it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ordersaga.clock import Clock
 from ordersaga.saga.store import SagaStore, open_store
 from ordersaga.saga.testing import SagaStoreContract
 
@@ -19,7 +19,7 @@ from ordersaga.saga.testing import SagaStoreContract
 class TestMemoryStore(SagaStoreContract):
     durable = False
 
-    async def create_store(self, clock: Callable[[], float]) -> SagaStore:
+    async def create_store(self, clock: Clock) -> SagaStore:
         return await open_store("memory://", clock=clock)
 
 
@@ -28,7 +28,7 @@ class TestSqliteStore(SagaStoreContract):
     def _log_file(self, tmp_path: Path) -> None:
         self.url = f"sqlite:///{tmp_path / 'saga.db'}"
 
-    async def create_store(self, clock: Callable[[], float]) -> SagaStore:
+    async def create_store(self, clock: Clock) -> SagaStore:
         return await open_store(self.url, clock=clock)
 
 
@@ -38,5 +38,5 @@ class TestPostgresStore(SagaStoreContract):
     def _database(self, pg_url: str) -> None:
         self.url = pg_url
 
-    async def create_store(self, clock: Callable[[], float]) -> SagaStore:
+    async def create_store(self, clock: Clock) -> SagaStore:
         return await open_store(self.url, clock=clock)

@@ -42,7 +42,7 @@ async def test_prune_compacts_finished_sagas_only(store: SagaStore, backend: Bac
     await make(store, "flagged", S.CONFIRMED)
     await make(store, "running", S.RUNNING)
     await make(store, "confirming", S.CONFIRMING)
-    cutoff = backend.clock() + 0.5
+    cutoff = backend.clock.time() + 0.5
     await make(store, "young", S.CONFIRMED)  # ended after the cutoff
 
     dry = await store.prune(cutoff, dry_run=True)
@@ -68,7 +68,7 @@ async def test_never_prunes_a_saga_flagged_for_attention(
     await make(store, "a", S.CONFIRMING)
     await store.update("a", needs_attention=True)
     await store.update("a", status=S.CONFIRMED)  # ends still flagged (a stale flag)
-    assert (await store.prune(backend.clock() + 1)).sagas == 0
+    assert (await store.prune(backend.clock.time() + 1)).sagas == 0
     record = await store.load("a")
     assert record is not None and not record.pruned
 
@@ -77,7 +77,7 @@ async def test_a_compacted_saga_still_answers_create_and_refuses_updates(
     store: SagaStore, backend: Backend
 ) -> None:
     await make(store, "o-1", S.CONFIRMED)
-    await store.prune(backend.clock() + 1)
+    await store.prune(backend.clock.time() + 1)
     existing, created = await store.create("o-1", "order", {"other": True}, "fp-other")
     assert not created
     assert (existing.fingerprint, existing.status, existing.pruned) == ("fp-o-1", S.CONFIRMED, True)
@@ -93,10 +93,10 @@ async def test_a_hole_keeps_later_sagas_in_reach(store: SagaStore, backend: Back
     """A saga still running when a pass went by is compacted by a later pass once it ends."""
     await make(store, "first", S.RUNNING)
     await make(store, "second", S.CONFIRMED)
-    assert (await store.prune(backend.clock() + LATER)).sagas == 1
+    assert (await store.prune(backend.clock.time() + LATER)).sagas == 1
     await store.update("first", status=S.CONFIRMING)
     await store.update("first", status=S.CONFIRMED)
-    assert (await store.prune(backend.clock() + LATER)).sagas == 1
+    assert (await store.prune(backend.clock.time() + LATER)).sagas == 1
     first = await store.load("first")
     assert first is not None and first.pruned
 
@@ -104,26 +104,26 @@ async def test_a_hole_keeps_later_sagas_in_reach(store: SagaStore, backend: Back
 async def test_sweep_visits_each_finished_saga_once(store: SagaStore, backend: Backend) -> None:
     for i in range(5):
         await make(store, f"s{i}", S.CONFIRMED if i != 2 else S.RUNNING)
-    await store.prune(backend.clock() + LATER)  # compacted or not, a sweep visits them
+    await store.prune(backend.clock.time() + LATER)  # compacted or not, a sweep visits them
     visits: list[Sequence[str]] = []
 
     async def visit(ids: Sequence[str]) -> None:
         visits.append(list(ids))
 
-    before = backend.clock() + LATER
+    before = backend.clock.time() + LATER
     assert await store.sweep("x", before, visit, batch_size=2, dry_run=True) == 4
     visits.clear()
     assert await store.sweep("x", before, visit, batch_size=2) == 4
     assert sorted(i for batch in visits for i in batch) == ["s0", "s1", "s3", "s4"]
     visits.clear()
-    assert await store.sweep("x", backend.clock() + LATER, visit) == 0  # remembered
-    assert await store.sweep("y", backend.clock() + LATER, visit) == 4  # per name
+    assert await store.sweep("x", backend.clock.time() + LATER, visit) == 0  # remembered
+    assert await store.sweep("y", backend.clock.time() + LATER, visit) == 4  # per name
     await store.update("s2", status=S.COMPENSATING)
     await store.update("s2", status=S.FAILED)
     visits.clear()
-    assert await store.sweep("x", backend.clock() + LATER, visit) == 1
+    assert await store.sweep("x", backend.clock.time() + LATER, visit) == 1
     assert visits == [["s2"]]
-    assert await store.decided(["s0", "s2", "nope"], backend.clock() + 1) == {"s0", "s2"}
+    assert await store.decided(["s0", "s2", "nope"], backend.clock.time() + 1) == {"s0", "s2"}
     assert await store.decided(["s0"], 0.0) == set()
 
 
@@ -144,7 +144,7 @@ async def test_a_compacted_saga_keeps_what_its_replay_reports(
         3,
         1,
     )
-    await store.prune(backend.clock() + LATER)
+    await store.prune(backend.clock.time() + LATER)
     record = await store.load("f")
     assert record is not None and record.pruned and record.steps == ()
     assert SagaResult.of_record(record) == before

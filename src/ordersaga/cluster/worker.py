@@ -36,11 +36,11 @@ import functools
 import os
 import secrets
 import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.errors import ConfigError, ExecutorFenced, OwnershipLost, StorageError
 from ordersaga.local.retention import DEFAULT_RETENTION
 from ordersaga.local.telemetry import TelemetrySettings
@@ -122,8 +122,10 @@ class Worker:
         log: Callable[[str], None] = lambda _m: None,
         events: EventLog | None = None,
         health: Callable[[], Awaitable[str | None]] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self._clock = clock or SystemClock()  # lease renewal, its deadline, the grace period
         self.owner = settings.worker_id
         self.store = store
         self.engine = engine
@@ -137,7 +139,7 @@ class Worker:
         self._finished: list[str] = []  # ended sagas whose leases are still to be released
         self._stopping = False
         self._hurry = asyncio.Event()  # a second stop request: no grace period
-        self._renewed_at = time.monotonic()
+        self._renewed_at = self._clock.monotonic()
         self._claim_failing = False
         #: Why this worker lost its right to execute the log (it then stops at once).
         self.fenced: str | None = None
@@ -262,7 +264,7 @@ class Worker:
     async def _renew_forever(self) -> None:
         interval = self.settings.lease / 3
         while True:
-            await asyncio.sleep(interval)
+            await self._clock.sleep(interval)
             await self._renew()
 
     async def _renew(self) -> None:
@@ -274,13 +276,13 @@ class Worker:
             await self.store.release(self.owner, finished)
         except StorageError as exc:
             self._finished.extend(finished)
-            if time.monotonic() - self._renewed_at > self.settings.lease:
+            if self._clock.monotonic() - self._renewed_at > self.settings.lease:
                 self._log(f"cannot renew leases for {self.settings.lease} s ({exc}); stopping all")
                 for running in list(self._tasks.values()):
                     running.cancel()
-                self._renewed_at = time.monotonic()  # say it once per lease, not per attempt
+                self._renewed_at = self._clock.monotonic()  # say it once per lease, not per attempt
             return
-        self._renewed_at = time.monotonic()
+        self._renewed_at = self._clock.monotonic()
         for saga_id in ids:
             task = self._tasks.get(saga_id)
             if saga_id not in held and task is not None:
@@ -296,9 +298,9 @@ class Worker:
             self._log(f"stopping: waiting up to {self.settings.grace:g} s for {self.running} sagas")
             hurry = asyncio.create_task(self._hurry.wait())
             try:
-                deadline = time.monotonic() + self.settings.grace
+                deadline = self._clock.monotonic() + self.settings.grace
                 while self._tasks and not self._hurry.is_set():
-                    left = deadline - time.monotonic()
+                    left = deadline - self._clock.monotonic()
                     if left <= 0:
                         break
                     await asyncio.wait(

@@ -227,7 +227,7 @@ class CommandRunner:
             except ConflictError:
                 self.stats.conflicts += 1
                 if attempt < policy.max_attempts:
-                    await self._options.sleep(policy.backoff(attempt, self._options.rng))
+                    await self._options.clock.sleep(policy.backoff(attempt, self._options.rng))
         raise ConflictError(
             f"{self._service}: {cmd.key}: still conflicting after {policy.max_attempts} attempts"
         )
@@ -373,4 +373,4 @@ class CommandRunner:
         return Reply.from_json(json.loads(stored["reply"]))
 
     def _now(self) -> float:
-        return float(self._options.clock())
+        return float(self._options.clock.time())

@@ -1,17 +1,17 @@
 """What a service's command runner is given and what it counts (see :mod:`.kit`).
 
-Everything is injected — the locking policy, the clock, the sleep, the random source, the pause
+Everything is injected — the locking policy, the clock (its time and its sleep), the random
+source, the pause
 that tests use to make writers race — so tests never wait and never reach for globals.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.protocol.messages import MAX_MESSAGE_AGE
 
 __all__ = ["DEFAULT_MAX_BATCH", "MAX_PAYLOAD_BYTES", "KitStats", "LockingPolicy", "RunnerOptions"]
@@ -66,9 +66,9 @@ class RunnerOptions:
     """
 
     locking: LockingPolicy = field(default_factory=LockingPolicy)
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
-    clock: Callable[[], float] = time.time
+    #: Timestamps (``time()``) and the backoff between retries (``sleep``).
+    clock: Clock = field(default_factory=SystemClock)
     pause: Callable[[], Awaitable[None]] | None = None
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     max_batch: int = DEFAULT_MAX_BATCH

@@ -59,7 +59,7 @@ class KitService(abc.ABC):
     ) -> dict[str, Any]:
         """Create the schema and return the stored config, seeding a new database first."""
         await ensure_schema(db, cls.name, cls.schema_version, cls.ddl)
-        return await load_or_seed_config(db, cls.name, config, seed, float(options.clock()))
+        return await load_or_seed_config(db, cls.name, config, seed, float(options.clock.time()))
 
     @property
     def stats(self) -> KitStats:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.errors import (
     ConflictError,
     DefinitionError,
@@ -42,7 +43,6 @@ from ordersaga.protocol.messages import (
     fingerprint,
 )
 from ordersaga.protocol.participant import Participant
-from ordersaga.saga.clock import Clock, SystemClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.recovery import recover

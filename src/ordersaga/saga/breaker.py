@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ordersaga.saga.clock import Clock
+from ordersaga.clock import Clock
 
 
 class BreakerState(enum.StrEnum):

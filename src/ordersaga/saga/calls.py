@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ordersaga.clock import Clock
 from ordersaga.errors import ServiceUnreachable, TransportError
 from ordersaga.protocol.messages import (
     Command,
@@ -50,7 +51,6 @@ from ordersaga.protocol.messages import (
     parse_key,
 )
 from ordersaga.saga.breaker import Breakers
-from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.transport.base import Transport

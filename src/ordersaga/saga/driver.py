@@ -31,10 +31,10 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordersaga.clock import Clock
 from ordersaga.errors import ConflictError, OwnershipLost
 from ordersaga.protocol.messages import Command, Phase, make_key
 from ordersaga.saga.calls import DEADLINE_MARK, Caller, CallOutcome, CallStatus
-from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
 from ordersaga.saga.observe import SagaObserver

@@ -19,10 +19,10 @@ import random
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.errors import ConfigError
 from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.calls import Caller
-from ordersaga.saga.clock import Clock, SystemClock
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.driver import Driver, Run

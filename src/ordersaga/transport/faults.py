@@ -27,6 +27,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.errors import RequestLost, ResponseLost, TransportError
 from ordersaga.protocol.messages import Command, Probe, Reply
 from ordersaga.transport.base import Transport
@@ -51,9 +52,12 @@ class FaultSettings:
 class FaultInjector(Transport):
     """Wraps any transport and makes its calls suffer the faults of the module docstring."""
 
-    def __init__(self, inner: Transport, settings: FaultSettings) -> None:
+    def __init__(
+        self, inner: Transport, settings: FaultSettings, *, clock: Clock | None = None
+    ) -> None:
         self._inner = inner
         self._settings = settings
+        self._clock = clock or SystemClock()  # the delays and the late deliveries wait on it
         self._rng = random.Random(settings.seed)
         self.counts: Counter[str] = Counter({name: 0 for name in FAULT_CLASSES})
         self.late_refused = 0  # late deliveries the service refused
@@ -82,7 +86,7 @@ class FaultInjector(Transport):
         if late:
             self._schedule_late(command, late_after)
         if delay:
-            await asyncio.sleep(pause)
+            await self._clock.sleep(pause)
         if lost:
             self.lost_sends += 1
             raise RequestLost(f"{command.service}: request lost (injected)")
@@ -109,7 +113,7 @@ class FaultInjector(Transport):
         task.add_done_callback(self._late.discard)
 
     async def _deliver_late(self, command: Command, after: float) -> None:
-        await asyncio.sleep(after)
+        await self._clock.sleep(after)
         try:
             reply = await self._inner.send(command)
         except TransportError:

@@ -1,7 +1,7 @@
 import asyncio
 
 from ordersaga.saga.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from ordersaga.saga.clock import FakeClock
+from ordersaga.saga.testing import FakeClock
 
 
 async def test_opens_after_threshold_and_callers_wait_instead_of_calling() -> None:

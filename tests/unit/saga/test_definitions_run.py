@@ -26,7 +26,6 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ordersaga.protocol.messages import Command, Phase, make_key, parse_key
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import SagaEngine, SagaResult
@@ -34,7 +33,13 @@ from ordersaga.saga.recovery import recover
 from ordersaga.saga.retry import ACTION_POLICY
 from ordersaga.saga.store.base import SagaStatus
 from ordersaga.saga.store.memory import MemoryStore
-from ordersaga.saga.testing import Ledger, RaisingCrashPoints, ScriptedTransport, SimulatedCrash
+from ordersaga.saga.testing import (
+    FakeClock,
+    Ledger,
+    RaisingCrashPoints,
+    ScriptedTransport,
+    SimulatedCrash,
+)
 
 SAGA_ID = "trip-1"
 #: Enough lost requests in a row to spend a forward step's whole retry budget.
@@ -148,7 +153,7 @@ async def play(scenario: Scenario) -> Played:
 
     transport = ScriptedTransport(ledgers, fail, scenario.probe_fails)
     clock = FakeClock()
-    store = MemoryStore(clock=clock.time)
+    store = MemoryStore(clock=clock)
     result: SagaResult | None = None
     lives = 0
     for life in range(len(scenario.crashes) + 1):

@@ -8,12 +8,12 @@ import pytest
 
 from ordersaga.errors import ConfigError
 from ordersaga.protocol.messages import Command, Phase, Reply
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import MISMATCH_REASON, EngineSettings, SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.testing import FakeClock
 
 from .fakes import Ledger, ScriptedTransport
 

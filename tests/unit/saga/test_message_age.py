@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 from ordersaga.errors import RequestLost, ResponseLost
 from ordersaga.protocol.messages import Command, Reply, ReplyStatus
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaStatus
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.testing import FakeClock
 
 from .fakes import Ledger, ScriptedTransport
 from .test_executor import make_definition

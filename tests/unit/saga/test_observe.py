@@ -9,11 +9,11 @@ import random
 
 from ordersaga.protocol.messages import Command
 from ordersaga.saga.breaker import Breakers, BreakerSettings, BreakerState
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.observe import EngineMetrics, Fanout
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.testing import FakeClock
 from ordersaga.telemetry.logs import JsonFormatter
 from tests.promtool import parse_samples, promtool_check
 

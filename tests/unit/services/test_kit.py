@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from ordersaga.clock import FakeClock
 from ordersaga.db import Database, Row, Tx
 from ordersaga.errors import ConflictError
 from ordersaga.participant.kit import (
@@ -78,13 +79,13 @@ ACTION = Action("bump", Phase.ACTION, lambda payload: payload.get("n"), _decide)
 
 
 def _runner(db: FakeDb, policy: LockingPolicy, slept: list[float]) -> CommandRunner:
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
+    clock = FakeClock(5.0)
+    clock.sleeps = slept  # the backoffs it was asked for (it waits for none)
 
     async def cancelled(reader: Reader, resource: str) -> Reply | None:
         return None
 
-    options = RunnerOptions(locking=policy, sleep=sleep, rng=random.Random(1), clock=lambda: 5.0)
+    options = RunnerOptions(locking=policy, rng=random.Random(1), clock=clock)
     return CommandRunner(db, "svc", [ACTION], cancelled, options)
 
 

@@ -10,9 +10,7 @@ The SQL stores batch the writes of concurrent coroutines into shared commits (gr
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
+from ordersaga.clock import Clock
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
@@ -63,7 +61,7 @@ async def open_store(
     *,
     durable: bool = True,
     max_batch: int = DEFAULT_MAX_BATCH,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     crash: CrashPoints = NO_CRASH,
     read_only: bool = False,
     quiescent: bool = False,
@@ -72,7 +70,8 @@ async def open_store(
 
     ``durable=False`` keeps the semantics but skips fsync (SQLite ``synchronous=OFF``,
     PostgreSQL ``synchronous_commit=off``). ``max_batch`` caps the writes per group commit.
-    ``clock`` gives the ``created_at``/``updated_at`` timestamps. ``crash`` arms the SQL stores'
+    ``clock`` gives the ``created_at``/``updated_at`` timestamps (its ``time()``; default the
+    system's). ``crash`` arms the SQL stores'
     crash points around each group commit (``store.before:commit``, ``store.after:commit``).
     ``read_only`` opens an existing log to read it while others write (see
     :meth:`SqlSagaStore.open`); ``quiescent``: no writer can start meanwhile (see

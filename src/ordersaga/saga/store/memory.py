@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.outcome import compacted_of
@@ -81,9 +81,9 @@ class _Saga:
 class MemoryStore(SagaStore):
     """A saga log in a dict; insertion order is creation order."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, clock: Clock | None = None) -> None:
         self.stats = StoreStats()
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._sagas: dict[str, _Saga] = {}
         self._ordinals = itertools.count()
         self._closed = False
@@ -113,7 +113,9 @@ class MemoryStore(SagaStore):
         status: SagaStatus = SagaStatus.RUNNING,
         reason: str | None = None,
     ) -> tuple[SagaRecord, bool]:
-        write = make_create(saga_id, definition, input, fingerprint, status, reason, self._clock())
+        write = make_create(
+            saga_id, definition, input, fingerprint, status, reason, self._clock.time()
+        )
         self._count_write()
         existing = self._sagas.get(saga_id)
         if existing is not None:
@@ -134,7 +136,7 @@ class MemoryStore(SagaStore):
     ) -> None:
         # Nobody holds a lease here (no claims): an update fenced by an owner is refused.
         write = make_update(
-            saga_id, steps, status, reason, needs_attention, self._clock(), owner, input
+            saga_id, steps, status, reason, needs_attention, self._clock.time(), owner, input
         )
         self._count_write()
         saga = self._sagas.get(saga_id)
@@ -205,7 +207,7 @@ class MemoryStore(SagaStore):
         head = saga.head
         if head.status not in change.expect:
             raise ConflictError(f"saga {saga_id!r} is {head.status.value}")
-        now = self._clock()
+        now = self._clock.time()
         head.status = change.status or head.status
         head.reason = head.reason if change.reason is None else change.reason
         if change.needs_attention is not None:

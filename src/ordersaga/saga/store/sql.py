@@ -9,11 +9,11 @@ that differ: row locking, read snapshots and non-durable commits.
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, Self
 
+from ordersaga.clock import Clock, SystemClock
 from ordersaga.db import Database, Row, Tx, open_database
 from ordersaga.errors import StorageError
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
@@ -78,13 +78,13 @@ class SqlSagaStore(SagaStore):
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         durable: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         crash: CrashPoints = NO_CRASH,
     ) -> None:
         self.stats = StoreStats()
         self.durable = durable
         self._db = db
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._crash = crash
         self._committer: GroupCommitter[Write, Outcome] = GroupCommitter(
             self._apply, self.stats, max_batch=max_batch
@@ -97,7 +97,7 @@ class SqlSagaStore(SagaStore):
         *,
         durable: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         crash: CrashPoints = NO_CRASH,
         read_only: bool = False,
         quiescent: bool = False,
@@ -140,7 +140,9 @@ class SqlSagaStore(SagaStore):
         status: SagaStatus = SagaStatus.RUNNING,
         reason: str | None = None,
     ) -> tuple[SagaRecord, bool]:
-        write = make_create(saga_id, definition, input, fingerprint, status, reason, self._clock())
+        write = make_create(
+            saga_id, definition, input, fingerprint, status, reason, self._clock.time()
+        )
         if await self._committer.enqueue(write):
             return write.record(), True
         existing = await self.load(saga_id)
@@ -160,7 +162,7 @@ class SqlSagaStore(SagaStore):
         input: Mapping[str, Any] | None = None,
     ) -> None:
         write = make_update(
-            saga_id, steps, status, reason, needs_attention, self._clock(), owner, input
+            saga_id, steps, status, reason, needs_attention, self._clock.time(), owner, input
         )
         await self._committer.enqueue(write)
 
@@ -252,7 +254,7 @@ class SqlSagaStore(SagaStore):
 
     async def repair(self, saga_id: str, change: Repair, action: OperatorAction) -> SagaEntry:
         async with self._db.transaction() as tx:
-            await apply_repair(tx, saga_id, change, action, self._clock(), self.lock_suffix)
+            await apply_repair(tx, saga_id, change, action, self._clock.time(), self.lock_suffix)
         entry = await self.inspect(saga_id)
         if entry is None:  # sagas are never deleted
             raise StorageError(f"saga {saga_id!r} cannot be read back")

@@ -15,7 +15,7 @@ pytest-asyncio), when its tests run.
 
 from __future__ import annotations
 
-from ordersaga.saga.clock import FakeClock
+from ordersaga.clock import FakeClock
 from ordersaga.saga.testing.crash import RaisingCrashPoints, SimulatedCrash
 from ordersaga.saga.testing.scripted import Ledger, ScriptedTransport
 from ordersaga.saga.testing.store_contract import SagaStoreContract, TickClock

@@ -30,9 +30,10 @@ import asyncio
 import contextlib
 import functools
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, NoReturn
 
+from ordersaga.clock import Clock
 from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store.base import (
@@ -59,16 +60,23 @@ PATHS: dict[SagaStatus, list[SagaStatus]] = {
 
 
 class TickClock:
-    """A wall clock for stores that moves one second per reading: timestamps are predictable."""
+    """A :class:`~ordersaga.clock.Clock` for stores whose wall time moves one second per
+    reading: timestamps are predictable (``last`` is the latest one handed out)."""
 
     def __init__(self, start: float = 1_700_000_000.25) -> None:
         self._ticks = itertools.count()
         self.start = start
         self.last = start
 
-    def __call__(self) -> float:
+    def time(self) -> float:
         self.last = self.start + next(self._ticks)
         return self.last
+
+    def monotonic(self) -> float:
+        return self.last
+
+    async def sleep(self, seconds: float) -> None:
+        self.start += max(0.0, seconds)
 
 
 def step(
@@ -107,7 +115,7 @@ class SagaStoreContract(abc.ABC):
     durable: ClassVar[bool] = True
 
     @abc.abstractmethod
-    async def create_store(self, clock: Callable[[], float]) -> SagaStore:
+    async def create_store(self, clock: Clock) -> SagaStore:
         """A store on this test's log, taking its ``created_at``/``updated_at`` from ``clock``."""
 
     @functools.cached_property

@@ -1,10 +1,24 @@
-"""Time, sleep and randomness, injected so that tests of retries and breakers never wait."""
+"""One clock for everything that reads time or sleeps, injected so that tests never wait.
+
+The engine (executor, driver, calls, breakers), the saga stores (timestamps), the participant kit
+(timestamps, backoff between optimistic-locking retries), the cluster worker (lease renewal and
+its deadline, the grace period) and the fault injector (delays, late deliveries) each take a
+:class:`Clock`, :class:`SystemClock` by default. :class:`FakeClock` (also exported by
+:mod:`ordersaga.saga.testing`) makes every sleep return at once, having moved its time on: one
+fake drives a whole test, and a test of backoff or of a lease's expiry asserts what happened,
+never how long it took.
+
+It sits at the bottom of the layers (beside :mod:`ordersaga.errors`), so that the engine and the
+participant kit, which never import each other, share it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from typing import Protocol
+
+__all__ = ["Clock", "FakeClock", "SystemClock"]
 
 
 class Clock(Protocol):
@@ -18,7 +32,9 @@ class Clock(Protocol):
         """Wall-clock seconds since the epoch (for timestamps in the log)."""
         ...
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a fake returns at once, its time moved on)."""
+        ...
 
 
 class SystemClock:
