@@ -56,16 +56,12 @@ from ordersaga.cluster import apikeys
 from ordersaga.cluster.apischema import (
     BODY_DEFS,
     DESCRIPTION,
-    ERROR_SCHEMA,
-    GET_PARAMETERS,
-    LIST_SCHEMA,
+    GET_ORDER_ROUTE,
+    LIST_ORDERS_ROUTE,
     MAX_WAIT_SECONDS,
-    ORDER_SCHEMA,
-    POST_BODY,
-    POST_RESPONSES,
-    json_doc,
+    POST_ORDER_ROUTE,
 )
-from ordersaga.cluster.listing import LIST_PARAMETERS, ListError, list_orders
+from ordersaga.cluster.listing import ListError, list_orders
 from ordersaga.cluster.orderbody import parse_body
 from ordersaga.cluster.orderview import DECIDED, order_url, order_view, public_reason
 from ordersaga.cluster.submit import Submitter
@@ -306,45 +302,9 @@ def create_api(
         state.statuses = statuses
         return Response(registry[0].render(), headers={"Content-Type": CONTENT_TYPE})
 
-    app.add_api_route(
-        "/orders",
-        post_order,
-        methods=["POST"],
-        summary="Submit an order",
-        operation_id="post_order",
-        tags=["orders"],
-        responses=POST_RESPONSES,
-        openapi_extra=POST_BODY,
-    )
-    app.add_api_route(
-        "/orders",
-        get_orders,
-        methods=["GET"],
-        summary="The orders, newest first, a page at a time",
-        operation_id="list_orders",
-        tags=["orders"],
-        responses={
-            200: json_doc("A page of orders", LIST_SCHEMA),
-            400: json_doc("A bad query parameter", ERROR_SCHEMA),
-            503: json_doc("The saga log is unavailable", ERROR_SCHEMA),
-        },
-        openapi_extra={"parameters": LIST_PARAMETERS},
-    )
-    app.add_api_route(
-        "/orders/{order_id:path}",
-        get_order,
-        methods=["GET"],
-        summary="An order's status, outcome and steps",
-        operation_id="get_order",
-        tags=["orders"],
-        responses={
-            200: json_doc("The order", ORDER_SCHEMA),
-            400: json_doc("A bad wait parameter", ERROR_SCHEMA),
-            404: json_doc("No such order of this client", ERROR_SCHEMA),
-            503: json_doc("The saga log is unavailable", ERROR_SCHEMA),
-        },
-        openapi_extra={"parameters": GET_PARAMETERS},
-    )
+    app.add_api_route("/orders", post_order, methods=["POST"], **POST_ORDER_ROUTE)
+    app.add_api_route("/orders", get_orders, methods=["GET"], **LIST_ORDERS_ROUTE)
+    app.add_api_route("/orders/{order_id:path}", get_order, methods=["GET"], **GET_ORDER_ROUTE)
     app.add_api_route("/health", health, methods=["GET"], tags=["operations"])
     app.add_api_route("/stats", stats, methods=["GET"], tags=["operations"])
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

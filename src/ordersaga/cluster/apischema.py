@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from ordersaga.cluster.listing import LIST_PARAMETERS
 from ordersaga.cluster.orderbody import order_body_schema
+from ordersaga.participant.openapi import json_response
 from ordersaga.saga.store.base import SagaStatus
 
-__all__ = ["MAX_WAIT_SECONDS"]
+__all__ = [
+    "BODY_DEFS",
+    "DESCRIPTION",
+    "GET_ORDER_ROUTE",
+    "LIST_ORDERS_ROUTE",
+    "MAX_WAIT_SECONDS",
+    "POST_ORDER_ROUTE",
+]
 
 MAX_WAIT_SECONDS = 30.0
 
@@ -19,10 +28,6 @@ Order intake for ordersaga: `POST /orders` puts an order's saga in the shared sa
 the workers execute it; `GET /orders/{id}` tells its status, outcome and steps. Posting the same
 order again is idempotent (200, same resource); the same id with other content is a 409.
 """
-
-
-def json_doc(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -96,18 +101,18 @@ LIST_SCHEMA: dict[str, Any] = {
 
 
 POST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: json_doc(
+    200: json_response(
         "Posted before with the same content: the same order, nothing executed again", ORDER_SCHEMA
     ),
-    202: json_doc("Accepted: the order's saga is in the log; follow Location", ORDER_SCHEMA),
-    400: json_doc("No order id can be read from the body", ERROR_SCHEMA),
-    409: json_doc("The order id was used before with other content", ERROR_SCHEMA),
-    408: json_doc("The body did not arrive in time; nothing was created", ERROR_SCHEMA),
-    413: json_doc("The body is too large", ERROR_SCHEMA),
-    422: json_doc(
+    202: json_response("Accepted: the order's saga is in the log; follow Location", ORDER_SCHEMA),
+    400: json_response("No order id can be read from the body", ERROR_SCHEMA),
+    409: json_response("The order id was used before with other content", ERROR_SCHEMA),
+    408: json_response("The body did not arrive in time; nothing was created", ERROR_SCHEMA),
+    413: json_response("The body is too large", ERROR_SCHEMA),
+    422: json_response(
         "Not a valid order, for every reason listed; nothing was stored", _INVALID_SCHEMA
     ),
-    503: json_doc("The saga log is unavailable; nothing was created", ERROR_SCHEMA),
+    503: json_response("The saga log is unavailable; nothing was created", ERROR_SCHEMA),
 }
 
 
@@ -156,3 +161,34 @@ GET_PARAMETERS = [
         "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
     },
 ]
+
+
+def _route(operation_id: str, summary: str, **doc: Any) -> dict[str, Any]:
+    """The documentation of one route of the order API (``FastAPI.add_api_route``'s keywords)."""
+    return {"operation_id": operation_id, "summary": summary, "tags": ["orders"], **doc}
+
+
+POST_ORDER_ROUTE = _route(
+    "post_order", "Submit an order", responses=POST_RESPONSES, openapi_extra=POST_BODY
+)
+LIST_ORDERS_ROUTE = _route(
+    "list_orders",
+    "The orders, newest first, a page at a time",
+    responses={
+        200: json_response("A page of orders", LIST_SCHEMA),
+        400: json_response("A bad query parameter", ERROR_SCHEMA),
+        503: json_response("The saga log is unavailable", ERROR_SCHEMA),
+    },
+    openapi_extra={"parameters": LIST_PARAMETERS},
+)
+GET_ORDER_ROUTE = _route(
+    "get_order",
+    "An order's status, outcome and steps",
+    responses={
+        200: json_response("The order", ORDER_SCHEMA),
+        400: json_response("A bad wait parameter", ERROR_SCHEMA),
+        404: json_response("No such order of this client", ERROR_SCHEMA),
+        503: json_response("The saga log is unavailable", ERROR_SCHEMA),
+    },
+    openapi_extra={"parameters": GET_PARAMETERS},
+)

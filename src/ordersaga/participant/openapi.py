@@ -18,7 +18,13 @@ from ordersaga.participant.fields import MAX_BIGINT, MAX_TEXT
 from ordersaga.protocol.messages import MAX_KEY_LENGTH, KeyState, Phase, ReplyStatus
 from ordersaga.protocol.wire import CODE_OF_STATUS, IDEMPOTENCY_KEY, TOO_LARGE, UNAVAILABLE
 
-__all__ = ["SERVICE_ACTIONS", "ActionDoc", "command_responses", "key_parameter"]
+__all__ = [
+    "SERVICE_ACTIONS",
+    "ActionDoc",
+    "command_responses",
+    "json_response",
+    "key_parameter",
+]
 
 JSONSchema = dict[str, Any]
 REQUEST_TIMEOUT = 408
@@ -227,6 +233,11 @@ def _reply(description: str, status: ReplyStatus, **extra: Any) -> JSONSchema:
         "content": {"application/json": {"schema": schema}},
         **extra,
     }
+
+
+def json_response(description: str, schema: JSONSchema) -> JSONSchema:
+    """An OpenAPI response: ``description`` and a JSON body of ``schema``."""
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def command_responses(action: ActionDoc | None = None) -> dict[int | str, JSONSchema]:

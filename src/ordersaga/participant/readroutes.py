@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
 from ordersaga.errors import StorageError
-from ordersaga.participant.openapi import PROBE_SCHEMA, UNAVAILABLE_SCHEMA
+from ordersaga.participant.openapi import PROBE_SCHEMA, UNAVAILABLE_SCHEMA, json_response
 from ordersaga.participant.served import RETRY_AFTER_SECONDS, AsciiJson, Served
 from ordersaga.protocol.messages import MAX_KEY_LENGTH
 from ordersaga.protocol.wire import UNAVAILABLE
@@ -60,58 +60,57 @@ def add_read_routes(app: FastAPI, served: Served) -> None:
         render, content_type = rendered[0]
         return Response(render(), headers={"Content-Type": content_type})
 
-    app.add_api_route(
+    def documented(path: str, endpoint: Any, name: str, summary: str, tag: str, **doc: Any) -> None:
+        """A GET route answering JSON, documented in the OpenAPI schema as ``SERVICE_name``."""
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["GET"],
+            summary=summary,
+            operation_id=f"{served.name}_{name}",
+            tags=[tag],
+            response_class=AsciiJson,
+            **doc,
+        )
+
+    documented(
         "/keys/{key:path}",
         probe,
-        methods=["GET"],
-        summary="What became of an idempotency key (the status probe)",
-        operation_id=f"{served.name}_probe",
-        tags=["probes"],
-        response_class=AsciiJson,
+        "probe",
+        "What became of an idempotency key (the status probe)",
+        "probes",
         responses={
-            200: _content("The key's state, with the stored reply when there is one", PROBE_SCHEMA),
-            UNAVAILABLE: _content("The database is unavailable", UNAVAILABLE_SCHEMA),
+            200: json_response(
+                "The key's state, with the stored reply when there is one", PROBE_SCHEMA
+            ),
+            UNAVAILABLE: json_response("The database is unavailable", UNAVAILABLE_SCHEMA),
         },
-        openapi_extra={
-            "parameters": [
-                {
-                    "name": "key",
-                    "in": "path",
-                    "required": True,
-                    "description": "the idempotency key, percent-encoded in the path",
-                    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
-                }
-            ]
-        },
+        openapi_extra={"parameters": [_KEY_PARAMETER]},
     )
     # Starlette's path parameters stop at a newline; a key is probed whatever it holds (an
     # unreadable one is "unknown", never a 404), so this one route matches any characters.
     probe_route = app.router.routes[-1]
     assert isinstance(probe_route, APIRoute) and probe_route.path == "/keys/{key:path}"
     probe_route.path_regex = re.compile(r"^/keys/(?P<key>[\s\S]+)$")
-    app.add_api_route(
+    documented(
         "/health",
         health,
-        methods=["GET"],
-        summary="Whether the service and its database answer",
-        operation_id=f"{served.name}_health",
-        tags=["operations"],
-        response_class=AsciiJson,
+        "health",
+        "Whether the service and its database answer",
+        "operations",
         responses={
-            200: _content("Healthy", _HEALTH_SCHEMA),
-            UNAVAILABLE: _content("The database does not answer", _HEALTH_SCHEMA),
+            200: json_response("Healthy", _HEALTH_SCHEMA),
+            UNAVAILABLE: json_response("The database does not answer", _HEALTH_SCHEMA),
         },
     )
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
-    app.add_api_route(
+    documented(
         "/stats",
         stats,
-        methods=["GET"],
-        summary="The service's counters since it started",
-        operation_id=f"{served.name}_stats",
-        tags=["operations"],
-        response_class=AsciiJson,
-        responses={200: _content("Counters", {"type": "object"})},
+        "stats",
+        "The service's counters since it started",
+        "operations",
+        responses={200: json_response("Counters", {"type": "object"})},
     )
 
 
@@ -131,10 +130,13 @@ def _metrics_renderer(served: Served) -> tuple[Callable[[], bytes], str]:
     return registry.render, CONTENT_TYPE
 
 
-def _content(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
+_KEY_PARAMETER = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "the idempotency key, percent-encoded in the path",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+}
 _HEALTH_SCHEMA = {
     "type": "object",
     "required": ["status", "service"],

@@ -44,6 +44,7 @@ __all__ = [
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: A series' label values, in the order of its family's label names.
 K = TypeVar("K", bound=tuple[str, ...])
+F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
 #: A collector function: the metric families of one part of the process, read when scraped.
 Collect = Callable[[], Iterable[Metric]]
 
@@ -79,13 +80,7 @@ def counter(
     labels: Sequence[str] = (),
 ) -> CounterMetricFamily:
     """A counter family; ``name`` without ``_total`` (the exposition adds it)."""
-    family = CounterMetricFamily(name, documentation, labels=list(labels))
-    if isinstance(values, Mapping):
-        for key, value in sorted(values.items()):
-            family.add_metric(list(key), value)
-    else:
-        family.add_metric([], values)
-    return family
+    return _filled(CounterMetricFamily(name, documentation, labels=list(labels)), values)
 
 
 def gauge(
@@ -94,7 +89,11 @@ def gauge(
     values: Mapping[tuple[str, ...], float] | float,
     labels: Sequence[str] = (),
 ) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=list(labels))
+    return _filled(GaugeMetricFamily(name, documentation, labels=list(labels)), values)
+
+
+def _filled(family: F, values: Mapping[tuple[str, ...], float] | float) -> F:
+    """``family`` with one sample per labelled value (sorted), or its one unlabelled value."""
     if isinstance(values, Mapping):
         for key, value in sorted(values.items()):
             family.add_metric(list(key), value)
