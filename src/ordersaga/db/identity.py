@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ordersaga.db.base import Database
 from ordersaga.errors import ForeignDatabase, StorageError
@@ -122,3 +124,52 @@ async def _schema_components(db: Database) -> set[str]:
     if not await _has_table(db, "schema_version"):
         return set()
     return {str(r["component"]) for r in await db.fetchall("SELECT component FROM schema_version")}
+
+
+async def check_shared(
+    db: Database, component: str, *, world: str | None = None, check_world: bool = False
+) -> Identity | None:
+    """Check a PostgreSQL database that lives outside a data dir; the identity to stamp in it
+    once its tables are made (:func:`stamp_identity`), if it has none yet.
+
+    A service database or saga log named by URL has no data dir to vouch for it, so its stamp
+    carries a random database id and the world (fingerprint) it was seeded from. Refused, with
+    nothing created: a database stamped for another component (a service pointed at the saga
+    log's database, or at another service's), an unstamped one holding another component's
+    tables, one whose stamp is there but whose tables are gone (emptied), and — when
+    ``check_world`` — one seeded from another world than ``world``. SQLite files are checked by
+    their data dir (:mod:`ordersaga.local.datadir`) instead.
+
+    The stamp comes after the tables, so a process killed in between leaves an unstamped
+    database with the component's tables, which the next open adopts.
+    """
+    if db.dialect == "sqlite":
+        return None
+    what = f"the {component} database {_redacted(db.url)}"
+    try:
+        found = await read_identity(db)
+        held = await _schema_components(db)
+    except StorageError as exc:
+        raise ForeignDatabase(f"{what}: cannot read its identity: {exc}") from exc
+    if found is None:
+        if held and component not in held:
+            raise ForeignDatabase(
+                f"{what} is refused: it holds the {', '.join(sorted(held))} database,"
+                f" not the {component} one; nothing was created"
+            )
+        return Identity(component, uuid.uuid4().hex, world)
+    expected = Identity(component, None, world if check_world else None)
+    why = expected.mismatch(found)
+    if why is None and component not in held:
+        why = f"it was emptied (its {found.component} tables are gone)"
+    if why is not None:
+        raise ForeignDatabase(f"{what} is refused: {why}; nothing was created")
+    return None
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
