@@ -4,6 +4,7 @@ and nothing is created in it. Real `ordersaga` processes, real PostgreSQL databa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from ordersaga.db import open_database
+from ordersaga.db.identity import TABLE, Identity, stamp_identity
 from ordersaga.orders.demo import demo_world
 from tests.e2e.conftest import ordersaga
 
@@ -87,3 +90,19 @@ async def test_foreign_and_emptied_postgresql_databases_are_refused(
     again = ordersaga(*run(store, {**dbs, "inventory": fresh}), input="", env=KEY)
     assert again.code == 0, again.err
     assert "ordersaga_identity" in await _tables(fresh)
+
+
+async def test_openers_starting_at_once_stamp_one_identity(
+    pg_database_factory: Callable[[], object],
+) -> None:
+    url = str(await pg_database_factory())  # type: ignore[misc]
+    dbs = [await open_database(url) for _ in range(6)]
+    try:
+        await asyncio.gather(
+            *(stamp_identity(db, Identity("saga_log", f"id{n}")) for n, db in enumerate(dbs))
+        )
+        rows = await dbs[0].fetchall(f"SELECT data_dir_id FROM {TABLE}")
+    finally:
+        for db in dbs:
+            await db.close()
+    assert len(rows) == 1

@@ -26,6 +26,7 @@ from ordersaga.db.base import Database
 from ordersaga.errors import ForeignDatabase, StorageError
 
 TABLE = "ordersaga_identity"
+_STAMP_LOCK = 0x6F73_6964  # pg advisory lock key ("osid")
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
     " singleton INTEGER PRIMARY KEY CHECK (singleton = 1),"
@@ -71,6 +72,10 @@ async def read_identity(db: Database) -> Identity | None:
 async def stamp_identity(db: Database, identity: Identity) -> None:
     """Record ``identity`` (a database keeps the first identity stamped in it)."""
     async with db.transaction() as tx:
+        if db.dialect != "sqlite":
+            # Openers starting at once (workers, replicas) would race on CREATE TABLE IF NOT
+            # EXISTS (a unique violation in pg_type): one stamps at a time.
+            await tx.fetchone("SELECT pg_advisory_xact_lock(?)", _STAMP_LOCK)
         await tx.execute(_DDL)
         await tx.execute(
             f"INSERT INTO {TABLE} (singleton, data_dir_id, component, world) VALUES (1, ?, ?, ?)"
