@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,12 @@ def _open(args: argparse.Namespace, *, write: bool = False) -> Awaitable[Any]:
     return open_log(Path(args.data_dir), args.store, write=write)
 
 
+def _reading(args: argparse.Namespace) -> AbstractAsyncContextManager[Any]:
+    from ordersaga.ops.access import reading_log
+
+    return reading_log(Path(args.data_dir), args.store)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from ordersaga.ops.render import print_sagas
     from ordersaga.ops.views import list_row
@@ -123,9 +130,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
     updated_before = None if args.older_than is None else time.time() - args.older_than
 
     async def work() -> int:
-        store = await _open(args)
         rows: list[dict[str, Any]] = []
-        try:
+        async with _reading(args) as store:
             cursor: str | None = None
             left = args.limit
             while left is None or left > 0:
@@ -148,8 +154,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 cursor = page.next_cursor
                 if cursor is None:
                     break
-        finally:
-            await store.close()
         if not args.json:
             print_sagas(sys.stdout, rows)
         sys.stdout.flush()
@@ -163,11 +167,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from ordersaga.ops.views import saga_view
 
     async def work() -> int:
-        store = await _open(args)
-        try:
+        async with _reading(args) as store:
             entry = await store.inspect(args.id)
-        finally:
-            await store.close()
         if entry is None:
             raise ConfigError(f"no saga {args.id!r} in the saga log")
         _print_view(args, saga_view(entry), print_saga)

@@ -73,7 +73,11 @@ async def serve(settings: ServeSettings) -> None:
     configs = ServiceConfigs(world.inventory, world.shipping, world.payment)
     tracing = open_tracing(settings.tracing)
     service = await open_service(
-        settings.service, settings.db_url, configs, pool_size=settings.pool_size
+        settings.service,
+        settings.db_url,
+        configs,
+        pool_size=settings.pool_size,
+        check_world=settings.world is not None,  # a --world other than the database's: refused
     )
     try:
         app = create_app(

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ordersaga.clock import Clock, SystemClock
+from ordersaga.cluster.stalls import StallWatch
 from ordersaga.errors import ConfigError, ExecutorFenced, OwnershipLost, StorageError
 from ordersaga.local.retention import DEFAULT_RETENTION
 from ordersaga.local.telemetry import TelemetrySettings
@@ -107,6 +108,7 @@ class WorkerCounts:
     errors: int = 0  # ended by an error (the saga log failed, say); retried after the lease
     claims: int = 0  # claim transactions
     renewals: int = 0  # renew transactions
+    let_go: int = 0  # leases left to lapse: the saga waited for a service unreachable from here
 
 
 class Worker:
@@ -145,6 +147,7 @@ class Worker:
         self.fenced: str | None = None
         self._health = health
         self._unhealthy: str | None = None  # why claiming is paused (a service is unreachable)
+        self._stalls = StallWatch(log)
 
     @property
     def running(self) -> int:
@@ -268,10 +271,14 @@ class Worker:
             await self._renew()
 
     async def _renew(self) -> None:
-        ids = list(self._tasks)
+        ids, stalled = self._stalls.split(self._tasks, self.engine.caller.stalled)
+        self.counts.let_go = self._stalls.let_go
         finished, self._finished = self._finished, []
         try:
             held = set(await self.store.renew(self.owner, ids, self.settings.lease))
+            if stalled:  # ends their leases now, keeping them ours (see cluster.stalls)
+                held |= set(await self.store.renew(self.owner, stalled, 0.0))
+                ids += stalled
             self.counts.renewals += 1
             await self.store.release(self.owner, finished)
         except StorageError as exc:

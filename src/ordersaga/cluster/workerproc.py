@@ -136,8 +136,10 @@ async def _open_and_serve(
             wakeup=wakeup,
             log=log,
             events=telemetry.events,
-            # Only the order saga's services are known to be needed by every saga it claims;
-            # user sagas (--saga) may need only some of the given services.
+            # Only the order saga's services are known before a claim; a user saga (--saga)
+            # builds its calls from its input, so it may need only some of the given services.
+            # Its worker claims regardless; a saga stalled by an outage goes back to the pool
+            # (cluster.stalls).
             health=None if settings.sagas else _health_check(http, settings),
         )
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:

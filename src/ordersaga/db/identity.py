@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ordersaga.db.base import Database
 from ordersaga.errors import ForeignDatabase, StorageError
 
 TABLE = "ordersaga_identity"
+_STAMP_LOCK = 0x6F73_6964  # pg advisory lock key ("osid")
 _DDL = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
     " singleton INTEGER PRIMARY KEY CHECK (singleton = 1),"
@@ -69,6 +72,10 @@ async def read_identity(db: Database) -> Identity | None:
 async def stamp_identity(db: Database, identity: Identity) -> None:
     """Record ``identity`` (a database keeps the first identity stamped in it)."""
     async with db.transaction() as tx:
+        if db.dialect != "sqlite":
+            # Openers starting at once (workers, replicas) would race on CREATE TABLE IF NOT
+            # EXISTS (a unique violation in pg_type): one stamps at a time.
+            await tx.fetchone("SELECT pg_advisory_xact_lock(?)", _STAMP_LOCK)
         await tx.execute(_DDL)
         await tx.execute(
             f"INSERT INTO {TABLE} (singleton, data_dir_id, component, world) VALUES (1, ?, ?, ?)"
@@ -122,3 +129,52 @@ async def _schema_components(db: Database) -> set[str]:
     if not await _has_table(db, "schema_version"):
         return set()
     return {str(r["component"]) for r in await db.fetchall("SELECT component FROM schema_version")}
+
+
+async def check_shared(
+    db: Database, component: str, *, world: str | None = None, check_world: bool = False
+) -> Identity | None:
+    """Check a PostgreSQL database that lives outside a data dir; the identity to stamp in it
+    once its tables are made (:func:`stamp_identity`), if it has none yet.
+
+    A service database or saga log named by URL has no data dir to vouch for it, so its stamp
+    carries a random database id and the world (fingerprint) it was seeded from. Refused, with
+    nothing created: a database stamped for another component (a service pointed at the saga
+    log's database, or at another service's), an unstamped one holding another component's
+    tables, one whose stamp is there but whose tables are gone (emptied), and — when
+    ``check_world`` — one seeded from another world than ``world``. SQLite files are checked by
+    their data dir (:mod:`ordersaga.local.datadir`) instead.
+
+    The stamp comes after the tables, so a process killed in between leaves an unstamped
+    database with the component's tables, which the next open adopts.
+    """
+    if db.dialect == "sqlite":
+        return None
+    what = f"the {component} database {_redacted(db.url)}"
+    try:
+        found = await read_identity(db)
+        held = await _schema_components(db)
+    except StorageError as exc:
+        raise ForeignDatabase(f"{what}: cannot read its identity: {exc}") from exc
+    if found is None:
+        if held and component not in held:
+            raise ForeignDatabase(
+                f"{what} is refused: it holds the {', '.join(sorted(held))} database,"
+                f" not the {component} one; nothing was created"
+            )
+        return Identity(component, uuid.uuid4().hex, world)
+    expected = Identity(component, None, world if check_world else None)
+    why = expected.mismatch(found)
+    if why is None and component not in held:
+        why = f"it was emptied (its {found.component} tables are gone)"
+    if why is not None:
+        raise ForeignDatabase(f"{what} is refused: {why}; nothing was created")
+    return None
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

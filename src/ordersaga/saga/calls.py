@@ -31,6 +31,7 @@ long — is done by :class:`Observer` objects it notifies, not by code inside th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import random
@@ -50,7 +51,7 @@ from ordersaga.protocol.messages import (
     ReplyStatus,
     parse_key,
 )
-from ordersaga.saga.breaker import Breakers
+from ordersaga.saga.breaker import Breakers, BreakerState
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.transport.base import Transport
@@ -218,6 +219,10 @@ class Caller:
         self._count_attempts = _Counting(self.stats, probes=False)
         self._count_probes = _Counting(self.stats, probes=True)
         self._attempt_observers: tuple[Observer, ...] = (self._count_attempts,)
+        #: The tasks whose call waits for an unreachable service (its breaker is open, or its
+        #: last attempt could not connect), with that service: the sagas this process cannot
+        #: progress now (a worker lets their leases lapse, for a worker that reaches it).
+        self.stalled: dict[asyncio.Task[Any], str] = {}
 
     async def call(
         self,
@@ -330,55 +335,76 @@ class Caller:
         breaker = self._breakers[state.service]
         clock = self._clock
         ended = state.started
-        while True:
-            if not await breaker.acquire(until=deadline):
-                return _Exhausted(expired=True)
-            state.attempts += 1
-            for observer in observers:
-                observer.attempting(state)
-            unreachable = False
-            try:
-                answer = await send(arg)
-            except ServiceUnreachable as exc:
-                breaker.record_failure()
-                unreachable = True
-                state.last_error = str(exc)
-                if state.unreachable_since is None:
-                    state.unreachable_since = clock.time()
+        stalled: asyncio.Task[Any] | None = None  # this task, while it waits for an outage
+        try:
+            while True:
+                if stalled is None and breaker.state is not BreakerState.CLOSED:
+                    stalled = self._stall(state.service)
+                if not await breaker.acquire(until=deadline):
+                    return _Exhausted(expired=True)
+                state.attempts += 1
                 for observer in observers:
-                    observer.failed(state, exc)
-            except TransportError as exc:
-                breaker.record_failure()
-                state.delivered += 1
-                state.last_error = str(exc)
-                state.unreachable_since = None
+                    observer.attempting(state)
+                unreachable = False
+                try:
+                    answer = await send(arg)
+                except ServiceUnreachable as exc:
+                    breaker.record_failure()
+                    unreachable = True
+                    state.last_error = str(exc)
+                    if state.unreachable_since is None:
+                        state.unreachable_since = clock.time()
+                    if stalled is None:
+                        stalled = self._stall(state.service)
+                    for observer in observers:
+                        observer.failed(state, exc)
+                except TransportError as exc:
+                    breaker.record_failure()
+                    state.delivered += 1
+                    state.last_error = str(exc)
+                    state.unreachable_since = None
+                    if stalled is not None:
+                        self.stalled.pop(stalled, None)
+                        stalled = None
+                    for observer in observers:
+                        observer.failed(state, exc)
+                except BaseException:
+                    breaker.release()
+                    raise
+                else:
+                    breaker.record_success()
+                    state.unreachable_since = None
+                    if stalled is not None:
+                        self.stalled.pop(stalled, None)
+                        stalled = None
+                    for observer in observers:
+                        observer.answered(state)
+                    if definite(answer):
+                        return answer
+                    state.delivered += 1
+                    state.last_error = f"{state.service}: key still in flight"
+                now = clock.monotonic()
+                if unreachable:
+                    state.outage += now - ended
+                ended = now
+                if deadline is not None and now >= deadline:
+                    return _Exhausted(expired=True)
+                if not unreachable and not policy.may_retry(
+                    state.delivered, now - state.started - state.outage
+                ):
+                    return _Exhausted(expired=False)
                 for observer in observers:
-                    observer.failed(state, exc)
-            except BaseException:
-                breaker.release()
-                raise
-            else:
-                breaker.record_success()
-                state.unreachable_since = None
-                for observer in observers:
-                    observer.answered(state)
-                if definite(answer):
-                    return answer
-                state.delivered += 1
-                state.last_error = f"{state.service}: key still in flight"
-            now = clock.monotonic()
-            if unreachable:
-                state.outage += now - ended
-            ended = now
-            if deadline is not None and now >= deadline:
-                return _Exhausted(expired=True)
-            if not unreachable and not policy.may_retry(
-                state.delivered, now - state.started - state.outage
-            ):
-                return _Exhausted(expired=False)
-            for observer in observers:
-                await observer.waiting(state, now - state.started)
-            await clock.sleep(policy.backoff(state.attempts, self._rng))
+                    await observer.waiting(state, now - state.started)
+                await clock.sleep(policy.backoff(state.attempts, self._rng))
+        finally:
+            if stalled is not None:
+                self.stalled.pop(stalled, None)
+
+    def _stall(self, service: str) -> asyncio.Task[Any] | None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.stalled[task] = service
+        return task
 
 
 def _definite(reply: Reply) -> bool:

@@ -6,13 +6,15 @@ The embedded setup keeps one SQLite file per service in the data dir (``inventor
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
 from ordersaga.db import Database, open_database
+from ordersaga.db.identity import check_shared, fingerprint, stamp_identity
 from ordersaga.errors import ConfigError
 from ordersaga.participant.kit import RunnerOptions
 from ordersaga.protocol.participant import Participant
@@ -89,7 +91,7 @@ async def open_services(
     async def open_one(name: str, opener: Callable[[Database], Awaitable[S]]) -> S:
         db = await open_database(urls[name], durable=durable, pool_size=pool_size)
         try:
-            return await opener(db)
+            return await _claimed(db, name, configs, False, opener(db))
         except BaseException:
             await db.close()
             raise
@@ -132,28 +134,55 @@ async def open_service(
     pool_size: int = 10,
     options: RunnerOptions | None = None,
     today: Callable[[], date] = date.today,
+    check_world: bool = False,
 ) -> InventoryService | ShippingService | PaymentService:
     """Open the one service ``name`` on its database ``url`` (a service process's own start).
 
     A new database is seeded from ``configs``; several processes may open one database at once
-    (replicas), and only one of them seeds it.
+    (replicas), and only one of them seeds it. ``check_world``: a PostgreSQL database seeded
+    from another world than ``configs`` is refused (the world was given explicitly).
     """
     if name not in SERVICE_NAMES:
         raise ConfigError(f"unknown service {name!r} (expected one of {', '.join(SERVICE_NAMES)})")
     options = options or RunnerOptions()
     db = await open_database(url, durable=durable, pool_size=pool_size)
     try:
+        opening: Awaitable[InventoryService | ShippingService | PaymentService]
         if name == "inventory":
-            return await InventoryService.open(
+            opening = InventoryService.open(
                 db, None if configs is None else configs.inventory, options=options
             )
-        if name == "shipping":
-            return await ShippingService.open(
+        elif name == "shipping":
+            opening = ShippingService.open(
                 db, None if configs is None else configs.shipping, options=options
             )
-        return await PaymentService.open(
-            db, None if configs is None else configs.payment, options=options, today=today
-        )
+        else:
+            opening = PaymentService.open(
+                db, None if configs is None else configs.payment, options=options, today=today
+            )
+        return await _claimed(db, name, configs, check_world, opening)
     except BaseException:
         await db.close()
         raise
+
+
+async def _claimed(
+    db: Database,
+    name: str,
+    configs: ServiceConfigs | None,
+    check_world: bool,
+    opening: Awaitable[S],
+) -> S:
+    """Open a service (``opening``) on ``db`` once its identity checks (PostgreSQL; see
+    :func:`ordersaga.db.identity.check_shared`), stamping a new database after its tables."""
+    world = None if configs is None else fingerprint(asdict(getattr(configs, name)))
+    try:
+        stamp = await check_shared(db, name, world=world, check_world=check_world)
+    except BaseException:
+        if inspect.iscoroutine(opening):
+            opening.close()  # never started: nothing was created
+        raise
+    service = await opening
+    if stamp is not None:
+        await stamp_identity(db, stamp)
+    return service

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Self
 
 from ordersaga.clock import Clock, SystemClock
 from ordersaga.db import Database, Row, Tx, open_database
+from ordersaga.db.identity import check_shared, stamp_identity
 from ordersaga.errors import StorageError
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store import retention
@@ -40,7 +41,7 @@ from ordersaga.saga.store.model import (
     record_from_row,
     step_from_row,
 )
-from ordersaga.saga.store.schema import check_schema, ensure_schema
+from ordersaga.saga.store.schema import COMPONENT, check_schema, ensure_schema
 from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
 from ordersaga.saga.store.sqlops import (
     HOLDER_COLUMNS,
@@ -109,7 +110,11 @@ class SqlSagaStore(SagaStore):
         """
         db = await open_database(url, durable=durable, read_only=read_only, quiescent=quiescent)
         try:
+            # A PostgreSQL log is stamped with its identity (a data dir's file by the data dir).
+            stamp = await check_shared(db, COMPONENT)
             await (check_schema(db) if read_only else ensure_schema(db))
+            if stamp is not None and not read_only:
+                await stamp_identity(db, stamp)
         except BaseException:
             await db.close()
             raise
