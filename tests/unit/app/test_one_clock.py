@@ -42,12 +42,20 @@ class _UnrenewableLog:
         raise StorageError("the saga log is unavailable")
 
 
+class _NeverStalled:
+    """No call of this engine ever waits for an unreachable service."""
+
+    def __init__(self) -> None:
+        self.stalled: dict[asyncio.Task[Any], str] = {}
+
+
 class _HangingEngine:
     """Drives every saga until cancelled."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
         self.cancelled = asyncio.Event()
+        self.caller = _NeverStalled()
 
     async def resume(self, record: SagaRecord) -> Any:
         self.started.set()
