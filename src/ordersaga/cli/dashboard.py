@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ordersaga.cli.args import EXIT_OK, UsageError, add_data_dir, port, positive_float
+from ordersaga.cli.args import (
+    EXIT_OK,
+    UsageError,
+    add_data_dir,
+    is_loopback,
+    port,
+    positive_float,
+)
 
 TOKEN_ENV = "ORDERSAGA_OPERATOR_TOKEN"
 DEFAULT_PORT = 8080
@@ -89,7 +96,6 @@ def operator_token(token_file: Path | None) -> str | None:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
-    from ordersaga.cli.serve import is_loopback
     from ordersaga.cluster.serve import run_server
     from ordersaga.dashboard import DashboardSettings, OwnLog, create_dashboard
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from ordersaga.cli.args import (
     UsageError,
     add_key_file,
     data_key,
+    is_loopback,
     load_world,
     port,
     positive_float,
@@ -27,16 +27,6 @@ from ordersaga.cli.dashboard import TOKEN_ENV, operator_token
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 
 API_KEYS_ENV = "ORDERSAGA_API_KEYS"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (a loopback address, or localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_api_keys(path: str | Path | None) -> dict[str, str]:
