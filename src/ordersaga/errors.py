@@ -6,7 +6,8 @@ where they occur, so callers classify failures by type and never by message::
     OrderSagaError
     ├── ConfigError              bad configuration or world file (a usage error: exit 2)
     │   ├── ExecutorBusy         another process executes this data dir or saga log (exit 2)
-    │   └── ForeignDatabase      a database is missing, emptied, truncated or foreign (exit 2)
+    │   ├── ForeignDatabase      a database is missing, emptied, truncated or foreign (exit 2)
+    │   └── AccessRefused        a service refused our credentials (HTTP 401): stop (exit 2)
     ├── DefinitionError          a saga definition is inconsistent (checked before it runs)
     ├── StorageError             a database failed
     │   ├── ConflictError        a concurrent writer won (version mismatch, unique key, busy)
@@ -40,6 +41,15 @@ class ExecutorBusy(ConfigError):
 class ForeignDatabase(ConfigError):
     """A database of an initialised data dir (or a service's or saga log's database) is missing,
     emptied, truncated, or belongs to another data dir, component or world. Nothing is created."""
+
+
+class AccessRefused(ConfigError):
+    """A service answered 401 to a call: it refused our service token before doing anything.
+
+    Not an outage and not an answer: retrying cannot help until an operator fixes the token, and
+    failing the order would be wrong (the service never looked at it). The step call raises it
+    instead of retrying; ``run`` and ``worker`` stop with its message (exit 2), and the saga stays
+    unfinished in the log, resumed once the token is right."""
 
 
 class DefinitionError(OrderSagaError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -251,6 +252,16 @@ def add_key_file(parser: argparse.ArgumentParser, default: str) -> None:
         help=f"file holding the data key that seals card numbers (default: $ORDERSAGA_DATA_KEY,"
         f" else {default})",
     )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (a loopback address, or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def add_token_file(parser: argparse.ArgumentParser, what: str) -> None:

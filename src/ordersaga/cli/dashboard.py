@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ordersaga.cli.args import EXIT_OK, UsageError, add_data_dir, port, positive_float
+from ordersaga.cli.args import (
+    EXIT_OK,
+    UsageError,
+    add_data_dir,
+    is_loopback,
+    port,
+    positive_float,
+)
 
 TOKEN_ENV = "ORDERSAGA_OPERATOR_TOKEN"
 DEFAULT_PORT = 8080
@@ -40,6 +47,12 @@ def register(commands: Any) -> None:
     )
     add_token_file(dashboard)
     dashboard.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen on a non-loopback address without an operator token (anyone who reaches"
+        " it reads the whole saga log)",
+    )
+    dashboard.add_argument(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),
         default="warning",
@@ -54,8 +67,9 @@ def add_token_file(parser: argparse.ArgumentParser) -> None:
         "--token-file",
         type=Path,
         metavar="FILE",
-        help=f"a file holding the operator token that enables retry/resolve/cancel in the UI"
-        f" (or set {TOKEN_ENV}; never on the command line)",
+        help=f"a file holding the operator token that enables retry/resolve/cancel in the UI,"
+        f" and that every read needs on a non-loopback address (or set {TOKEN_ENV}; never on"
+        " the command line)",
     )
 
 
@@ -86,9 +100,18 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from ordersaga.dashboard import DashboardSettings, OwnLog, create_dashboard
 
     token = operator_token(args.token_file)
+    # Off this machine, the dashboard is the operator's only: every read needs the token too.
+    private = token is not None and not is_loopback(args.host)
+    if token is None and not is_loopback(args.host) and not args.insecure:
+        raise UsageError(
+            f"refusing to serve the dashboard on {args.host} without an operator token: set"
+            f" {TOKEN_ENV} or --token-file (or pass --insecure)"
+        )
     log = OwnLog(Path(args.data_dir), args.store)  # ConfigError: no such log (nothing created)
-    app = create_dashboard(log, DashboardSettings(token=token, refresh_seconds=args.refresh))
+    settings = DashboardSettings(token=token, private=private, refresh_seconds=args.refresh)
+    app = create_dashboard(log, settings)
     mode = "operator actions enabled" if token else "read-only"
+    mode += ", sign-in required to read" if private else ""
     sys.stderr.write(
         f"ordersaga: dashboard of {log.description} ({mode}) on http://{args.host}:{args.port}/\n"
     )

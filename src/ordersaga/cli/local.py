@@ -32,7 +32,7 @@ from ordersaga.cli.args import (
     service_token,
 )
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
-from ordersaga.errors import ExecutorFenced, StorageIOError
+from ordersaga.errors import AccessRefused, ExecutorFenced, StorageIOError
 
 SUBMIT_ONLY_HELP = (
     "create each saga in the --store PostgreSQL log and wait for the workers' outcome"
@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = asyncio.run(runner(options, lines_from(stream), sys.stdout, err))
     except RunAborted as exc:
         if isinstance(
-            exc.__cause__, ExecutorFenced | StorageIOError | OSError
+            exc.__cause__, ExecutorFenced | StorageIOError | OSError | AccessRefused
         ):  # a closed stdout too
             raise  # its own exit status (see cli.main)
         fail(f"run aborted: {exc}; the data dir is consistent: run again to resume")

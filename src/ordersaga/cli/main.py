@@ -23,7 +23,13 @@ from ordersaga.cli.args import (
     UsageError,
     fail,
 )
-from ordersaga.errors import ConfigError, ExecutorFenced, OrderSagaError, StorageIOError
+from ordersaga.errors import (
+    AccessRefused,
+    ConfigError,
+    ExecutorFenced,
+    OrderSagaError,
+    StorageIOError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -103,7 +109,7 @@ def _root_cause(exc: BaseException) -> BaseException:
 
     while isinstance(exc, RunAborted) and exc.__cause__ is not None:
         cause = exc.__cause__
-        if not isinstance(cause, ExecutorFenced | StorageIOError | OSError):
+        if not isinstance(cause, ExecutorFenced | StorageIOError | OSError | AccessRefused):
             break
         exc = cause
     return exc

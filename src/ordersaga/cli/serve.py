@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from ordersaga.cli.args import (
     UsageError,
     add_key_file,
     data_key,
+    is_loopback,
     load_world,
     port,
     positive_float,
@@ -26,16 +27,6 @@ from ordersaga.cli.dashboard import TOKEN_ENV, operator_token
 from ordersaga.cli.observability import add_telemetry_options, telemetry_settings
 
 API_KEYS_ENV = "ORDERSAGA_API_KEYS"
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (a loopback address, or localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_api_keys(path: str | Path | None) -> dict[str, str]:
@@ -69,8 +60,8 @@ def register(commands: Any) -> None:
         type=Path,
         metavar="FILE",
         help="the token this server requires, never on the command line: a service's bearer token"
-        " (default: $ORDERSAGA_SERVICE_TOKEN); for the API, the operator token that enables"
-        f" retry/resolve/cancel in the dashboard at /ui (default: ${TOKEN_ENV})",
+        " (default: $ORDERSAGA_SERVICE_TOKEN); for the API, the operator token the dashboard at"
+        f" /ui requires to show anything and to act (default: ${TOKEN_ENV})",
     )
     serve.add_argument(
         "--db",
@@ -109,7 +100,8 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--insecure",
         action="store_true",
-        help="serve a service on a non-loopback address without a service token",
+        help="serve a service on a non-loopback address without a service token; for the API,"
+        " serve the dashboard at /ui read-only to anyone without an operator token",
     )
     serve.set_defaults(handler=_cmd_serve)
 
@@ -155,7 +147,6 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
     from ordersaga.cluster.api import create_api
     from ordersaga.cluster.serve import run_server
     from ordersaga.cluster.submit import open_pg_store
-    from ordersaga.dashboard import DashboardSettings
     from ordersaga.dashboard.log import describe
     from ordersaga.telemetry.tracing import open_tracing
 
@@ -170,7 +161,7 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
         )
     clients = load_api_keys(args.api_keys or os.environ.get(API_KEYS_ENV))
     url = args.store
-    ui = DashboardSettings(token=operator_token(args.token_file))
+    ui = _api_dashboard(operator_token(args.token_file), args.insecure)
 
     async def opener() -> Any:
         return await open_pg_store(url, "serve api")
@@ -194,6 +185,25 @@ def _cmd_serve_api(args: argparse.Namespace) -> int:
         if tracing is not None:
             tracing.close()
     return EXIT_OK
+
+
+def _api_dashboard(token: str | None, insecure: bool) -> Any:
+    """The settings of the dashboard at /ui of the API (see ordersaga.cluster.api), or None."""
+    from ordersaga.dashboard import DashboardSettings
+
+    if token is not None:
+        return DashboardSettings(token=token, private=True)
+    if insecure:
+        sys.stderr.write(
+            "ordersaga: warning: --insecure: the dashboard at /ui shows every order to anyone"
+            " who reaches this port (read-only)\n"
+        )
+        return DashboardSettings()
+    sys.stderr.write(
+        f"ordersaga: the dashboard at /ui is off: it needs an operator token (${TOKEN_ENV}"
+        " or --token-file)\n"
+    )
+    return None
 
 
 def _limits(args: argparse.Namespace) -> Any:

@@ -14,8 +14,10 @@ order becomes a saga in the log, and the workers (``ordersaga worker``) execute 
     GET  /stats              sagas per status
     GET  /metrics            Prometheus metrics: submissions by result, sagas per status
     GET  /openapi.json       the OpenAPI schema (and /docs, its browsable form, served locally)
-    GET  /ui/                the dashboard (:mod:`ordersaga.dashboard`) on the same saga log;
-                             its operator actions need the operator token given to the API
+    GET  /ui/                the dashboard (:mod:`ordersaga.dashboard`) on the same saga log,
+                             for the operator only: every read and action needs the operator
+                             token given to the API (a sign-in form, or a bearer header); not
+                             served without one (unless ``serve api --insecure``: read-only)
 
 Clients and ownership. Every route but ``/health``, ``/metrics`` and the documentation needs an
 API key (``Authorization: Bearer <key>``, :mod:`ordersaga.cluster.apikeys`), else ``401``. An
@@ -41,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -50,6 +53,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ordersaga import __version__
 from ordersaga.cluster import apikeys
@@ -113,6 +117,24 @@ class _State:
         return self.store, self.submitter
 
 
+def _dashboard(ui: DashboardSettings | None, log: SharedLog) -> ASGIApp:
+    """The app at ``/ui``: the dashboard (private when it has a token), or a clear 404."""
+    if ui is None:
+
+        async def off(scope: Scope, receive: Receive, send: Send) -> None:
+            message = (
+                "the dashboard at /ui is off: start the API with an operator token"
+                " (ORDERSAGA_OPERATOR_TOKEN or --token-file)"
+            )
+            if scope["type"] == "http":
+                await JSONResponse({"error": message}, status_code=404)(scope, receive, send)
+
+        return off
+    if ui.token is not None and not ui.private:
+        ui = dataclasses.replace(ui, private=True)  # the API's port is not the operator's own
+    return create_dashboard(log, ui)
+
+
 def create_api(
     store: PostgresSagaStore | StoreOpener,
     clients: Mapping[str, str],
@@ -128,8 +150,9 @@ def create_api(
     workers' key). With ``tracing``, ``POST /orders`` runs in a server span (continuing the
     client's ``traceparent``) that the order's saga keeps in the log: its whole life joins that
     trace.
-    ``ui`` configures the dashboard at ``/ui`` (its operator token; none: read-only), which
-    shows ``log_name`` as the log it reads.
+    ``ui`` configures the dashboard at ``/ui``, which shows ``log_name`` as the log it reads:
+    with an operator token it is private (every read needs the operator signed in); settings
+    without a token serve it read-only to anyone (``serve api --insecure``); None: not served.
     """
     if not clients:
         raise ConfigError("the order API needs at least one API key")
@@ -161,10 +184,7 @@ def create_api(
     app.state.orders = state
     # The dashboard reads (and repairs through) the API's own open log. It has its own operator
     # token and sessions: whatever guards the order routes must leave /ui to it.
-    dashboard = create_dashboard(
-        SharedLog(lambda: state.ready()[0], log_name), ui or DashboardSettings()
-    )
-    app.mount("/ui", dashboard, name="ui")
+    app.mount("/ui", _dashboard(ui, SharedLog(lambda: state.ready()[0], log_name)), name="ui")
 
     async def post_order(request: Request) -> Response:
         if tracing is None:

@@ -99,6 +99,7 @@ class Topology:
     #: Secrets the children get in their environment (never in argv, never described).
     env: dict[str, str] = field(default_factory=dict, repr=False)
     api_keys: Path | None = None  # the API keys file, when this topology made it
+    operator_token: Path | None = None  # the dashboard's operator token file, when made here
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -110,6 +111,8 @@ class Topology:
             "metrics": self.metrics,
             "pids": {c.name: c.proc.pid for c in self.children if c.proc is not None},
             "api_keys": None if self.api_keys is None else str(self.api_keys),
+            "dashboard": f"{self.api}/ui/",
+            "operator_token_file": self.operator_token and str(self.operator_token),
         }
 
 
@@ -191,6 +194,8 @@ def plan(settings: UpSettings, state_dir: Path) -> Topology:
     topology.env = secrets_env(settings.secrets_dir or state_dir, settings.prefix, settings.api)
     if settings.api and "ORDERSAGA_API_KEYS" not in os.environ:
         topology.api_keys = Path(topology.env["ORDERSAGA_API_KEYS"])
+    if settings.api and not os.environ.get(OPERATOR_TOKEN_ENV):
+        topology.operator_token = operator_token_file(settings.secrets_dir or state_dir, settings)
     topology.children += service_children(ports, topology.service_dbs, settings.world)
     for child in topology.children:
         child.args += telemetry
@@ -233,7 +238,21 @@ def secrets_env(directory: Path, prefix: str, api: bool) -> dict[str, str]:
             with open(fd, "w", encoding="ascii") as f:
                 f.write(f"{secrets.token_urlsafe(max(MIN_KEY_LENGTH, 32))} demo\n")
         env["ORDERSAGA_API_KEYS"] = str(path)
+    if api and not os.environ.get(OPERATOR_TOKEN_ENV):
+        token = directory / f"{prefix}.operator-token"  # operator_token_file
+        if not token.exists():
+            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "w", encoding="ascii") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+        env[OPERATOR_TOKEN_ENV] = token.read_text(encoding="ascii").strip()
     return env
+
+
+OPERATOR_TOKEN_ENV = "ORDERSAGA_OPERATOR_TOKEN"
+
+
+def operator_token_file(directory: Path, settings: UpSettings) -> Path:
+    return directory / f"{settings.prefix}.operator-token"
 
 
 def topology_data_key(topology: Topology) -> bytes:

@@ -27,7 +27,9 @@ Secrets never go on a command line. The children get them through their environm
 the workers send it); ``ORDERSAGA_DATA_KEY``, the key sealing card numbers (the caller's own if
 set, else ``PREFIX.data.key`` in the secrets dir, made on first use and kept with the
 databases); ``ORDERSAGA_API_KEYS``, the API's keys file (the caller's if set, else
-``PREFIX.api-keys`` in the secrets dir, made on first use with one key for the client ``demo``).
+``PREFIX.api-keys`` in the secrets dir, made on first use with one key for the client ``demo``);
+``ORDERSAGA_OPERATOR_TOKEN``, the token of the dashboard at the API's ``/ui`` (the caller's if
+set, else read from ``PREFIX.operator-token`` in the secrets dir, made on first use).
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ def _announce(topology: Topology, settings: UpSettings, out: TextIO) -> None:
         lines = [
             f"ordersaga is up: {len(topology.workers)} workers on the saga log {topology.store}",
             f"  order API   {topology.api}   (OpenAPI: {topology.api}/docs)",
+            f"  dashboard   {topology.api}/ui/   (sign in with the operator token:"
+            f" {topology.operator_token or '$ORDERSAGA_OPERATOR_TOKEN'})",
             *(f"  {name:<11} {url}" for name, url in topology.services.items()),
             "  metrics     GET /metrics on the API and each service; the workers':",
             *(f"              {topology.metrics[w]}" for w in topology.workers),

@@ -42,7 +42,13 @@ from pathlib import Path
 
 from ordersaga.clock import Clock, SystemClock
 from ordersaga.cluster.stalls import StallWatch
-from ordersaga.errors import ConfigError, ExecutorFenced, OwnershipLost, StorageError
+from ordersaga.errors import (
+    AccessRefused,
+    ConfigError,
+    ExecutorFenced,
+    OwnershipLost,
+    StorageError,
+)
 from ordersaga.local.retention import DEFAULT_RETENTION
 from ordersaga.local.telemetry import TelemetrySettings
 from ordersaga.saga.definition import SagaDefinition
@@ -145,6 +151,8 @@ class Worker:
         self._claim_failing = False
         #: Why this worker lost its right to execute the log (it then stops at once).
         self.fenced: str | None = None
+        #: Why a service refused this worker's token (it then stops: a configuration fault).
+        self.refused: str | None = None
         self._health = health
         self._unhealthy: str | None = None  # why claiming is paused (a service is unreachable)
         self._stalls = StallWatch(log)
@@ -243,6 +251,15 @@ class Worker:
                 self._log(f"lost the right to execute: {exc}; stopping")
                 self.stop()
                 self.stop()  # no grace period: nothing more may be written
+            return
+        except AccessRefused as exc:
+            # The service never looked at the call: the saga stays as it is (not failed), our
+            # lease is handed back, and the worker stops for the operator to fix the token.
+            if self.refused is None:
+                self.refused = str(exc)
+                self._log(f"{exc}; stopping (saga {record.saga_id} and the rest stay unfinished)")
+                self.stop()
+            self._finished.append(record.saga_id)  # released on the way out, for the others
             return
         except OwnershipLost:
             self.counts.lost += 1

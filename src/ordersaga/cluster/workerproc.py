@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from ordersaga.cluster.liveness import registered
 from ordersaga.cluster.submit import open_pg_store
 from ordersaga.cluster.worker import Worker, WorkerCounts, WorkerSettings
-from ordersaga.errors import ExecutorFenced, StorageError, TransportError
+from ordersaga.errors import AccessRefused, ExecutorFenced, StorageError, TransportError
 from ordersaga.local.retention import PruneSettings, periodic_prune
 from ordersaga.local.runtime import connect_http_services
 from ordersaga.local.telemetry import EngineTelemetry
@@ -153,6 +153,8 @@ async def _open_and_serve(
                 counts = await _serve(worker, injector, settings, log)
         if worker.fenced is not None:
             raise ExecutorFenced(worker.fenced)
+        if worker.refused is not None:
+            raise AccessRefused(worker.refused)
         return counts
     finally:
         if wakeup is not None:

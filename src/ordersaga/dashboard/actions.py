@@ -20,7 +20,7 @@ from ordersaga.errors import ConfigError, StorageError
 from ordersaga.ops import repair
 from ordersaga.ops.views import saga_view
 
-__all__ = ["act", "sign_in", "sign_out"]
+__all__ = ["act", "set_session", "sign_in", "sign_out"]
 
 ACTIONS = ("retry", "resolve", "cancel")
 _MAX_BODY = 16_384
@@ -79,16 +79,21 @@ async def sign_in(state: Dashboard, request: Request) -> Response:
     if not state.operators.check_token(token):
         return _error(401, "that is not the operator token")
     response = JSONResponse({"operator": name})
+    set_session(response, request, state.operators.sign_in(name))
+    return response
+
+
+def set_session(response: Response, request: Request, session: str) -> None:
+    """Give the browser the session cookie (script cannot read it, other sites cannot send it)."""
     response.set_cookie(
         COOKIE,
-        state.operators.sign_in(name),
+        session,
         max_age=int(SESSION_SECONDS),
         path=_cookie_path(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
-    return response
 
 
 async def sign_out(state: Dashboard, request: Request) -> Response:

@@ -8,13 +8,15 @@
     GET  /api/overview        the overview's numbers (the page polls it)
     GET  /api/sagas           the list as JSON (same filters)
     GET  /api/saga?id=ID      one saga's view (``ordersaga sagas show --json``)
+    GET|POST /login           the sign-in form of a private dashboard (:mod:`.signin`)
     POST /api/session         sign in with the operator token: {"token": ..., "name": ...}
     POST /api/session/end     sign out
     POST /api/action          {"action": retry|resolve|cancel, "saga_id", "note", "outcome"}
     GET  /health, /metrics    the log answers; Prometheus metrics (``ordersaga_*``)
     GET  /static/...          the page's own CSS and JS (nothing is fetched from elsewhere)
 
-Read-only unless the process has an operator token (see :mod:`.auth`). Every card number is
+Read-only unless the process has an operator token (see :mod:`.auth`); private (every read
+needs the operator signed in, :mod:`.signin`) when its settings say so. Every card number is
 masked (:mod:`ordersaga.ops.views`). Every page is sent with a Content-Security-Policy that
 lets the browser load nothing but this server's own files.
 """
@@ -39,6 +41,7 @@ from ordersaga.dashboard import actions, pages
 from ordersaga.dashboard.auth import Operators
 from ordersaga.dashboard.log import SagaLog
 from ordersaga.dashboard.metrics import dashboard_registry
+from ordersaga.dashboard.signin import gate_json, gate_page, login_form, login_submit
 from ordersaga.dashboard.state import Dashboard, DashboardSettings
 
 __all__ = ["DashboardSettings", "create_dashboard"]
@@ -121,11 +124,13 @@ def create_dashboard(log: SagaLog, settings: DashboardSettings | None = None) ->
         return endpoint
 
     routes = [
-        Route("/", bind(pages.index), methods=["GET"]),
-        Route("/sagas/{saga_id:path}", bind(pages.saga), methods=["GET"]),
-        Route("/api/overview", bind(pages.overview_json), methods=["GET"]),
-        Route("/api/sagas", bind(pages.sagas_json), methods=["GET"]),
-        Route("/api/saga", bind(pages.saga_json), methods=["GET"]),
+        Route("/", bind(gate_page(pages.index)), methods=["GET"]),
+        Route("/sagas/{saga_id:path}", bind(gate_page(pages.saga)), methods=["GET"]),
+        Route("/api/overview", bind(gate_json(pages.overview_json)), methods=["GET"]),
+        Route("/api/sagas", bind(gate_json(pages.sagas_json)), methods=["GET"]),
+        Route("/api/saga", bind(gate_json(pages.saga_json)), methods=["GET"]),
+        Route("/login", bind(login_form), methods=["GET"]),
+        Route("/login", bind(login_submit), methods=["POST"]),
         Route("/api/session", bind(actions.sign_in), methods=["POST"]),
         Route("/api/session/end", bind(actions.sign_out), methods=["POST"]),
         Route("/api/action", bind(actions.act), methods=["POST"]),

@@ -19,7 +19,7 @@ from ordersaga.errors import StorageError
 from ordersaga.ops.views import list_row, saga_view
 from ordersaga.saga.store.base import SagaStatus
 
-__all__ = ["health", "index", "overview_json", "saga", "saga_json", "sagas_json"]
+__all__ = ["health", "index", "overview_json", "page", "saga", "saga_json", "sagas_json"]
 
 
 def base_path(request: Request) -> str:
@@ -43,6 +43,9 @@ def _page(
 ) -> Response:
     context = _context(state, request, **extra)
     return state.templates.TemplateResponse(request, name, context, status_code=status)
+
+
+page = _page  # for the other modules of the dashboard (the sign-in form)
 
 
 def _unavailable(state: Dashboard, request: Request, exc: StorageError) -> Response:

@@ -21,6 +21,8 @@ class DashboardSettings:
 
     #: The operator token; None: read-only (no operator action is possible).
     token: str | None = None
+    #: Every page and JSON read needs the operator signed in (see :mod:`.signin`); needs a token.
+    private: bool = False
     #: Seconds between two refreshes of the overview in the browser.
     refresh_seconds: float = 3.0
     #: Wall-clock time (ages, the overview's last half hour).
@@ -29,6 +31,8 @@ class DashboardSettings:
     def __post_init__(self) -> None:
         if self.token is not None and not self.token.strip():
             raise ValueError("the operator token must not be blank")
+        if self.private and self.token is None:
+            raise ValueError("a private dashboard needs an operator token")
         if not self.refresh_seconds > 0:
             raise ValueError("refresh_seconds must be positive")
 

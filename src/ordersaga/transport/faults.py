@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ordersaga.clock import Clock, SystemClock
-from ordersaga.errors import RequestLost, ResponseLost, TransportError
+from ordersaga.errors import AccessRefused, RequestLost, ResponseLost, TransportError
 from ordersaga.protocol.messages import Command, Probe, Reply
 from ordersaga.transport.base import Transport
 
@@ -116,7 +116,7 @@ class FaultInjector(Transport):
         await self._clock.sleep(after)
         try:
             reply = await self._inner.send(command)
-        except TransportError:
+        except (TransportError, AccessRefused):  # the call itself reports a refused token
             return
         if reply.ok:
             self.late_replayed += 1

@@ -10,9 +10,10 @@ from
   request certainly did not reach the service (no connection could be opened — refused, DNS
   failure, connect timeout — or no pooled connection came free in time): an outage, retried
   without spending the unknown-outcome budget;
-* :class:`~ordersaga.errors.ServiceUnreachable` also when the service answered ``401``: it
-  refused our token before doing anything (a configuration error for the operator to fix,
-  retried meanwhile);
+* :class:`~ordersaga.errors.AccessRefused` when the service answered ``401``: it refused our
+  token before doing anything. A configuration fault, not an outage: the engine does not retry
+  it, and ``run`` / ``worker`` stop (exit 2) with the saga left unfinished, to resume once the
+  token is right;
 * :class:`~ordersaga.errors.ResponseLost`: anything else, where the service may have applied the
   request: a read timeout, a reset, a 5xx (503: its database is unavailable), an unlisted status
   code, or an envelope that does not match its code (a proxy's error page is never taken for a
@@ -39,7 +40,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from ordersaga.errors import ConfigError, ResponseLost, ServiceUnreachable
+from ordersaga.errors import AccessRefused, ConfigError, ResponseLost, ServiceUnreachable
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.protocol.wire import (
     IDEMPOTENCY_KEY,
@@ -161,7 +162,7 @@ class HttpTransport(Transport):
         path = f"/commands/{quote(command.action, safe='')}"
         answer = await self._request(command.service, "POST", path, body, headers)
         if answer.status == UNAUTHORIZED:
-            raise ServiceUnreachable(f"{command.service}: {_REFUSED_TOKEN}")
+            raise self._refused(command.service)
         return _reply(command.service, answer)
 
     async def probe(self, service: str, key: str) -> Probe:
@@ -169,6 +170,8 @@ class HttpTransport(Transport):
             self._session(service)  # an unknown service is still a ConfigError
             return Probe(KeyState.UNKNOWN)  # what the service says of a malformed key
         answer = await self._request(service, "GET", f"/keys/{encode_key(key)}")
+        if answer.status == UNAUTHORIZED:
+            raise self._refused(service)
         if answer.status != 200:
             raise ResponseLost(f"{service}: probe answered HTTP {answer.status}")
         data = _json_object(service, answer)
@@ -184,8 +187,11 @@ class HttpTransport(Transport):
         """ConfigError if ``service`` refuses our token (a status probe of an unused key)."""
         answer = await self._request(service, "GET", f"/keys/{encode_key(_ACCESS_KEY)}")
         if answer.status == UNAUTHORIZED:
-            url = self.base_urls[service]
-            raise ConfigError(f"the {service} service at {url}: {_REFUSED_TOKEN}")
+            raise self._refused(service)
+
+    def _refused(self, service: str) -> AccessRefused:
+        url = self.base_urls[service]
+        return AccessRefused(f"the {service} service at {url}: {_REFUSED_TOKEN}")
 
     async def health(self, service: str) -> Mapping[str, Any]:
         """The service's ``/health`` answer; TransportError unless it answers 200."""

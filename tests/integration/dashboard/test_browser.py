@@ -6,6 +6,7 @@ Each test checks, on the way out, that every request the page made went to this 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from tests.e2e.conftest import ordersaga
 from tests.integration.http.conftest import ServiceProcess
 
 from .browser import chromium, screenshot
-from .conftest import CARD, STUCK, TOKEN, DashboardProcess
+from .conftest import CARD, STUCK, TOKEN, DashboardProcess, start_dashboard
 
 Page = tuple[Any, Any]
 
@@ -40,9 +41,9 @@ def test_the_list_loads_filters_and_refreshes_live(
     assert tab.locator('[data-stat="total"]').inner_text() == "63"
     assert tab.locator('[data-stat="in_flight"]').inner_text() == "2"
     # The overview refreshes itself from /api/overview (every 0.5 s here).
-    tab.wait_for_function(
-        "document.getElementById('refreshed').textContent.startsWith('refreshed')"
-    )
+    # (A locator, not wait_for_function: its polling evaluates a string, which the page's CSP
+    # forbids — it failed whenever the first check came too early.)
+    tab.locator("#refreshed").filter(has_text=re.compile("^refreshed")).wait_for()
     screenshot(tab, tmp_path, "dashboard", full_page=False)  # docs/dashboard.png
 
     tab.select_option('select[name="status"]', "failed")
@@ -135,6 +136,33 @@ def test_an_operator_action_needs_the_token_and_is_recorded(
     assert [(a["action"], a["who"], a["note"]) for a in view["actions"]] == [
         ("cancel", "carol", "customer cancelled by phone")
     ]
+
+
+def test_a_private_dashboard_signs_a_browser_in_with_its_form(
+    sqlite_log: Path, page: Page, tmp_path: Path
+) -> None:
+    private = start_dashboard(
+        "--data-dir", str(sqlite_log), "--host", "0.0.0.0", log_dir=tmp_path, token=TOKEN
+    )
+    try:
+        tab, _ = page
+        tab.goto(f"{private.url}/sagas/{STUCK[1]}")
+        tab.wait_for_url("**/login?next=**")
+        assert STUCK[1] not in tab.locator("main").inner_text()
+        tab.fill('#login input[name="name"]', "erin")
+        tab.fill('#login input[name="token"]', "not the token")
+        tab.click('#login button[type="submit"]')
+        tab.locator("#login .error").filter(has_text="not the operator token").wait_for()
+        tab.fill('#login input[name="token"]', TOKEN)
+        tab.click('#login button[type="submit"]')
+        tab.wait_for_url(f"**/sagas/{STUCK[1]}")
+        assert "erin" in tab.locator("#who").inner_text()
+        assert tab.locator('button.act[data-action="retry"]').count() == 1
+        tab.goto(f"{private.url}/")  # the session holds for the other pages (and their JSON)
+        tab.locator("#refreshed").filter(has_text=re.compile("^refreshed")).wait_for()
+    finally:
+        private.proc.terminate()
+        private.proc.wait(timeout=10)
 
 
 def test_a_service_swagger_ui_loads_from_the_service_itself(page: Page, tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ TEST_VAULT = CardVault(bytes.fromhex(TEST_DATA_KEY))
 ORDER_SAGA = order_saga(TEST_VAULT)
 #: The API's clients in these tests: key -> client.
 API_KEYS = {"key-alice-0123456789abcdef": "alice", "key-bob-0123456789abcdef0": "bob"}
+OPERATOR_TOKEN = "operator-token-0123456789abcdef"
 HOT_STOCK = 25
 CAPPED_USER, CAPPED_ORDERS = 900005, 7
 ORDER_CENTS = 1649  # 10.00 for one unit of HOT, P or K + shipping 4.99 + 1.50 per kg
@@ -201,7 +202,9 @@ class Topology:
         keys.write_text("".join(f"{key} {client}\n" for key, client in API_KEYS.items()))
         api_args = ["serve", "api", "--store", self.store, "--port", str(port)]
         api_args += ["--api-keys", str(keys)]
-        self.api = Process("api", [*api_args, "--log-level", "warning"], self.root).start()
+        env = ordersaga_env(ORDERSAGA_OPERATOR_TOKEN=OPERATOR_TOKEN)  # the dashboard at /ui
+        api_args += ["--log-level", "warning"]
+        self.api = Process("api", api_args, self.root, env=env).start()
         self.workers = [self.new_worker(i) for i in range(WORKERS)]
         for worker in self.workers:
             worker.wait_ready()

@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +24,7 @@ from tests.integration.dashboard.conftest import start_dashboard
 from tests.integration.http.conftest import TEST_DATA_KEY, get_json, ordersaga_env
 from tests.promtool import promtool_check
 
-from .conftest import API_KEYS, Topology, create_order, order
+from .conftest import API_KEYS, OPERATOR_TOKEN, Topology, create_order, order
 
 pytestmark = pytest.mark.pg
 
@@ -94,14 +97,43 @@ def test_the_dashboard_reads_a_shared_log_while_workers_execute(
         dashboard.proc.wait(timeout=10)
 
 
+def _call(url: str, data: bytes | None = None, **headers: str) -> tuple[int, str, Any]:
+    """(status, body, headers) of one request, redirects not followed."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
+    try:
+        with opener.open(urllib.request.Request(url, data, headers), timeout=10) as response:
+            return response.status, response.read().decode(), response.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), exc.headers
+
+
 def test_the_order_api_serves_the_dashboard_at_ui_and_its_docs_locally(
     topology: Topology,
 ) -> None:
-    code, page = _get(f"{topology.api_url}/ui/")
-    assert code == 200 and 'href="/ui/static/dashboard.css"' in page
-    assert _get(f"{topology.api_url}/ui/static/dashboard.js")[0] == 200
-    code, summary = get_json(f"{topology.api_url}/ui/api/overview")
+    ui = f"{topology.api_url}/ui"
+    # The operator's only: nothing without the operator token (an API key is not it).
+    code, _, headers = _call(f"{ui}/?status=failed")
+    assert code == 303 and headers["location"] == "/ui/login?next=%2Fui%2F%3Fstatus%3Dfailed"
+    alice = f"Bearer {next(iter(API_KEYS))}"
+    for auth in ({}, {"Authorization": alice}):
+        code, body, headers = _call(f"{ui}/api/overview", **auth)
+        assert code == 401 and "statuses" not in body and "Bearer" in headers["WWW-Authenticate"]
+    code, summary = get_json(f"{ui}/api/overview", token=OPERATOR_TOKEN)
     assert code == 200 and "statuses" in summary
+    # A browser signs in with the form; the cookie is for /ui only.
+    form = urllib.parse.urlencode({"token": OPERATOR_TOKEN, "next": "/ui/"}).encode()
+    code, _, headers = _call(f"{ui}/login", form)
+    assert code == 303 and headers["location"] == "/ui/"
+    cookie = headers["Set-Cookie"]
+    assert "Path=/ui/" in cookie and OPERATOR_TOKEN not in cookie
+    code, page, _ = _call(f"{ui}/", Cookie=cookie.split(";")[0])
+    assert code == 200 and 'href="/ui/static/dashboard.css"' in page
+    assert _get(f"{ui}/static/dashboard.js")[0] == 200
     code, docs = _get(f"{topology.api_url}/docs")
     assert code == 200 and "/docs/static/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower() and "https://" not in docs
@@ -119,8 +151,8 @@ async def test_an_operator_action_at_ui_goes_through_the_apis_log(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
-            page = await client.get("/ui/?status=running")
-            assert _rows(page.text) == ["alice,ui-1"]  # the operator sees every saga
+            locked = await client.get("/ui/?status=running")
+            assert locked.status_code == 303  # private: a token makes the dashboard private
             headers = {"Content-Type": "application/json"}
             body = json.dumps({"action": "cancel", "saga_id": "alice,ui-1", "note": "duplicate"})
             refused = await client.post("/ui/api/action", content=body, headers=headers)
@@ -130,6 +162,8 @@ async def test_an_operator_action_at_ui_goes_through_the_apis_log(
                 headers=headers,
             )  # fmt: skip
             assert signed.status_code == 200 and "Path=/ui/" in signed.headers["set-cookie"]
+            page = await client.get("/ui/?status=running")
+            assert _rows(page.text) == ["alice,ui-1"]  # the operator sees every saga
             done = await client.post("/ui/api/action", content=body, headers=headers)
             assert done.status_code == 200, done.text
             assert done.json()["status"] == "compensating"
@@ -137,3 +171,21 @@ async def test_an_operator_action_at_ui_goes_through_the_apis_log(
             assert (await client.get("/orders/ui-1")).status_code == 401  # the API needs a key
             view = (await client.get("/orders/ui-1", headers=alice)).json()
             assert [(a["action"], a["who"]) for a in view["actions"]] == [("cancel", "dan")]
+
+
+async def test_without_an_operator_token_the_api_serves_no_dashboard(
+    store: PostgresSagaStore,
+) -> None:
+    await create_order(store, "ui-2", saga_id="alice,ui-2")
+    off = create_api(store, API_KEYS, bytes.fromhex(TEST_DATA_KEY), ui=None)
+    opened = create_api(store, API_KEYS, bytes.fromhex(TEST_DATA_KEY), ui=DashboardSettings())
+    for app, code in ((off, 404), (opened, 200)):  # opened: `serve api --insecure`, read-only
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as c:
+                for path in ("/ui/", "/ui/api/sagas", "/ui/sagas/alice,ui-2"):
+                    answer = await c.get(path)
+                    assert answer.status_code == code, (path, answer.text)
+                    assert ("alice,ui-2" in answer.text) is (code == 200)
+                if code == 404:
+                    assert "operator token" in answer.json()["error"]

@@ -88,6 +88,13 @@ def test_up_serves_orders_and_ctrl_c_stops_every_process(tmp_path: Path) -> None
         with opener.open(request, timeout=10) as response:
             assert response.status == 202
         assert get_json(f"{info['api']}/orders/up-1")[0] == 401  # no key
+        # ... and an operator token for its dashboard at /ui, given to the API in its environment.
+        token_file = Path(info["operator_token_file"])
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        operator = token_file.read_text().strip()
+        assert operator not in first[0].decode() and info["dashboard"] == f"{info['api']}/ui/"
+        assert get_json(f"{info['api']}/ui/api/overview", token=key)[0] == 401
+        assert get_json(f"{info['api']}/ui/api/overview", token=operator)[0] == 200
         code, view = get_json(f"{info['api']}/orders/up-1?wait=20", timeout=25, token=key)
         assert code == 200 and view["outcome"] == "confirmed", view
 

@@ -163,7 +163,12 @@ def ordersaga_env(**extra: str) -> dict[str, str]:
     """The environment for a child `ordersaga`: no proxies, no armed crash points, no secrets
     but the tests' data key and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    for name in ("ORDERSAGA_CRASH_AT", "ORDERSAGA_SERVICE_TOKEN", "ORDERSAGA_API_KEYS"):
+    for name in (
+        "ORDERSAGA_CRASH_AT",
+        "ORDERSAGA_SERVICE_TOKEN",
+        "ORDERSAGA_API_KEYS",
+        "ORDERSAGA_OPERATOR_TOKEN",
+    ):
         env.pop(name, None)
     env["ORDERSAGA_DATA_KEY"] = TEST_DATA_KEY
     env.update(extra)
