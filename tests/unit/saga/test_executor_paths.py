@@ -1,0 +1,238 @@
+"""Executor paths the main tests do not take: cancelled callers, a failing run with a waiter,
+resumed sagas handing earlier results on, and what the engine counts and keeps on recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from ordersaga.errors import ConflictError
+from ordersaga.protocol.messages import Command, Phase, Reply
+from ordersaga.saga.clock import FakeClock
+from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
+from ordersaga.saga.executor import SagaEngine, SagaResult
+from ordersaga.saga.recovery import recover
+from ordersaga.saga.store.base import SagaStatus, StepRecord, StepStatus
+from ordersaga.saga.store.memory import MemoryStore
+
+from .fakes import Ledger, ScriptedTransport
+from .test_executor import compensations_sent, make_definition, world
+
+
+class GatedTransport(ScriptedTransport):
+    """Records each command; holds a command whose key is gated until the test opens the gate."""
+
+    def __init__(self, services: dict[str, Ledger]) -> None:
+        super().__init__(services)
+        self.commands: dict[str, Command] = {}
+        self.gates: dict[str, asyncio.Event] = {}
+        self.waiting: dict[str, asyncio.Event] = {}
+
+    def gate(self, key: str) -> None:
+        self.gates[key] = asyncio.Event()
+        self.waiting[key] = asyncio.Event()
+
+    async def send(self, command: Command) -> Reply:
+        self.commands[command.key] = command
+        if command.key in self.gates:
+            self.waiting[command.key].set()
+            await self.gates[command.key].wait()
+        return await super().send(command)
+
+
+class WatchedStore(MemoryStore):
+    """Tells when a saga's log reaches a terminal status; can refuse or break its updates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended = asyncio.Event()
+        self.refused = asyncio.Event()
+        self.refuse: BaseException | None = None
+
+    async def update(self, saga_id: str, **kwargs: Any) -> None:
+        if self.refuse is not None:
+            self.refused.set()
+            raise self.refuse
+        await super().update(saga_id, **kwargs)
+        status = kwargs.get("status")
+        if status is not None and status.terminal:
+            self.ended.set()
+
+
+def gated_world(
+    refuse_c: bool = True,
+) -> tuple[SagaEngine, dict[str, Ledger], GatedTransport, WatchedStore]:
+    ledgers = {n: Ledger(n, (lambda c: refuse_c) if n == "C" else (lambda c: False)) for n in "ABC"}
+    transport = GatedTransport(ledgers)
+    store = WatchedStore()
+    engine = SagaEngine(
+        store, transport, [make_definition()], clock=FakeClock(), rng=random.Random(3)
+    )
+    return engine, ledgers, transport, store
+
+
+@contextmanager
+def loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """What the event loop reports to its exception handler (e.g. an exception never retrieved)."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        yield seen
+    finally:
+        gc.collect()  # a task or future nobody retrieved reports itself when collected
+        loop.set_exception_handler(previous)
+
+
+async def test_a_cancelled_caller_leaves_the_compensations_to_finish() -> None:
+    engine, ledgers, transport, store = gated_world()
+    transport.gate("s1:b:compensate")
+    caller = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+    await transport.waiting["s1:b:compensate"].wait()  # compensating, b's undo on its way
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert "s1" not in engine.running
+    transport.gates["s1:b:compensate"].set()
+    await asyncio.wait_for(store.ended.wait(), 10)
+    # Cancelling the caller did not cut the compensation short: both undone, in reverse.
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
+    assert ledgers["A"].state["s1:a"] == ledgers["B"].state["s1:b"] == "compensated"
+    record = await store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+    assert record.step("a", Phase.COMPENSATE) is not None
+
+
+async def test_a_compensation_failing_after_its_caller_left_reports_nothing_unretrieved() -> None:
+    """The saga's new owner finishes it; the orphaned compensation's error is not an alarm."""
+    engine, ledgers, transport, store = gated_world()
+    transport.gate("s1:a:compensate")
+    with loop_errors() as errors:
+        caller = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+        await transport.waiting["s1:a:compensate"].wait()
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        store.refuse = ConflictError("fenced: another worker owns s1")
+        transport.gates["s1:a:compensate"].set()
+        # The compensation goes on alone: a is undone, then its final log write is refused.
+        await asyncio.wait_for(store.refused.wait(), 10)
+        await asyncio.sleep(0)  # one turn: the orphaned task's done callbacks run
+        del caller
+    assert errors == []
+    assert transport.sent["s1:a:compensate"] == 1 and ledgers["A"].state["s1:a"] == "compensated"
+    record = await store.load("s1")
+    assert record is not None and record.status is SagaStatus.COMPENSATING
+
+
+@pytest.mark.parametrize("waiters", [0, 1])
+async def test_a_run_that_raises_raises_for_its_waiters_too_and_frees_the_id(waiters: int) -> None:
+    engine, _, transport, store = gated_world(refuse_c=False)
+    transport.gate("s1:a:action")
+    with loop_errors() as errors:
+        first = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+        await transport.waiting["s1:a:action"].wait()
+        others = [asyncio.create_task(engine.start("trip", "s1", {}, "fp")) for _ in range(waiters)]
+        await asyncio.sleep(0)  # one turn: each waiter finds s1 running and waits for it
+        broken = RuntimeError("saga log unreachable")
+        store.refuse = broken
+        transport.gates["s1:a:action"].set()
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(first, *others, return_exceptions=True), 10
+        )
+        del first, others
+    assert outcomes == [broken] * (1 + waiters)  # the run's own error, for every caller
+    assert errors == []  # and nobody's left unretrieved
+    assert "s1" not in engine.running
+    # The id is free again: the next start finishes the saga the log shows unfinished.
+    store.refuse = None
+    del transport.gates["s1:a:action"]
+    again = await engine.start("trip", "s1", {}, "fp")
+    assert (again.status, again.replayed) == (SagaStatus.CONFIRMED, True)
+
+
+def chain_definition() -> SagaDefinition:
+    """b's and c's calls carry what a returned and the saga id (as a real order passes ids on)."""
+
+    def carry(service: str, action: str) -> Any:
+        def build(ctx: SagaContext) -> Invocation:
+            earlier = {name: dict(body) for name, body in ctx.results.items()}
+            return Invocation(service, action, {"saga": ctx.saga_id, "earlier": earlier})
+
+        return build
+
+    C, P = StepKind.COMPENSATABLE, StepKind.PIVOT
+    return SagaDefinition(
+        "chain",
+        (
+            Step("a", C, carry("A", "do"), carry("A", "undo")),
+            Step("b", C, carry("B", "do"), carry("B", "undo")),
+            Step("c", P, carry("C", "do"), carry("C", "undo")),
+        ),
+    )
+
+
+@pytest.mark.parametrize("refuse_c", [False, True])
+async def test_a_resumed_saga_hands_its_logged_results_and_id_to_later_steps(
+    refuse_c: bool,
+) -> None:
+    ledgers = {n: Ledger(n, (lambda c: refuse_c) if n == "C" else (lambda c: False)) for n in "ABC"}
+    transport = GatedTransport(ledgers)
+    store = MemoryStore()
+    engine = SagaEngine(store, transport, [chain_definition()], clock=FakeClock())
+    await store.create("s1", "chain", {}, "fp")
+    # A crash after a's result was logged: only the log knows what a returned.
+    logged = {"token": "from-a"}
+    await store.update("s1", steps=[StepRecord("a", Phase.ACTION, StepStatus.SUCCEEDED, logged)])
+    [result] = await recover(engine)
+    assert result.status is (SagaStatus.FAILED if refuse_c else SagaStatus.CONFIRMED)
+    assert "s1:a:action" not in transport.commands
+    b = transport.commands["s1:b:action"].payload
+    assert b == {"saga": "s1", "earlier": {"a": logged}}
+    c = transport.commands["s1:c:action"].payload
+    assert c["saga"] == "s1" and c["earlier"]["a"] == logged and set(c["earlier"]) == {"a", "b"}
+    if refuse_c:  # the compensations are built from the same results
+        undo_a = transport.commands["s1:a:compensate"].payload
+        assert undo_a["saga"] == "s1" and undo_a["earlier"]["a"] == logged
+
+
+async def test_two_failed_sagas_count_as_two() -> None:
+    engine, _, _, _ = world(refuse={"C": lambda c: True})
+    for sid in ("s1", "s2", "s3"):
+        await engine.start("trip", sid, {}, "fp")
+    stats = engine.stats
+    assert (stats.started, stats.confirmed, stats.failed, stats.compensations) == (3, 0, 3, 6)
+
+
+async def test_recovering_a_compensating_saga_keeps_its_reason_step_and_cause() -> None:
+    engine, ledgers, transport, _ = world()
+    store = engine.store
+    await store.create("s1", "trip", {}, "fp")
+    for step in ("a", "b"):
+        await ledgers[step.upper()].handle(Command(step.upper(), "do", f"s1:{step}:action", {}))
+    ok = [StepRecord(s, Phase.ACTION, StepStatus.SUCCEEDED, {"step": s}) for s in ("a", "b")]
+    refused = StepRecord("c", Phase.ACTION, StepStatus.REFUSED, {}, "C do: sold out")
+    await store.update("s1", steps=[*ok, refused])
+    # The decision was logged (with its reason), then the process died before compensating.
+    await store.update("s1", status=SagaStatus.COMPENSATING, reason="C do: sold out")
+    [result] = await recover(engine)
+    assert result == SagaResult(
+        "s1",
+        SagaStatus.FAILED,
+        "C do: sold out",
+        compensations=2,
+        fingerprint="fp",
+        step="c",
+        cause="business",
+    )
+    record = await store.load("s1")
+    assert record is not None and record.reason == "C do: sold out"
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
+    assert engine.stats.failed == 1 and engine.stats.resumed == 1
