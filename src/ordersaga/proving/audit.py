@@ -28,7 +28,7 @@ counters are checked against the remaining rows plus the totals that pruning car
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -368,10 +368,8 @@ def format_report(report: AuditReport, *, as_json: bool) -> str:
     checked = ", ".join(f"{k} {v}" for k, v in sorted(report.checked.items()))
     if report.ok:
         return f"audit: OK: all {len(INVARIANTS)} invariants hold ({checked})\n"
-    by_invariant: defaultdict[int, int] = defaultdict(int)
     lines = []
     for v in report.violations:
-        by_invariant[v.invariant] += 1
         who = f"order {v.order_id}" if v.order_id is not None else "-"
         lines.append(f"{who}: invariant {v.invariant} ({INVARIANTS[v.invariant]}): {v.found}")
     lines.append(f"audit: {len(report.violations)} violations ({checked})")
