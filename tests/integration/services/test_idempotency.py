@@ -15,6 +15,7 @@ from tests.integration.services.helpers import (
     dump,
     interleaving_options,
     items,
+    open_inventory,
     release,
     reserve,
 )
@@ -160,6 +161,21 @@ async def test_the_idempotency_record_keeps_the_replys_status(
         (reserve("s1", ("A", 1)).key, "ok"),
         (reserve("s2", ("C", 1)).key, "refused"),
     ]
+
+
+async def test_a_record_written_for_a_plan_decided_before_its_batch_keeps_the_status(
+    db_url: str,
+) -> None:
+    """The same with a pause between the read and the write phase (the plan is decided outside
+    the batch, then recorded by ``apply``)."""
+    inventory = await open_inventory(db_url, options=interleaving_options())
+    try:
+        assert (await inventory.handle(reserve("s1", ("A", 1)))).ok
+        assert (await inventory.handle(reserve("s2", ("C", 1)))).status is ReplyStatus.REFUSED
+        rows = await inventory.db.fetchall("SELECT key, status FROM idempotency ORDER BY key")
+    finally:
+        await inventory.close()
+    assert [r["status"] for r in rows] == ["ok", "refused"]
 
 
 async def test_probe_of_a_refusal(inventory: InventoryService) -> None:
