@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter, OrderedDict
 
 import pytest
 
@@ -152,3 +153,5 @@ def test_a_reply_body_is_handed_back_as_is_only_when_it_is_canonical() -> None:
     assert not _is_canonical({"b": 1, "a": 2})  # not sorted: JSON would reorder it
     assert not _is_canonical({"a": [1]}) and not _is_canonical({"a": 1.5})
     assert not _is_canonical({"a": (1,)})
+    # Another mapping, even a sorted one, is read back: the caller gets a plain dict, as a repeat.
+    assert not _is_canonical(OrderedDict(a=1)) and not _is_canonical(Counter(a=1))

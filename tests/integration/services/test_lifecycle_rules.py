@@ -41,6 +41,23 @@ async def test_a_confirmation_naming_another_order_is_refused_and_changes_nothin
     assert (await service.handle(case.compensate("s1"))).ok
 
 
+async def test_compensation_replies_name_the_state_and_the_orders(
+    case: Case, service: KitService
+) -> None:
+    lifecycle = LIFECYCLES[case.name]
+    # Before its action: a tombstone, and the reply says the resource is cancelled.
+    assert await service.handle(case.compensate("s0")) == Reply(
+        ReplyStatus.OK, {"state": lifecycle.cancelled}
+    )
+    assert (await service.handle(case.action("s1"))).ok
+    command = case.compensate("s1")
+    wrong = dataclasses.replace(command, payload={**command.payload, "order_id": "o-9"})
+    ref = _ref(case, "s1")
+    assert await service.handle(wrong) == Reply.refused(
+        f"{case.noun} {ref!r} belongs to order 's1', not 'o-9'"
+    )
+
+
 async def test_deciding_again_on_a_finished_resource(case: Case, service: KitService) -> None:
     """What a rule answers on a resource already past it, decided afresh (as for a key whose
     idempotency record is gone): a confirmation of a confirmed resource is the same success, an
