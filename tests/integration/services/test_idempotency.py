@@ -163,19 +163,22 @@ async def test_the_idempotency_record_keeps_the_replys_status(
     ]
 
 
-async def test_a_record_written_for_a_plan_decided_before_its_batch_keeps_the_status(
+async def test_a_plan_decided_before_its_batch_keeps_the_status_and_replays(
     db_url: str,
 ) -> None:
     """The same with a pause between the read and the write phase (the plan is decided outside
-    the batch, then recorded by ``apply``)."""
+    the batch, then recorded by ``apply``); repeats there replay, and count as replays."""
     inventory = await open_inventory(db_url, options=interleaving_options())
+    commands = [reserve("s1", ("A", 1)), reserve("s2", ("C", 1))]
     try:
-        assert (await inventory.handle(reserve("s1", ("A", 1)))).ok
-        assert (await inventory.handle(reserve("s2", ("C", 1)))).status is ReplyStatus.REFUSED
+        first = [await inventory.handle(command) for command in commands]
+        assert [reply.status for reply in first] == [ReplyStatus.OK, ReplyStatus.REFUSED]
         rows = await inventory.db.fetchall("SELECT key, status FROM idempotency ORDER BY key")
+        assert [r["status"] for r in rows] == ["ok", "refused"]
+        assert [await inventory.handle(command) for command in commands] == first
+        assert (inventory.stats.replays, inventory.stats.commits) == (2, 2)
     finally:
         await inventory.close()
-    assert [r["status"] for r in rows] == ["ok", "refused"]
 
 
 async def test_probe_of_a_refusal(inventory: InventoryService) -> None:

@@ -78,14 +78,25 @@ async def _decide(reader: Reader, resource: str, request: Any, now: float) -> Pl
 ACTION = Action("bump", Phase.ACTION, lambda payload: payload.get("n"), _decide)
 
 
-def _runner(db: FakeDb, policy: LockingPolicy, slept: list[float]) -> CommandRunner:
+async def _no_pause() -> None:
+    return None
+
+
+def _runner(
+    db: FakeDb, policy: LockingPolicy, slept: list[float], *, pause: bool = False
+) -> CommandRunner:
     clock = FakeClock(5.0)
     clock.sleeps = slept  # the backoffs it was asked for (it waits for none)
 
     async def cancelled(reader: Reader, resource: str) -> Reply | None:
         return None
 
-    options = RunnerOptions(locking=policy, rng=random.Random(1), clock=clock)
+    options = RunnerOptions(
+        locking=policy,
+        rng=random.Random(1),
+        clock=clock,
+        pause=_no_pause if pause else None,
+    )
     return CommandRunner(db, "svc", [ACTION], cancelled, options)
 
 
@@ -106,6 +117,20 @@ async def test_conflicts_are_retried_with_jittered_backoff() -> None:
     # The idempotency record is written first, in the same transaction as the update.
     assert db.statements[-2].startswith("INSERT INTO idempotency")
     assert db.statements[-1] == "UPDATE t SET v = 1"
+
+
+@pytest.mark.parametrize("pause", [False, True])
+async def test_a_lone_command_runs_in_one_plain_transaction(pause: bool) -> None:
+    """Savepoints only after a command of a batch failed: a batch of one, decided in its batch
+    or before it (``pause``), is its record and its writes, nothing else."""
+    db = FakeDb(stale_updates=0)
+    runner = _runner(db, LockingPolicy(), [], pause=pause)
+    assert (await runner.handle(COMMAND)).ok
+    assert [sql.split(" (")[0] for sql in db.statements] == [
+        "INSERT INTO idempotency",
+        "UPDATE t SET v = 1",
+    ]
+    assert (runner.stats.commits, runner.stats.applied, db.commits) == (1, 1, 1)
 
 
 async def test_gives_up_after_max_attempts_with_a_conflict_error() -> None:
