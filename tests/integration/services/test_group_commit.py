@@ -98,6 +98,7 @@ async def test_a_failing_command_fails_alone(db_url: str, damage: str) -> None:
                 "UPDATE reservations SET lines = ? WHERE ref = 'broken:inventory'", lines
             )
         before = (await items(service.db))["A"]
+        commits = service.stats.commits
         outcomes = await asyncio.gather(
             service.handle(release("broken")),
             *(service.handle(reserve(f"s{i}", ("A", 2))) for i in range(5)),
@@ -108,6 +109,7 @@ async def test_a_failing_command_fails_alone(db_url: str, damage: str) -> None:
         assert all(not isinstance(r, BaseException) and r.ok for r in replies)
         after = (await items(service.db))["A"]
         assert after["held"] == before["held"] + 10  # the five reservations, nothing else
+        assert service.stats.commits == commits + 1  # ... still in one commit together
         row = await service.db.fetchone(
             "SELECT state FROM reservations WHERE ref = 'broken:inventory'"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -131,6 +132,17 @@ async def test_a_lone_command_runs_in_one_plain_transaction(pause: bool) -> None
         "UPDATE t SET v = 1",
     ]
     assert (runner.stats.commits, runner.stats.applied, db.commits) == (1, 1, 1)
+
+
+async def test_a_batch_decided_in_its_transaction_runs_without_savepoints() -> None:
+    """Concurrent commands share one plain transaction and one commit while none fails."""
+    db = FakeDb(stale_updates=0)
+    runner = _runner(db, LockingPolicy(), [])
+    commands = [Command("svc", "bump", f"saga{i}:step:action", {"n": i}) for i in range(3)]
+    replies = await asyncio.gather(*(runner.handle(command) for command in commands))
+    assert [reply.body for reply in replies] == [{"n": 0}, {"n": 1}, {"n": 2}]
+    assert not any("SAVEPOINT" in sql for sql in db.statements)
+    assert len(db.statements) == 6 and db.commits == 1
 
 
 async def test_gives_up_after_max_attempts_with_a_conflict_error() -> None:
