@@ -187,3 +187,30 @@ def test_prepare_names_the_resource_and_fingerprints_the_request() -> None:
     assert prepared.fingerprint == Command("svc", "bump", "k", {"n": 2}).fingerprint()
     other = runner.prepare(Command("svc", "bump", "a:b:c:step:action", {"n": 3}))
     assert not isinstance(other, Reply) and other.fingerprint != prepared.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("\ud800", "payload holds a lone surrogate (not valid Unicode)"),
+        ("caf\u00e9 \udfff", "payload holds a lone surrogate (not valid Unicode)"),
+        ({1, 2}, "payload is not JSON data"),
+        (b"bytes", "payload is not JSON data"),
+    ],
+)
+async def test_a_payload_that_could_not_be_stored_is_invalid_with_its_reason(
+    value: Any, reason: str
+) -> None:
+    db = FakeDb(stale_updates=0)
+    runner = _runner(db, LockingPolicy(), [])
+    reply = await runner.handle(Command("svc", "bump", "saga:step:action", {"n": value}))
+    assert reply == Reply.invalid(reason)
+    assert (runner.stats.invalid, db.statements) == (1, [])
+
+
+async def test_a_payload_with_any_valid_unicode_is_accepted() -> None:
+    runner = _runner(FakeDb(stale_updates=0), LockingPolicy(), [])
+    reply = await runner.handle(
+        Command("svc", "bump", "saga:step:action", {"n": "caf\u00e9 \U0001f600"})
+    )
+    assert reply == Reply(ReplyStatus.OK, {"n": "caf\u00e9 \U0001f600"})
