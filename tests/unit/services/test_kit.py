@@ -84,7 +84,12 @@ async def _no_pause() -> None:
 
 
 def _runner(
-    db: FakeDb, policy: LockingPolicy, slept: list[float], *, pause: bool = False
+    db: FakeDb,
+    policy: LockingPolicy,
+    slept: list[float],
+    *,
+    pause: bool = False,
+    max_payload_bytes: int = 64 * 1024,
 ) -> CommandRunner:
     clock = FakeClock(5.0)
     clock.sleeps = slept  # the backoffs it was asked for (it waits for none)
@@ -97,6 +102,7 @@ def _runner(
         rng=random.Random(1),
         clock=clock,
         pause=_no_pause if pause else None,
+        max_payload_bytes=max_payload_bytes,
     )
     return CommandRunner(db, "svc", [ACTION], cancelled, options)
 
@@ -214,3 +220,17 @@ async def test_a_payload_with_any_valid_unicode_is_accepted() -> None:
         Command("svc", "bump", "saga:step:action", {"n": "caf\u00e9 \U0001f600"})
     )
     assert reply == Reply(ReplyStatus.OK, {"n": "caf\u00e9 \U0001f600"})
+
+
+@pytest.mark.parametrize(("char", "fits"), [("x", 12), ("\u00e9", 6)])
+async def test_the_payload_limit_counts_utf8_bytes_and_admits_exactly_the_limit(
+    char: str, fits: int
+) -> None:
+    """``{"n":"..."}`` is 8 bytes plus its text: a 20-byte limit admits 12 ASCII characters or
+    6 two-byte ones, and refuses one more."""
+    runner = _runner(FakeDb(stale_updates=0), LockingPolicy(), [], max_payload_bytes=20)
+    at_limit = Command("svc", "bump", "s1:step:action", {"n": char * fits})
+    over = Command("svc", "bump", "s2:step:action", {"n": char * (fits + 1)})
+    assert (await runner.handle(at_limit)).ok
+    assert await runner.handle(over) == Reply.invalid("payload is larger than 20 bytes")
+    assert (runner.stats.commands, runner.stats.invalid, runner.stats.applied) == (2, 1, 1)
