@@ -14,6 +14,7 @@ import pytest
 
 from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Command, Phase, Reply
+from ordersaga.saga.calls import DEADLINE_MARK
 from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import SagaEngine, SagaResult
@@ -201,6 +202,40 @@ async def test_a_resumed_saga_hands_its_logged_results_and_id_to_later_steps(
     if refuse_c:  # the compensations are built from the same results
         undo_a = transport.commands["s1:a:compensate"].payload
         assert undo_a["saga"] == "s1" and undo_a["earlier"]["a"] == logged
+
+
+async def test_a_resumed_compensation_sees_only_the_steps_that_succeeded() -> None:
+    """A refused step's reply is not a result: the undo calls built on resume never see it."""
+    ledgers = {n: Ledger(n) for n in "ABC"}
+    transport = GatedTransport(ledgers)
+    store = MemoryStore()
+    engine = SagaEngine(store, transport, [chain_definition()], clock=FakeClock())
+    await store.create("s1", "chain", {}, "fp")
+    ok = [StepRecord(s, Phase.ACTION, StepStatus.SUCCEEDED, {"from": s}) for s in ("a", "b")]
+    refused = StepRecord("c", Phase.ACTION, StepStatus.REFUSED, {"why": "no"}, "C do: no")
+    await store.update("s1", steps=[*ok, refused])
+    await store.update("s1", status=SagaStatus.COMPENSATING, reason="C do: no")
+    [result] = await recover(engine)
+    assert result.status is SagaStatus.FAILED
+    expected = {"a": {"from": "a"}, "b": {"from": "b"}}
+    for key in ("s1:b:compensate", "s1:a:compensate"):
+        assert transport.commands[key].payload == {"saga": "s1", "earlier": expected}
+
+
+async def test_a_saga_failed_by_its_deadline_stays_flagged_when_recovery_finishes_it() -> None:
+    engine, _, _, _ = world()
+    store = engine.store
+    await store.create("s1", "trip", {}, "fp")
+    ok = StepRecord("a", Phase.ACTION, StepStatus.SUCCEEDED, {"step": "a"})
+    lost = StepRecord("b", Phase.ACTION, StepStatus.UNKNOWN, {}, f"B down; {DEADLINE_MARK}")
+    await store.update("s1", steps=[ok, lost])
+    await store.update(
+        "s1", status=SagaStatus.COMPENSATING, reason=f"B do: unreachable; {DEADLINE_MARK}"
+    )
+    [result] = await recover(engine)
+    record = await store.load("s1")
+    assert result.status is SagaStatus.FAILED and record is not None
+    assert record.status is SagaStatus.FAILED and record.needs_attention  # someone should look
 
 
 async def test_two_failed_sagas_count_as_two() -> None:
