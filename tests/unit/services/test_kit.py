@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -234,3 +235,71 @@ async def test_the_payload_limit_counts_utf8_bytes_and_admits_exactly_the_limit(
     assert (await runner.handle(at_limit)).ok
     assert await runner.handle(over) == Reply.invalid("payload is larger than 20 bytes")
     assert (runner.stats.commands, runner.stats.invalid, runner.stats.applied) == (2, 1, 1)
+
+
+BAD_ENVELOPES = [
+    (
+        Command("elsewhere", "bump", "s:x:action", {}),
+        "command for service 'elsewhere' sent to 'svc'",
+    ),
+    (Command("svc", "explode", "s:x:action", {}), "unknown action 'explode' for service 'svc'"),
+    (Command("svc", ["bump"], "s:x:action", {}), "unknown action ['bump'] for service 'svc'"),  # type: ignore[arg-type]
+    (Command("svc", "bump", "s1", {}), "idempotency key must look like <saga id>:<step>:<phase>"),
+    (
+        Command("svc", "bump", "s:x:compensate", {}),
+        "action 'bump' needs a action key, not compensate",
+    ),
+    (Command("svc", "bump", "s:x:action", ["a"]), "payload must be an object, got list"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(("command", "reason"), BAD_ENVELOPES)
+async def test_a_bad_envelope_is_invalid_with_a_reason_naming_what_is_wrong(
+    command: Command, reason: str
+) -> None:
+    db = FakeDb(stale_updates=0)
+    runner = _runner(db, LockingPolicy(), [])
+    assert await runner.handle(command) == Reply.invalid(reason)
+    assert db.statements == []
+
+
+async def test_any_mapping_payload_is_read_as_its_json() -> None:
+    """A payload that is a mapping but not a dict is parsed from its JSON, and fingerprinted as
+    the equal dict would be (a repeat from HTTP, a plain dict, is the same request)."""
+    runner = _runner(FakeDb(stale_updates=0), LockingPolicy(), [])
+    as_dict = runner.prepare(Command("svc", "bump", "s:x:action", {"n": [4]}))
+    view = MappingProxyType({"n": (4,)})  # a tuple: JSON carries it as an array
+    as_view = runner.prepare(Command("svc", "bump", "s:x:action", view))
+    assert not isinstance(as_dict, Reply) and not isinstance(as_view, Reply)
+    assert (as_view.request, as_view.fingerprint) == ([4], as_dict.fingerprint)
+
+
+async def test_the_fingerprint_covers_the_action_and_only_the_fingerprinted_view() -> None:
+    """The same key and payload for another action is another request; a field left out of
+    the fingerprint (a card number) does not change it, one kept in does."""
+    other = Action("poke", Phase.ACTION, lambda payload: payload.get("n"), _decide)
+    secret = Action(
+        "pay",
+        Phase.ACTION,
+        lambda payload: payload.get("n"),
+        _decide,
+        fingerprinted=lambda payload: {k: v for k, v in payload.items() if k != "card"},
+    )
+
+    async def cancelled(reader: Reader, resource: str) -> Reply | None:
+        return None
+
+    runner = CommandRunner(FakeDb(0), "svc", [ACTION, other, secret], cancelled, RunnerOptions())
+
+    def fingerprint(action: str, payload: dict[str, Any]) -> str:
+        prepared = runner.prepare(Command("svc", action, "s:x:action", payload))
+        assert not isinstance(prepared, Reply)
+        return prepared.fingerprint
+
+    assert fingerprint("bump", {"n": 1}) == Command("svc", "bump", "k", {"n": 1}).fingerprint()
+    assert fingerprint("poke", {"n": 1}) == Command("svc", "poke", "k", {"n": 1}).fingerprint()
+    assert fingerprint("bump", {"n": 1}) != fingerprint("poke", {"n": 1})
+    card = fingerprint("pay", {"n": 1, "card": "4111"})
+    assert card == fingerprint("pay", {"n": 1, "card": "5500"})
+    assert card == Command("svc", "pay", "k", {"n": 1}).fingerprint()
+    assert card != fingerprint("pay", {"n": 2, "card": "4111"})
