@@ -303,3 +303,15 @@ async def test_the_fingerprint_covers_the_action_and_only_the_fingerprinted_view
     assert card == fingerprint("pay", {"n": 1, "card": "5500"})
     assert card == Command("svc", "pay", "k", {"n": 1}).fingerprint()
     assert card != fingerprint("pay", {"n": 2, "card": "4111"})
+
+
+async def test_expired_and_invalid_commands_are_counted_one_by_one() -> None:
+    db = FakeDb(stale_updates=0)
+    runner = _runner(db, LockingPolicy(), [])
+    late = [Command("svc", "bump", f"s{i}:x:action", {"n": i}, -1e9) for i in range(2)]
+    bad = [Command("svc", "explode", f"s{i}:x:action", {}) for i in range(3)]
+    replies = [await runner.handle(command) for command in [*late, *bad, COMMAND]]
+    statuses = [reply.status for reply in replies]
+    assert statuses == [ReplyStatus.EXPIRED] * 2 + [ReplyStatus.INVALID] * 3 + [ReplyStatus.OK]
+    stats = runner.stats
+    assert (stats.commands, stats.expired, stats.invalid, stats.applied) == (6, 2, 3, 1)
