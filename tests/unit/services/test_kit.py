@@ -13,7 +13,7 @@ import pytest
 
 from ordersaga.clock import FakeClock
 from ordersaga.db import Database, Row, Tx
-from ordersaga.errors import ConflictError
+from ordersaga.errors import ConflictError, StorageError
 from ordersaga.participant.kit import (
     Action,
     CommandRunner,
@@ -155,7 +155,8 @@ async def test_a_batch_decided_in_its_transaction_runs_without_savepoints() -> N
 async def test_gives_up_after_max_attempts_with_a_conflict_error() -> None:
     db, slept = FakeDb(stale_updates=100), list[float]()
     runner = _runner(db, LockingPolicy(max_attempts=4), slept)
-    with pytest.raises(ConflictError, match="still conflicting after 4 attempts"):
+    message = r"^svc: saga:step:action: still conflicting after 4 attempts$"
+    with pytest.raises(ConflictError, match=message):
         await runner.handle(COMMAND)
     assert (runner.stats.conflicts, db.commits, len(slept)) == (4, 0, 3)
 
@@ -315,3 +316,10 @@ async def test_expired_and_invalid_commands_are_counted_one_by_one() -> None:
     assert statuses == [ReplyStatus.EXPIRED] * 2 + [ReplyStatus.INVALID] * 3 + [ReplyStatus.OK]
     stats = runner.stats
     assert (stats.commands, stats.expired, stats.invalid, stats.applied) == (6, 2, 3, 1)
+
+
+async def test_a_closed_runner_refuses_commands_naming_its_service() -> None:
+    runner = _runner(FakeDb(stale_updates=0), LockingPolicy(), [])
+    await runner.close()
+    with pytest.raises(StorageError, match=r"^the svc service is closed$"):
+        await runner.handle(COMMAND)
