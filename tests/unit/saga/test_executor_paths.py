@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from ordersaga.clock import FakeClock
 from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Command, Phase, Reply
 from ordersaga.saga.calls import DEADLINE_MARK
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import SagaEngine, SagaResult
 from ordersaga.saga.recovery import recover
