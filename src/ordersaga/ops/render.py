@@ -43,6 +43,9 @@ def print_sagas(out: TextIO, rows: Sequence[dict[str, Any]]) -> None:
         table.add_column(column, no_wrap=column != "reason")
     for row in rows:
         step = row["current_step"] or (f"{row['step']} ({row['cause']})" if row["cause"] else "")
+        reason = row["reason"] or ""
+        if row.get("attention_reason"):
+            reason = "; ".join(filter(None, (f"! {row['attention_reason']}", reason)))
         table.add_row(
             escape(str(row["order_id"])),
             _status(row),
@@ -50,7 +53,7 @@ def print_sagas(out: TextIO, rows: Sequence[dict[str, Any]]) -> None:
             str(row["attempts"]),
             _short(row["created_at"]),
             _short(row["updated_at"]),
-            escape(row["reason"] or ""),
+            escape(reason),
         )
     target = console(out)
     target.print(table)
@@ -74,7 +77,8 @@ def print_saga(out: TextIO, view: dict[str, Any]) -> None:
     if view["current_step"]:
         target.print(escape(f"  at step: {view['current_step']}"))
     if view["needs_attention"]:
-        target.print("  [bold yellow]needs attention[/]")
+        why = escape(f": {view['attention_reason']}") if view["attention_reason"] else ""
+        target.print(f"  [bold yellow]needs attention[/]{why}")
     if view["worker"]:
         lease = f" (lease until {_short(view['lease_until'])})" if view["lease_until"] else ""
         target.print(escape(f"  worker: {view['worker']}{lease}"))
@@ -89,16 +93,36 @@ def print_saga(out: TextIO, view: dict[str, Any]) -> None:
             step["step"],
             step["phase"],
             result,
-            str(step["attempts"]),
+            str(step["attempt_count"]),
             _short(step["started_at"]),
             duration,
             escape(step["reason"] or ""),
         )
+        _add_trail(steps, step)
     target.print(steps if view["steps"] else "  no step has run")
     for action in view["actions"]:
         note = f": {action['note']}" if action["note"] else ""
         line = f"  {_short(action['at'])} {action['who']} {action['action']}{note}"
         target.print(escape(line))
+
+
+def _add_trail(table: Table, step: dict[str, Any]) -> None:
+    """Under a step's row, one row per attempt and probe, in the order they happened."""
+    if len(step["attempts"]) < 2 and not step["probes"]:
+        return  # one attempt: the step's own row says it all
+    entries = [("attempt", a["at"], a) for a in step["attempts"]]
+    entries += [("probe", p["at"], p) for p in step["probes"]]
+    entries.sort(key=lambda entry: entry[1] or "")
+    number = 0
+    for kind, at, entry in entries:
+        if kind == "attempt":
+            number += 1
+            label, result, note = f"  attempt {number}", entry["result"], entry["error"] or ""
+        else:
+            label, result, note = "  probe", f"found {entry['found']}", ""
+        table.add_row(
+            label, "", result, "", _short(at), f"{entry['duration_ms']:.1f}", escape(note)
+        )
 
 
 def _ago(seconds: float) -> str:

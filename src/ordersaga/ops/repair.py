@@ -22,7 +22,9 @@ than overwritten. Why each is safe while an executor runs:
   executor may have in flight (a compensation the service never saw the action of leaves a
   tombstone that refuses the late action). The lease is released: a worker driving it is fenced
   off and the next claim compensates; a run driving it in process finds its next write refused,
-  reads the log and compensates (see ``SagaEngine._drive``).
+  reads the log and compensates (see ``SagaEngine._drive``). A saga whose definition this build
+  does not know (a user saga, run by ``ordersaga worker --saga``) gets no such records here: its
+  executor adds them as it compensates (see ``_cancelled_blind`` in ``saga/driver.py``).
 """
 
 from __future__ import annotations
@@ -134,16 +136,20 @@ async def cancel(
             f"saga {saga_id!r} is already {when} ({record.status.value}):"
             " cancel acts before the decision only"
         )
+    # A user saga's definition (ordersaga worker --saga) is unknown here: its executor, which
+    # knows its steps, writes their unknown records as it compensates (saga/driver.py).
     definition = DEFINITIONS.get(record.definition)
-    if definition is None:
-        raise ConfigError(f"saga {saga_id!r} runs {record.definition!r}, unknown to this build")
+    steps: tuple[StepRecord, ...] = ()
+    if definition is not None:
+        forward = [s.name for s in definition.forward_steps]
+        steps = _unknown_steps(record.steps, forward, clock())
     reason = f"cancelled by {who}" + (f": {note}" if note else "")
     change = Repair(
         frozenset({SagaStatus.RUNNING}),
         status=SagaStatus.COMPENSATING,
         reason=reason,
         needs_attention=False,
-        steps=_unknown_steps(record.steps, [s.name for s in definition.forward_steps], clock()),
+        steps=steps,
     )
     return await _apply(store, saga_id, change, OperatorAction(saga_id, "cancel", who, note))
 

@@ -16,6 +16,7 @@ from ordersaga.protocol.messages import Phase
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
 from ordersaga.saga.store.base import (
+    Attempt,
     OperatorAction,
     SagaEntry,
     SagaRecord,
@@ -26,6 +27,7 @@ from ordersaga.saga.store.base import (
 
 __all__ = [
     "DECIDED",
+    "attempt_view",
     "current_step",
     "iso_time",
     "list_row",
@@ -46,6 +48,7 @@ RESULTS = {
     StepStatus.SUCCEEDED: "applied",
     StepStatus.REFUSED: "refused",
     StepStatus.UNKNOWN: "unknown",
+    StepStatus.UNDELIVERED: "undelivered",
 }
 
 
@@ -107,6 +110,7 @@ def list_row(entry: SagaEntry) -> dict[str, Any]:
         "current_step": current_step(record),
         "attempts": sum(step.attempts for step in record.steps),
         "needs_attention": record.needs_attention,
+        "attention_reason": _attention_reason(record),
         "reason": None if record.reason is None else mask_card(record.reason),
         "step": None if failure is None else failure.step,
         "cause": None if failure is None else failure.cause,
@@ -114,17 +118,58 @@ def list_row(entry: SagaEntry) -> dict[str, Any]:
     }
 
 
+def _attention_reason(record: SagaRecord) -> str | None:
+    if not record.needs_attention:
+        return None
+    if record.attention_reason is None:  # flagged by a build that kept no reason
+        return "flagged (no reason recorded)"
+    return mask_card(record.attention_reason)
+
+
+def _ms(seconds: float) -> float:
+    return round(max(0.0, seconds) * 1000, 3)
+
+
+def attempt_view(attempt: Attempt) -> dict[str, Any]:
+    """One attempt of a step call: when it was sent, how long it took, what came of it."""
+    error = None if attempt.error is None else mask_card(attempt.error)
+    return {
+        "at": iso_time(attempt.at),
+        "duration_ms": _ms(attempt.duration),
+        "result": attempt.result,
+        "error": error,
+    }
+
+
+def probe_view(attempt: Attempt) -> dict[str, Any]:
+    """One status probe of a step's key: when, and what the service said it knew."""
+    return {
+        "at": iso_time(attempt.at),
+        "duration_ms": _ms(attempt.duration),
+        "found": attempt.result,
+    }
+
+
 def step_view(step: StepRecord) -> dict[str, Any]:
+    """One step record with its whole trail (``attempts``, ``probes``: see Attempt).
+
+    A record written before attempts were recorded has an empty trail: its ``attempt_count``
+    still says how many there were.
+    """
     duration = max(0.0, step.ended_at - step.started_at) if step.started_at else None
     reason = step.reason or ""
+    probes = [probe_view(a) for a in step.trail if a.kind == "p"]
+    probed = bool(probes) or (not step.trail and ("probe" in reason or "outcome unknown" in reason))
     return {
         "step": step.step,
         "phase": step.phase.value,
         "status": step.status.value,
         "result": RESULTS[step.status],
-        "attempts": step.attempts,
+        "attempt_count": step.attempts,
+        "attempts": [attempt_view(a) for a in step.trail if a.kind == "a"],
+        "probes": probes,
         "retries": max(0, step.attempts - 1),
-        "probed": "probe" in reason or "outcome unknown" in reason,
+        "probed": probed,
         "started_at": iso_time(step.started_at),
         "ended_at": iso_time(step.ended_at),
         "duration_ms": None if duration is None else round(duration * 1000, 3),

@@ -24,6 +24,10 @@ stamped anew. That is safe because a saga still running keeps every record in ev
 anyway. An ``expired`` answer applied nothing but says nothing of earlier deliveries: it is not
 definite, and is retried like a lost response.
 
+**The trail.** Every attempt of a step call (when it was sent, how long it took, what came of
+it) and every probe of its key (when, what it found) is kept in the call's outcome, in memory
+(see :mod:`.trail`): the step record it becomes carries it into the log in a write made anyway.
+
 There is one retry loop (:meth:`Caller._retry`) for actions and probes alike. What happens
 around its attempts — counters, crash points, the "needs attention" flag of a call failing for
 long — is done by :class:`Observer` objects it notifies, not by code inside the loop.
@@ -54,6 +58,8 @@ from ordersaga.protocol.messages import (
 from ordersaga.saga.breaker import Breakers, BreakerState
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.retry import RetryPolicy
+from ordersaga.saga.store.base import Attempt
+from ordersaga.saga.trail import Trail
 from ordersaga.transport.base import Transport
 
 T = TypeVar("T")
@@ -77,6 +83,7 @@ class CallOutcome:
     attempts: int = 1
     probed: bool = False
     expired: bool = False  # ended by the order's deadline (the saga is flagged for attention)
+    trail: tuple[Attempt, ...] = ()  # every attempt and probe, in order
 
 
 @dataclass(slots=True)
@@ -104,6 +111,8 @@ class Attempts:
     outage: float = 0.0  # seconds spent while the service was unreachable (not budget)
     unreachable_since: float | None = None  # wall clock, while the service is unreachable
     last_error: str = "no attempt"
+    #: The attempts so far (a step call's; None: not kept, as for the attempts of a probe).
+    trail: Trail | None = None
 
 
 class Observer:
@@ -155,7 +164,7 @@ class _Crashing(Observer):
 class _Flagging(Observer):
     """Calls ``on_slow`` once when the call has been failing for ``after`` seconds."""
 
-    def __init__(self, on_slow: Callable[[], Awaitable[None]], after: float) -> None:
+    def __init__(self, on_slow: Callable[[str], Awaitable[None]], after: float) -> None:
         self._on_slow = on_slow
         self._after = after
         self._flagged = False
@@ -163,7 +172,8 @@ class _Flagging(Observer):
     async def waiting(self, state: Attempts, elapsed: float) -> None:
         if not self._flagged and elapsed >= self._after:
             self._flagged = True
-            await self._on_slow()
+            how = f"still failing after {state.attempts} attempts in {elapsed:.0f} s"
+            await self._on_slow(f"{how} ({state.last_error})")
 
 
 @dataclass(slots=True)
@@ -184,11 +194,19 @@ class _Exhausted:
     expired: bool
 
 
-def _from_reply(command: Command, reply: Reply, attempts: int, probed: bool) -> CallOutcome:
-    if reply.status is ReplyStatus.OK:
-        return CallOutcome(CallStatus.SUCCEEDED, dict(reply.body), None, attempts, probed)
-    reason = f"{command.service} {command.action}: {reply.reason or reply.status.value}"
-    return CallOutcome(CallStatus.REFUSED, dict(reply.body), reason, attempts, probed)
+def _from_reply(command: Command, reply: Reply, state: Attempts, probed: bool) -> CallOutcome:
+    ok = reply.status is ReplyStatus.OK
+    status = CallStatus.SUCCEEDED if ok else CallStatus.REFUSED
+    reason = (
+        None if ok else f"{command.service} {command.action}: {reply.reason or reply.status.value}"
+    )
+    return CallOutcome(
+        status, dict(reply.body), reason, state.attempts, probed, False, _trail(state)
+    )
+
+
+def _trail(state: Attempts) -> tuple[Attempt, ...]:
+    return () if state.trail is None else state.trail.done()
 
 
 def _since(wall: float) -> str:
@@ -229,7 +247,7 @@ class Caller:
         command: Command,
         policy: RetryPolicy,
         point: str,
-        on_slow: Callable[[], Awaitable[None]] | None = None,
+        on_slow: Callable[[str], Awaitable[None]] | None = None,
         slow_after: float = float("inf"),
         *,
         deadline: float | None = None,
@@ -238,7 +256,8 @@ class Caller:
         """Send ``command`` until a definite answer, the budget is spent, or forever.
 
         ``point`` names the crash points around each attempt. ``on_slow`` runs once when the
-        call has been failing for ``slow_after`` seconds (to flag a saga for attention).
+        call has been failing for ``slow_after`` seconds (to flag a saga for attention), with
+        how it fails (attempts, time, the last error).
         ``deadline`` (monotonic) ends the wait for an unreachable service (the order's
         deadline); ``fresh`` says no earlier process can have sent this key.
         """
@@ -251,8 +270,9 @@ class Caller:
         if command.sent_at is None:
             command = dataclasses.replace(command, sent_at=self._clock.time())
         stamped = _Stamped(command)
-        state = Attempts(command.service, self._clock.monotonic())
         transport, clock, limit = self._transport, self._clock, self._max_age
+        started = clock.monotonic()
+        state = Attempts(command.service, started, trail=Trail(clock.time() - started))
 
         def send(stamped: _Stamped) -> Awaitable[Reply]:
             # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
@@ -271,7 +291,7 @@ class Caller:
         except _AgeReached:
             return await self._settle(command, state, deadline)
         if isinstance(result, Reply):
-            return _from_reply(command, result, state.attempts, probed=False)
+            return _from_reply(command, result, state, probed=False)
         if result.expired:
             return self._expired(command, state, fresh and state.delivered == 0)
         return await self._settle(command, state, deadline)
@@ -280,19 +300,23 @@ class Caller:
         self, command: Command, state: Attempts, deadline: float | None
     ) -> CallOutcome:
         """The retry budget is spent: ask the service what became of the key."""
+        asked = self._clock.monotonic()
         probe = await self.probe(command.service, command.key, deadline=deadline)
-        attempts = state.attempts
+        if state.trail is not None:
+            found = "no answer" if probe is None else probe.state.value
+            state.trail.probed(asked, self._clock.monotonic(), found)
+        attempts, trail = state.attempts, _trail(state)
         if probe is not None and probe.reply is not None and probe.state is not KeyState.UNKNOWN:
-            return _from_reply(command, probe.reply, attempts, probed=True)
+            return _from_reply(command, probe.reply, state, probed=True)
         if probe is not None and probe.state is KeyState.REFUSED:
             reason = f"{command.service} {command.action}: refused (found by probe)"
-            return CallOutcome(CallStatus.REFUSED, {}, reason, attempts, True)
+            return CallOutcome(CallStatus.REFUSED, {}, reason, attempts, True, False, trail)
         self.stats.unknown += 1
         reason = (
             f"{command.service} {command.action}: outcome unknown after {attempts} attempts"
             f" ({state.last_error})"
         )
-        return CallOutcome(CallStatus.UNKNOWN, {}, reason, attempts, True)
+        return CallOutcome(CallStatus.UNKNOWN, {}, reason, attempts, True, False, trail)
 
     def _expired(self, command: Command, state: Attempts, undelivered: bool) -> CallOutcome:
         self.stats.expired += 1
@@ -307,7 +331,7 @@ class Caller:
             f" ({state.last_error}); {DEADLINE_MARK}"
         )
         status = CallStatus.UNDELIVERED if undelivered else CallStatus.UNKNOWN
-        return CallOutcome(status, {}, reason, state.attempts, False, expired=True)
+        return CallOutcome(status, {}, reason, state.attempts, False, True, _trail(state))
 
     async def probe(self, service: str, key: str, *, deadline: float | None = None) -> Probe | None:
         """The service's answer for ``key``, or None if the probe itself got no answer."""
@@ -335,6 +359,7 @@ class Caller:
         breaker = self._breakers[state.service]
         clock = self._clock
         ended = state.started
+        trail = state.trail
         stalled: asyncio.Task[Any] | None = None  # this task, while it waits for an outage
         try:
             while True:
@@ -346,6 +371,7 @@ class Caller:
                 for observer in observers:
                     observer.attempting(state)
                 unreachable = False
+                sent = clock.monotonic()
                 try:
                     answer = await send(arg)
                 except ServiceUnreachable as exc:
@@ -356,6 +382,9 @@ class Caller:
                         state.unreachable_since = clock.time()
                     if stalled is None:
                         stalled = self._stall(state.service)
+                    now = clock.monotonic()
+                    if trail is not None:
+                        trail.failed(sent, now, "unreachable", state.last_error)
                     for observer in observers:
                         observer.failed(state, exc)
                 except TransportError as exc:
@@ -366,6 +395,9 @@ class Caller:
                     if stalled is not None:
                         self.stalled.pop(stalled, None)
                         stalled = None
+                    now = clock.monotonic()
+                    if trail is not None:
+                        trail.failed(sent, now, "lost", state.last_error)
                     for observer in observers:
                         observer.failed(state, exc)
                 except BaseException:
@@ -377,13 +409,15 @@ class Caller:
                     if stalled is not None:
                         self.stalled.pop(stalled, None)
                         stalled = None
+                    now = clock.monotonic()
+                    if trail is not None:
+                        trail.answered(sent, now, answer)
                     for observer in observers:
                         observer.answered(state)
                     if definite(answer):
                         return answer
                     state.delivered += 1
                     state.last_error = f"{state.service}: key still in flight"
-                now = clock.monotonic()
                 if unreachable:
                     state.outage += now - ended
                 ended = now

@@ -38,7 +38,7 @@ from ordersaga.saga.calls import DEADLINE_MARK, Caller, CallOutcome, CallStatus
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
 from ordersaga.saga.observe import SagaObserver
-from ordersaga.saga.outcome import failure_of
+from ordersaga.saga.outcome import CANCELLED_REASON, failure_of
 from ordersaga.saga.result import DecisionCallback, EngineSettings, EngineStats, SagaResult
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
@@ -194,6 +194,7 @@ class Driver:
                 outcome.reason,
                 attention,
                 decided=True,
+                attention_reason=outcome.reason if attention else None,
             )
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
@@ -201,21 +202,32 @@ class Driver:
     async def _compensate(self, run: Run, reason: str | None) -> SagaStatus:
         """Undo, in reverse order, every step that succeeded or whose outcome is unknown."""
         done: list[StepRecord] = []
+        cancelled = _cancelled_blind(run.record)
         for step in reversed(run.definition.forward_steps):
             action = run.record.step(step.name)
+            if action is None and cancelled:
+                # It may have been in flight when the cancel came: its outcome is unknown.
+                now = self._clock.time()
+                action = StepRecord(
+                    step.name, Phase.ACTION, StepStatus.UNKNOWN, {}, CANCELLED_REASON, 0, now, now
+                )
+                done.append(action)
             if action is None or action.status in (StepStatus.REFUSED, StepStatus.UNDELIVERED):
                 continue
             started = self._clock.time()
             outcome = await self._call(run, step, Phase.COMPENSATE, self._settings.forever_policy)
             if outcome.status is not CallStatus.SUCCEEDED:
-                await self._attention(run, outcome.reason)
+                await self._attention(run, f"compensating {step.name}: {outcome.reason}")
                 return SagaStatus.COMPENSATING
             run.compensations += 1
             self._stats.compensations += 1
             done.append(self._step_record(step, Phase.COMPENSATE, outcome, started))
             self._crash.hit("compensation.during")
         keep = run.keep_flag or (reason or "").endswith(DEADLINE_MARK)
-        await self._log(run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep)
+        why = (run.record.attention_reason or reason) if keep else None
+        await self._log(
+            run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep, attention_reason=why
+        )
         return SagaStatus.FAILED
 
     async def _confirm(self, run: Run) -> SagaStatus:
@@ -225,7 +237,7 @@ class Driver:
             started = self._clock.time()
             outcome = await self._call(run, step, Phase.CONFIRM, self._settings.forever_policy)
             if outcome.status is not CallStatus.SUCCEEDED:
-                await self._attention(run, outcome.reason)
+                await self._attention(run, f"confirming {step.name}: {outcome.reason}")
                 return SagaStatus.CONFIRMING
             done.append(self._step_record(step, Phase.CONFIRM, outcome, started))
             self._crash.hit("confirmation.during")
@@ -261,8 +273,9 @@ class Driver:
         flag = None
         if policy.unlimited:
 
-            async def flag() -> None:
-                await self._attention(run, f"{command.service} {command.action}: still failing")
+            async def flag(how: str) -> None:
+                what = f"{step.name} ({phase.value}): {command.service} {command.action}"
+                await self._attention(run, f"{what} {how}")
 
         started = self._clock.monotonic()
         with self.observer.calling(run.saga_id, step.name, phase):
@@ -293,6 +306,7 @@ class Driver:
             outcome.attempts,
             started,
             self._clock.time(),
+            outcome.trail,
         )
 
     async def log_create(
@@ -322,6 +336,7 @@ class Driver:
         attention: bool | None = None,
         *,
         decided: bool = False,
+        attention_reason: str | None = None,
     ) -> None:
         # The decision's write also erases what the decided saga no longer needs (redact).
         redact = run.definition.redact if decided else None
@@ -336,6 +351,7 @@ class Driver:
             needs_attention=attention,
             owner=self._owner,
             input=input if replaced else None,
+            attention_reason=attention_reason,
         )
         self._crash.hit(f"log.after:{what}")
         # Keep the in-memory record in step with the log.
@@ -352,14 +368,31 @@ class Driver:
             run.record.needs_attention if attention is None else attention,
             run.record.created_at,
             self._clock.time(),
+            attention_reason=(
+                run.record.attention_reason if attention is None else attention_reason
+            ),
         )
         self.observer.logged(run.record, what, steps)
 
-    async def _attention(self, run: Run, reason: str | None) -> None:
+    async def _attention(self, run: Run, reason: str) -> None:
+        """Flag the saga for a person, saying why (a step that keeps failing, and how)."""
         if run.record.needs_attention:
             return
         self._stats.needs_attention += 1
-        await self._log(run, "attention", [], None, None, attention=True)
+        await self._log(run, "attention", [], attention=True, attention_reason=reason)
+
+
+def _cancelled_blind(record: SagaRecord) -> bool:
+    """A compensating saga whose log names no step that failed it: an operator cancelled it.
+
+    Every other way to compensate writes the failing step's record with the decision. A cancel
+    by a build that knows the definition writes an ``unknown`` record for each forward step
+    without an outcome (see :mod:`ordersaga.ops.repair`); one that does not (a user saga the
+    operator's build never loaded) leaves that to the engine, which knows the steps: here.
+    """
+    return record.status is SagaStatus.COMPENSATING and all(
+        step.status is StepStatus.SUCCEEDED for step in record.steps if step.phase is Phase.ACTION
+    )
 
 
 def _cancelled(ours: SagaRecord, stored: SagaRecord) -> bool:

@@ -26,13 +26,14 @@ import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from ordersaga.protocol.messages import Phase
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TERMINAL",
+    "Attempt",
     "Compacted",
     "OperatorAction",
     "PruneStats",
@@ -92,9 +93,35 @@ class StepStatus(enum.StrEnum):
     UNDELIVERED = "undelivered"
 
 
+class Attempt(NamedTuple):
+    """One send of a step's command (``kind`` ``"a"``) or one status probe of its key (``"p"``).
+
+    An attempt's ``result``: ``applied`` (the service answered ok), ``refused`` (a definite
+    refusal), ``unknown`` (an answer that is not final: the key in flight, or the message too
+    old), ``lost`` (no answer: the request or the response was lost, or timed out) or
+    ``unreachable`` (no connection: it certainly never arrived). A probe's ``result`` is what
+    it found: ``applied``, ``refused``, ``unknown``, or ``no answer``. ``error`` says what went
+    wrong for a lost or unreachable attempt.
+
+    A tuple on purpose: the engine makes one per attempt, and JSON writes it as a plain array.
+    """
+
+    kind: str  # "a" attempt | "p" probe
+    at: float  # wall-clock seconds it was sent
+    duration: float  # seconds until its answer (or its failure)
+    result: str
+    error: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """The known outcome of one phase of one step."""
+    """The known outcome of one phase of one step.
+
+    ``trail`` lists every attempt and probe of the call, in order (see :class:`Attempt`). It
+    rides in the write that records the outcome — no write of its own — so it is empty for
+    records written by builds before it, and the attempts of a call still under way are in
+    memory only (a crash loses them; the call is sent again on recovery and recorded then).
+    """
 
     step: str
     phase: Phase
@@ -104,6 +131,7 @@ class StepRecord:
     attempts: int = 1
     started_at: float = 0.0  # wall-clock seconds (time.time())
     ended_at: float = 0.0
+    trail: tuple[Attempt, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +167,9 @@ class SagaRecord:
     #: ``steps`` gone; the id, fingerprint, status, reason, times (``updated_at``: decided at)
     #: and this summary of the steps remain, so its outcome replays exactly as before.
     compacted: Compacted | None = None
+    #: Why the saga is flagged (``needs_attention``): what a person should look at. None when
+    #: it is not flagged (clearing the flag clears it), or flagged by a build before it.
+    attention_reason: str | None = None
 
     @property
     def pruned(self) -> bool:
@@ -217,7 +248,7 @@ class Repair:
     expect: frozenset[SagaStatus]
     status: SagaStatus | None = None
     reason: str | None = None
-    needs_attention: bool | None = None
+    needs_attention: bool | None = None  # False also clears the attention reason
     steps: tuple[StepRecord, ...] = ()
     release: bool = True
 
@@ -281,10 +312,13 @@ class SagaStore(abc.ABC):
         needs_attention: bool | None = None,
         owner: str | None = None,
         input: Mapping[str, Any] | None = None,
+        attention_reason: str | None = None,
     ) -> None:
         """Atomically and durably upsert step records (by step and phase) and change status.
 
-        ``status``, ``reason`` and ``needs_attention`` left at None stay as they are. ``input``,
+        ``status``, ``reason`` and ``needs_attention`` left at None stay as they are. Setting
+        ``needs_attention`` stores ``attention_reason`` with it (why a person should look);
+        clearing it clears the reason. ``input``,
         when given, replaces the saga's input: the engine erases what a decided saga no longer
         needs (:attr:`ordersaga.saga.definition.SagaDefinition.redact`), and the old value is
         overwritten in the same atomic write. Updates of

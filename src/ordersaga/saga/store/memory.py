@@ -66,6 +66,7 @@ class _Saga:
             self.create.at,
             self.head.updated_at,
             compacted,
+            self.head.attention_reason,
         )
 
     def prunable(self, before: float) -> bool:
@@ -133,10 +134,19 @@ class MemoryStore(SagaStore):
         needs_attention: bool | None = None,
         owner: str | None = None,
         input: Mapping[str, Any] | None = None,
+        attention_reason: str | None = None,
     ) -> None:
         # Nobody holds a lease here (no claims): an update fenced by an owner is refused.
         write = make_update(
-            saga_id, steps, status, reason, needs_attention, self._clock.time(), owner, input
+            saga_id,
+            steps,
+            status,
+            reason,
+            needs_attention,
+            self._clock.time(),
+            owner,
+            input,
+            attention_reason,
         )
         self._count_write()
         saga = self._sagas.get(saga_id)
@@ -212,6 +222,7 @@ class MemoryStore(SagaStore):
         head.reason = head.reason if change.reason is None else change.reason
         if change.needs_attention is not None:
             head.needs_attention = change.needs_attention
+            head.attention_reason = head.attention_reason if change.needs_attention else None
         head.updated_at = now
         head.version += 1
         self._upsert(saga, [StepRow.of(step) for step in change.steps])

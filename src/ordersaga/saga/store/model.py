@@ -18,6 +18,7 @@ from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Phase, canonical_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
+    Attempt,
     Compacted,
     SagaRecord,
     SagaStatus,
@@ -35,7 +36,11 @@ COMPACTED_PREFIX = "["
 
 @dataclass(frozen=True, slots=True)
 class StepRow:
-    """A :class:`StepRecord` with its result already serialised."""
+    """A :class:`StepRecord` with its result (and its trail of attempts) already serialised.
+
+    The trail goes to its own column, ``saga_steps.trail``: a JSON array of
+    :class:`~ordersaga.saga.store.base.Attempt` arrays, NULL when the record has none.
+    """
 
     step: str
     phase: Phase
@@ -45,6 +50,7 @@ class StepRow:
     attempts: int
     started_at: float
     ended_at: float
+    trail: str | None = None
 
     @classmethod
     def of(cls, record: StepRecord) -> StepRow:
@@ -58,6 +64,7 @@ class StepRow:
             int(record.attempts),
             float(record.started_at),
             float(record.ended_at),
+            trail_json(record.trail),
         )
 
     def to_record(self) -> StepRecord:
@@ -70,7 +77,23 @@ class StepRow:
             self.attempts,
             self.started_at,
             self.ended_at,
+            trail_of(self.trail),
         )
+
+
+_dump_trail = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def trail_json(trail: tuple[Attempt, ...]) -> str | None:
+    """The ``trail`` column of a step record (a tuple encodes as a JSON array)."""
+    return _dump_trail(trail) if trail else None
+
+
+def trail_of(text: str | None) -> tuple[Attempt, ...]:
+    """The attempts a ``trail`` column holds (none for NULL: an older record)."""
+    if not text:
+        return ()
+    return tuple(Attempt(*entry) for entry in json.loads(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +132,7 @@ class UpdateWrite:
     at: float
     owner: str | None = None  # fencing: refused unless the saga is held by this owner
     input: str | None = None  # canonical JSON replacing the saga's input, if any
+    attention_reason: str | None = None  # why, when needs_attention is True
 
 
 Write = CreateWrite | UpdateWrite
@@ -143,6 +167,7 @@ def make_update(
     at: float,
     owner: str | None = None,
     input: Mapping[str, Any] | None = None,
+    attention_reason: str | None = None,
 ) -> UpdateWrite:
     return UpdateWrite(
         saga_id,
@@ -153,6 +178,7 @@ def make_update(
         at,
         owner,
         None if input is None else canonical_json(dict(input)),
+        attention_reason,
     )
 
 
@@ -183,6 +209,7 @@ class Head:
     version: int
     owner: str | None = None  # who holds the saga's lease (PostgreSQL workers), if anyone
     input: str | None = None  # a replacement input (canonical JSON) an update brought, if any
+    attention_reason: str | None = None  # why it is flagged (None while it is not)
 
     @classmethod
     def of_create(cls, write: CreateWrite) -> Head:
@@ -201,6 +228,7 @@ class Head:
             self.reason = write.reason
         if write.needs_attention is not None:
             self.needs_attention = write.needs_attention
+            self.attention_reason = write.attention_reason if write.needs_attention else None
         if write.input is not None:
             self.input = write.input
         self.updated_at = write.at
@@ -217,6 +245,7 @@ def step_from_row(row: Mapping[str, Any]) -> StepRecord:
         int(row["attempts"]),
         float(row["started_at"]),
         float(row["ended_at"]),
+        trail_of(row.get("trail")),
     )
 
 
@@ -249,4 +278,5 @@ def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> Saga
         float(row["created_at"]),
         float(row["updated_at"]),
         compacted,
+        row.get("attention_reason"),
     )

@@ -26,7 +26,7 @@ from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord
 from ordersaga.saga.store.fencing import ExecutorRight
 from ordersaga.saga.store.model import UNFINISHED, Write
-from ordersaga.saga.store.sql import SAGA_COLUMNS, Reader, SqlSagaStore, with_steps
+from ordersaga.saga.store.sql import Reader, SqlSagaStore, with_steps
 from ordersaga.saga.store.sqlbatch import Outcome, placeholders
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
@@ -73,7 +73,7 @@ class PostgresSagaStore(SqlSagaStore):
             if self._right is not None:
                 await self._right.check(tx)
             rows = await tx.fetchall(
-                f"SELECT {SAGA_COLUMNS} FROM sagas"
+                f"SELECT {self.saga_columns} FROM sagas"
                 f" WHERE status IN ({placeholders(len(statuses))})"
                 f" AND (owner IS NULL OR {held}lease_until < {_NOW})"
                 " ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
@@ -91,7 +91,7 @@ class PostgresSagaStore(SqlSagaStore):
                     *ids,
                 )
             # The rows are locked by this transaction: no writer can change them in between.
-            return await with_steps(tx, rows)
+            return await with_steps(tx, self.step_columns, rows)
 
     async def renew(self, owner: str, saga_ids: Sequence[str], lease_s: float) -> list[str]:
         """Extend ``owner``'s leases; return the ids it still holds (the others were lost)."""
@@ -179,12 +179,12 @@ class PostgresSagaStore(SqlSagaStore):
         terminal = [s.value for s in TERMINAL]
         async with self.reading() as reader:
             rows = await reader.fetchall(
-                f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
+                f"SELECT {self.saga_columns} FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
                 f" AND status IN ({placeholders(len(terminal))})",
                 list(saga_ids),
                 *terminal,
             )
-            return await with_steps(reader, rows)
+            return await with_steps(reader, self.step_columns, rows)
 
 
 def _mine(n: int) -> str:

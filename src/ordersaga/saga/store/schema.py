@@ -13,6 +13,12 @@ the audit scans after the writers are done.
 ``owner`` and ``lease_until`` belong to the distributed setup (workers claiming sagas with
 ``FOR UPDATE SKIP LOCKED``; see :mod:`ordersaga.saga.store.postgres`).
 
+``saga_steps.trail`` (each attempt and probe of a call, JSON; see
+:class:`~ordersaga.saga.store.base.Attempt`) and ``sagas.attention_reason`` (why a saga is
+flagged) came later too: columns that only add, NULL in older rows. Opening a log for writing
+adds them when missing (:data:`ADDED_COLUMNS`); a read-only reader of an older log reads them
+as NULL (:func:`missing_columns`).
+
 ``operator_actions`` keeps what people did to sagas (retry, resolve, cancel: when, who, why) and
 ``workers`` the workers that registered on a shared log, with their last heartbeat. Both are off
 the engine's path. They came after version 1 without changing it: tables that only add, created
@@ -50,7 +56,8 @@ CREATE TABLE IF NOT EXISTS sagas (
     updated_at DOUBLE PRECISION NOT NULL,
     owner TEXT,
     lease_until DOUBLE PRECISION,
-    version BIGINT NOT NULL DEFAULT 1
+    version BIGINT NOT NULL DEFAULT 1,
+    attention_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS sagas_by_status ON sagas (status, seq);
 CREATE TABLE IF NOT EXISTS saga_steps (
@@ -64,6 +71,7 @@ CREATE TABLE IF NOT EXISTS saga_steps (
     attempts INTEGER NOT NULL,
     started_at DOUBLE PRECISION NOT NULL,
     ended_at DOUBLE PRECISION NOT NULL,
+    trail TEXT,
     UNIQUE (saga_id, step, phase)
 );
 CREATE TABLE IF NOT EXISTS operator_actions (
@@ -92,6 +100,40 @@ CREATE TABLE IF NOT EXISTS saga_retention_holes (
 INSERT INTO schema_version (component, version) VALUES ('{component}', {version})
     ON CONFLICT (component) DO NOTHING
 """
+
+
+#: Columns added after version 1, as (table, column, type): added on open when missing.
+ADDED_COLUMNS = (("sagas", "attention_reason", "TEXT"), ("saga_steps", "trail", "TEXT"))
+
+
+async def _columns(db: Database, table: str) -> set[str]:
+    if db.dialect == "sqlite":
+        rows = await db.fetchall(f"SELECT name FROM pragma_table_info('{table}')")
+        return {row["name"] for row in rows}
+    rows = await db.fetchall(
+        "SELECT column_name AS name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = ?",
+        table,
+    )
+    return {row["name"] for row in rows}
+
+
+async def missing_columns(db: Database) -> set[str]:
+    """The :data:`ADDED_COLUMNS` (as ``table.column``) an older log lacks."""
+    missing: set[str] = set()
+    for table in {table for table, _, _ in ADDED_COLUMNS}:
+        found = await _columns(db, table)
+        missing |= {f"{t}.{c}" for t, c, _ in ADDED_COLUMNS if t == table and c not in found}
+    return missing
+
+
+async def _add_columns(db: Database) -> None:
+    missing = await missing_columns(db)
+    for table, column, kind in ADDED_COLUMNS:
+        if f"{table}.{column}" in missing:
+            # Two processes opening one old PostgreSQL log at once: IF NOT EXISTS lets both pass.
+            guard = " IF NOT EXISTS" if db.dialect == "postgresql" else ""
+            await db.executescript(f"ALTER TABLE {table} ADD COLUMN{guard} {column} {kind}")
 
 
 async def has_table(db: Database, name: str) -> bool:
@@ -129,3 +171,4 @@ async def ensure_schema(db: Database) -> None:
             f"saga log schema version {found} in {db.url} is not supported "
             f"(this build knows version {SCHEMA_VERSION})"
         )
+    await _add_columns(db)

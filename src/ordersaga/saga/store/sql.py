@@ -41,7 +41,7 @@ from ordersaga.saga.store.model import (
     record_from_row,
     step_from_row,
 )
-from ordersaga.saga.store.schema import COMPONENT, check_schema, ensure_schema
+from ordersaga.saga.store.schema import COMPONENT, check_schema, ensure_schema, missing_columns
 from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
 from ordersaga.saga.store.sqlops import (
     HOLDER_COLUMNS,
@@ -54,9 +54,17 @@ from ordersaga.telemetry.histogram import Histogram
 
 SAGA_COLUMNS = (
     "seq, saga_id, definition, input, fingerprint, status, reason, needs_attention,"
-    " created_at, updated_at"
+    " created_at, updated_at, attention_reason"
 )
-STEP_COLUMNS = "saga_id, step, phase, status, result, reason, attempts, started_at, ended_at"
+STEP_COLUMNS = "saga_id, step, phase, status, result, reason, attempts, started_at, ended_at, trail"
+
+
+def _readable(columns: str, missing: set[str], table: str) -> str:
+    """``columns`` with those an older log lacks read as NULL (a read-only reader adds none)."""
+    for name in [c.strip() for c in columns.split(",")]:
+        if f"{table}.{name}" in missing:
+            columns = columns.replace(name, f"NULL AS {name}")
+    return columns
 
 
 class Reader(Protocol):
@@ -72,6 +80,9 @@ class SqlSagaStore(SagaStore):
 
     #: Appended to the SELECT that reads a batch's sagas, to lock them until the commit.
     lock_suffix = ""
+    #: What reads select (an older log opened read-only reads its missing columns as NULL).
+    saga_columns = SAGA_COLUMNS
+    step_columns = STEP_COLUMNS
 
     def __init__(
         self,
@@ -113,12 +124,17 @@ class SqlSagaStore(SagaStore):
             # A PostgreSQL log is stamped with its identity (a data dir's file by the data dir).
             stamp = await check_shared(db, COMPONENT)
             await (check_schema(db) if read_only else ensure_schema(db))
+            missing = await missing_columns(db) if read_only else set()
             if stamp is not None and not read_only:
                 await stamp_identity(db, stamp)
         except BaseException:
             await db.close()
             raise
-        return cls(db, max_batch=max_batch, durable=durable, clock=clock, crash=crash)
+        store = cls(db, max_batch=max_batch, durable=durable, clock=clock, crash=crash)
+        if missing:
+            store.saga_columns = _readable(SAGA_COLUMNS, missing, "sagas")
+            store.step_columns = _readable(STEP_COLUMNS, missing, "saga_steps")
+        return store
 
     @property
     def database(self) -> Database:
@@ -165,9 +181,18 @@ class SqlSagaStore(SagaStore):
         needs_attention: bool | None = None,
         owner: str | None = None,
         input: Mapping[str, Any] | None = None,
+        attention_reason: str | None = None,
     ) -> None:
         write = make_update(
-            saga_id, steps, status, reason, needs_attention, self._clock.time(), owner, input
+            saga_id,
+            steps,
+            status,
+            reason,
+            needs_attention,
+            self._clock.time(),
+            owner,
+            input,
+            attention_reason,
         )
         await self._committer.enqueue(write)
 
@@ -192,21 +217,21 @@ class SqlSagaStore(SagaStore):
     async def load(self, saga_id: str) -> SagaRecord | None:
         async with self.reading() as reader:
             row = await reader.fetchone(
-                f"SELECT {SAGA_COLUMNS} FROM sagas WHERE saga_id = ?", saga_id
+                f"SELECT {self.saga_columns} FROM sagas WHERE saga_id = ?", saga_id
             )
             if row is None:
                 return None
-            return (await with_steps(reader, [row]))[0]
+            return (await with_steps(reader, self.step_columns, [row]))[0]
 
     async def unfinished(self) -> list[SagaRecord]:
         statuses = [s.value for s in UNFINISHED]
         async with self.reading() as reader:
             rows = await reader.fetchall(
-                f"SELECT {SAGA_COLUMNS} FROM sagas"
+                f"SELECT {self.saga_columns} FROM sagas"
                 f" WHERE status IN ({placeholders(len(statuses))}) ORDER BY seq",
                 *statuses,
             )
-            return await with_steps(reader, rows)
+            return await with_steps(reader, self.step_columns, rows)
 
     async def scan(self, batch_size: int = 500) -> AsyncIterator[SagaRecord]:
         if batch_size < 1:
@@ -215,11 +240,11 @@ class SqlSagaStore(SagaStore):
         while True:
             async with self.reading() as reader:
                 rows = await reader.fetchall(
-                    f"SELECT {SAGA_COLUMNS} FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?",
+                    f"SELECT {self.saga_columns} FROM sagas WHERE seq > ? ORDER BY seq LIMIT ?",
                     after,
                     batch_size,
                 )
-                records = await with_steps(reader, rows)
+                records = await with_steps(reader, self.step_columns, rows)
             for record in records:
                 yield record
             if len(rows) < batch_size:
@@ -236,21 +261,22 @@ class SqlSagaStore(SagaStore):
     # -- inspection and repair ----------------------------------------------------------------
 
     async def list_sagas(self, query: SagaFilter) -> SagaPage:
-        sql, params = list_query(f"{SAGA_COLUMNS}, {HOLDER_COLUMNS}", query)
+        sql, params = list_query(f"{self.saga_columns}, {HOLDER_COLUMNS}", query)
         async with self.reading() as reader:
             rows = await reader.fetchall(sql, *params)
-            records = await with_steps(reader, rows[: query.limit])
+            records = await with_steps(reader, self.step_columns, rows[: query.limit])
         entries = [_entry(row, record) for row, record in zip(rows, records, strict=False)]
         return page_of(rows, entries, query.limit)
 
     async def inspect(self, saga_id: str) -> SagaEntry | None:
         async with self.reading() as reader:
             row = await reader.fetchone(
-                f"SELECT {SAGA_COLUMNS}, {HOLDER_COLUMNS} FROM sagas WHERE saga_id = ?", saga_id
+                f"SELECT {self.saga_columns}, {HOLDER_COLUMNS} FROM sagas WHERE saga_id = ?",
+                saga_id,
             )
             if row is None:
                 return None
-            record = (await with_steps(reader, [row]))[0]
+            record = (await with_steps(reader, self.step_columns, [row]))[0]
             actions = await actions_of(self._db, reader, saga_id)
         return _entry(row, record, actions)
 
@@ -308,12 +334,12 @@ async def _plain(db: Database) -> AsyncIterator[Reader]:
     yield db
 
 
-async def with_steps(reader: Reader, rows: Sequence[Row]) -> list[SagaRecord]:
+async def with_steps(reader: Reader, step_columns: str, rows: Sequence[Row]) -> list[SagaRecord]:
     """Attach to each saga row its step records, read in one query per 500 sagas."""
     steps: dict[str, list[StepRecord]] = {row["saga_id"]: [] for row in rows}
     for chunk in chunks(list(steps), 500):
         step_rows = await reader.fetchall(
-            f"SELECT {STEP_COLUMNS} FROM saga_steps WHERE saga_id IN ({placeholders(len(chunk))})"
+            f"SELECT {step_columns} FROM saga_steps WHERE saga_id IN ({placeholders(len(chunk))})"
             " ORDER BY started_at, id",
             *chunk,
         )

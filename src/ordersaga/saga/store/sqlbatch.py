@@ -34,22 +34,24 @@ _SAGA_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Casts give PostgreSQL the parameter types of a VALUES list; SQLite accepts them too.
 _UPDATE_SAGAS = (
     "UPDATE sagas SET status = v.column2, reason = v.column3, needs_attention = v.column4,"
-    " updated_at = v.column5, version = v.column6, input = COALESCE(v.column8, sagas.input)"
+    " updated_at = v.column5, version = v.column6, input = COALESCE(v.column8, sagas.input),"
+    " attention_reason = v.column9"
     " FROM (VALUES {rows}) AS v WHERE sagas.saga_id = v.column1 AND sagas.version = v.column7"
 )
 _UPDATE_VALUES = (
     "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER),"
-    " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT))"
+    " CAST(? AS DOUBLE PRECISION), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT),"
+    " CAST(? AS TEXT))"
 )
 
 _UPSERT_STEPS = (
     "INSERT INTO saga_steps (saga_id, step, phase, status, result, reason, attempts,"
-    " started_at, ended_at) VALUES {rows} ON CONFLICT (saga_id, step, phase) DO UPDATE SET"
-    " status = excluded.status, result = excluded.result, reason = excluded.reason,"
+    " started_at, ended_at, trail) VALUES {rows} ON CONFLICT (saga_id, step, phase) DO UPDATE"
+    " SET status = excluded.status, result = excluded.result, reason = excluded.reason,"
     " attempts = excluded.attempts, started_at = excluded.started_at,"
-    " ended_at = excluded.ended_at"
+    " ended_at = excluded.ended_at, trail = excluded.trail"
 )
-_STEP_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_STEP_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def chunks(items: Sequence[T], size: int = CHUNK_ROWS) -> Iterator[Sequence[T]]:
@@ -116,8 +118,8 @@ async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str
     heads: dict[str, Head] = {}
     for chunk in chunks(ids, 500):
         rows = await tx.fetchall(
-            "SELECT saga_id, status, reason, needs_attention, updated_at, version, owner"
-            " FROM sagas"
+            "SELECT saga_id, status, reason, needs_attention, updated_at, version, owner,"
+            " attention_reason FROM sagas"
             f" WHERE saga_id IN ({placeholders(len(chunk))}) ORDER BY saga_id {lock_suffix}",
             *chunk,
         )
@@ -129,6 +131,7 @@ async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str
                 float(row["updated_at"]),
                 int(row["version"]),
                 row["owner"],
+                attention_reason=row["attention_reason"],
             )
     return heads
 
@@ -150,7 +153,7 @@ async def _update_sagas(tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> Non
         params: list[Any] = []
         for saga_id, head, version in chunk:
             params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
-            params += (head.updated_at, head.version, version, head.input)
+            params += (head.updated_at, head.version, version, head.input, head.attention_reason)
         sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
         if await tx.execute(sql, *params) != len(chunk):
             raise ConflictError("a saga changed under a batch (concurrent writer)")
@@ -161,6 +164,6 @@ async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
         params: list[Any] = []
         for saga_id, row in chunk:
             params += (saga_id, row.step, row.phase.value, row.status.value, row.result)
-            params += (row.reason, row.attempts, row.started_at, row.ended_at)
+            params += (row.reason, row.attempts, row.started_at, row.ended_at, row.trail)
         sql = _UPSERT_STEPS.format(rows=", ".join([_STEP_VALUES] * len(chunk)))
         await tx.execute(sql, *params)

@@ -95,9 +95,10 @@ async def apply_repair(
     if change.needs_attention is not None:
         attention = int(change.needs_attention)
     release = ", owner = NULL, lease_until = NULL" if change.release else ""
+    cleared = ", attention_reason = NULL" if change.needs_attention is False else ""
     await tx.execute(
         "UPDATE sagas SET status = ?, reason = ?, needs_attention = ?, updated_at = ?,"
-        f" version = version + 1{release} WHERE saga_id = ?",
+        f" version = version + 1{release}{cleared} WHERE saga_id = ?",
         status,
         reason,
         attention,
