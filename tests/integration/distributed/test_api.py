@@ -60,7 +60,12 @@ def test_an_order_is_accepted_executed_and_reported_step_by_step(topology: Topol
         ("capture", "confirm", "succeeded"),
     ]
     for step in view["steps"]:
-        assert step["attempts"] >= 1 and step["started_at"] <= step["ended_at"]
+        assert step["attempt_count"] >= 1 and step["started_at"] <= step["ended_at"]
+        # The whole trail: every attempt with its time, duration and result.
+        assert len(step["attempts"]) == step["attempt_count"]
+        assert step["attempts"][-1]["result"] == "applied"
+        assert step["attempts"][0]["at"] >= step["started_at"]
+        assert all(a["duration_ms"] >= 0 for a in step["attempts"])
 
     # The same order again, in the JSON form: the same resource, not executed again.
     same = {
