@@ -121,3 +121,23 @@ async def test_read_only_opening_reads_while_a_writer_writes(sql_backend: Backen
             await reader.close()
     finally:
         await writer.close()
+
+
+async def test_retry_clears_the_flag_and_its_reason(store: SagaStore) -> None:
+    await store.create("f1", "order", {"order_id": "f1"}, "fp")
+    await store.update(
+        "f1",
+        status=S.COMPENSATING,
+        needs_attention=True,
+        attention_reason="ship (compensate): shipping cancel still failing",
+    )
+    listed = await store.list_sagas(SagaFilter(needs_attention=True))
+    assert [e.record.attention_reason for e in listed.entries] == [
+        "ship (compensate): shipping cancel still failing"
+    ]
+    entry = await store.repair(
+        "f1",
+        Repair(frozenset({S.COMPENSATING}), needs_attention=False),
+        OperatorAction("f1", "retry", "tester"),
+    )
+    assert not entry.record.needs_attention and entry.record.attention_reason is None

@@ -38,6 +38,7 @@ from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
+    Attempt,
     SagaStatus,
     SagaStore,
     StepRecord,
@@ -212,7 +213,11 @@ class SagaStoreContract(abc.ABC):
         async with self.opened() as store:
             await make(store, "o-1")
             await store.update(
-                "o-1", status=S.COMPENSATING, reason="no stock", needs_attention=True
+                "o-1",
+                status=S.COMPENSATING,
+                reason="no stock",
+                needs_attention=True,
+                attention_reason="inventory release: still failing",
             )
             record = await store.load("o-1")
             assert record is not None
@@ -221,9 +226,11 @@ class SagaStoreContract(abc.ABC):
                 "no stock",
                 True,
             )
+            assert record.attention_reason == "inventory release: still failing"
             await store.update("o-1", steps=[step("reserve", Phase.COMPENSATE)])  # None: unchanged
             record = await store.load("o-1")
             assert record is not None and record.reason == "no stock" and record.needs_attention
+            assert record.attention_reason == "inventory release: still failing"
             await store.update("o-1", status=S.FAILED, needs_attention=False)
             record = await store.load("o-1")
             assert record is not None
@@ -232,6 +239,30 @@ class SagaStoreContract(abc.ABC):
                 "no stock",
                 False,
             )
+            assert record.attention_reason is None  # clearing the flag clears its reason
+
+    async def test_a_step_record_keeps_its_trail_of_attempts_and_probes(self) -> None:
+        trail = (
+            Attempt("a", 1_700_000_001.5, 0.25, "lost", "payment: response lost"),
+            Attempt("a", 1_700_000_002.0, 0.125, "unreachable", "payment: connection refused"),
+            Attempt("p", 1_700_000_003.0, 0.0625, "unknown"),
+            Attempt("a", 1_700_000_004.0, 0.5, "applied"),
+        )
+        async with self.opened() as store:
+            await make(store, "o-1")
+            first = StepRecord("pay", Phase.ACTION, StepStatus.SUCCEEDED, {}, None, 3, 1.5, 4.5)
+            await store.update("o-1", steps=[first, step("ship")])
+            record = await store.load("o-1")
+            assert record is not None and [s.trail for s in record.steps] == [(), ()]
+            again = StepRecord(
+                "pay", Phase.ACTION, StepStatus.SUCCEEDED, {}, None, 3, 1.5, 4.5, trail
+            )
+            await store.update("o-1", steps=[again])  # an upsert replaces the trail
+            record = await store.load("o-1")
+            assert record is not None
+            pay = record.step("pay")
+            assert pay is not None and pay.trail == trail
+            assert all(type(a) is Attempt for a in pay.trail)
 
     async def test_every_transition_is_allowed_or_refused(self) -> None:
         async with self.opened() as store:
