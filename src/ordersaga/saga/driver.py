@@ -168,7 +168,8 @@ class Driver:
                 run.results[step.name] = outcome.body
                 decided = index == len(steps) - 1
                 if not decided:
-                    await self._log(run, f"{step.name}.result", [record])
+                    # "Still running": refused if an operator cancelled the saga meanwhile.
+                    await self._log(run, f"{step.name}.result", [record], SagaStatus.RUNNING)
                     continue
                 status = (
                     SagaStatus.CONFIRMING
