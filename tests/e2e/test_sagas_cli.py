@@ -193,12 +193,17 @@ def _outage(data: Path, services: dict[str, ServiceProcess]) -> None:
                               stderr=subprocess.DEVNULL)  # fmt: skip
     flagged = _poll(data, lambda r: r["needs_attention"] and r["order_id"] == "c1")
     assert flagged["status"] == "compensating" and flagged["cause"] == "operator"
+    # Why: the compensation of the shipment keeps failing, with how and since when.
+    assert flagged["attention_reason"].startswith("ship (compensate): shipping cancel still")
     assert flagged["current_step"].endswith("(compensate)")
     second.send_signal(signal.SIGINT)
     second.wait(timeout=30)
     attention = _jsons(ordersaga("sagas", "list", "--data-dir", data, "--needs-attention",
                                  "--json").out)  # fmt: skip
     assert [r["order_id"] for r in attention] == ["c1"]
+    assert attention[0]["attention_reason"] == flagged["attention_reason"]
+    text = ordersaga("sagas", "show", "c1", "--data-dir", data).out
+    assert "needs attention: ship (compensate): shipping cancel still failing" in text
 
     shipping.start()  # the outage ends
     retry = ordersaga("sagas", "retry", "c1", "--data-dir", data, "--note", "shipping is back")
@@ -221,3 +226,36 @@ def _outage(data: Path, services: dict[str, ServiceProcess]) -> None:
     audit = ordersaga("audit", "--data-dir", data, "--service-dbs", service_dbs)
     assert audit.code == 0, audit.out + audit.err
     assert os.path.exists(data / "saga.db")
+
+
+def test_show_lists_every_attempt_of_a_run_with_faults(data: Path) -> None:
+    stream = ordersaga("generate", "--orders", "40", "--seed", "3", "--no-malformed").out
+    run = ordersaga("run", "--data-dir", data, "--fault-rate", "0.3", "--seed", "4", "--json",
+                    input=stream)  # fmt: skip
+    assert run.code == 0, run.err
+    outcomes = _jsons(run.out)
+    retried = max(outcomes, key=lambda o: o["retries"])
+    assert retried["retries"] >= 2
+    results: set[str] = set()
+    for outcome in outcomes:
+        shown = ordersaga("sagas", "show", outcome["order_id"], "--data-dir", data, "--json")
+        assert shown.code == 0, shown.err
+        view = json.loads(shown.out)
+        retries = 0
+        for step in view["steps"]:
+            attempts = step["attempts"]
+            assert len(attempts) == step["attempt_count"]  # every attempt is there
+            assert [a["at"] for a in attempts] == sorted(a["at"] for a in attempts)
+            assert step["started_at"] <= attempts[0]["at"] <= step["ended_at"]
+            assert all(a["duration_ms"] >= 0 for a in attempts)
+            # The last attempt (or the probe) gave the step's result; the others did not.
+            last = step["probes"][-1]["found"] if step["probes"] else attempts[-1]["result"]
+            assert last == step["result"] or step["result"] == "unknown"
+            assert all(a["result"] in ("lost", "unknown") for a in attempts[:-1])
+            assert all(a["error"] for a in attempts if a["result"] == "lost")
+            results |= {a["result"] for a in attempts}
+            retries += len(attempts) - 1
+        assert retries == view["retries"]  # (the outcome line was printed at the decision)
+    assert {"applied", "lost"} <= results
+    text = ordersaga("sagas", "show", retried["order_id"], "--data-dir", data).out
+    assert "attempt 2" in text and "(injected)" in text

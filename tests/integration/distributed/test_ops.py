@@ -72,6 +72,9 @@ def test_list_show_and_repairs_on_a_shared_log_while_workers_execute(
                                 "--json").out)  # fmt: skip
     assert view["status"] == "confirmed" and view["worker"] is not None  # who ran it
     assert [s["phase"] for s in view["steps"]].count("confirm") == 3
+    for step in view["steps"]:  # every attempt, as the workers logged it in PostgreSQL
+        assert len(step["attempts"]) == step["attempt_count"] >= 1
+        assert step["attempts"][-1]["result"] == "applied" and step["attempts"][-1]["at"]
 
     refused = ordersaga("sagas", "resolve", "ops-1", "--store", topology.store, "--as", "failed",
                         "--note", "no")  # fmt: skip
@@ -95,6 +98,8 @@ def test_list_show_and_repairs_on_a_shared_log_while_workers_execute(
     assert api_view["order_id"] == "ops-api-0"
     assert [(a["action"], a["who"]) for a in api_view["actions"]] == [("resolve failed", "bob")]
     assert api_view["cause"] == "business" and api_view["step"] == "reserve"
+    reserve = api_view["steps"][0]
+    assert reserve["step"] == "reserve" and reserve["attempts"][-1]["result"] == "refused"
     for n in range(1, 5):
         assert get_json(f"{topology.api_url}/orders/ops-api-{n}?wait=20", 25, alice)[0] == 200
 
