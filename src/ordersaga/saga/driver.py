@@ -225,7 +225,7 @@ class Driver:
             done.append(self._step_record(step, Phase.COMPENSATE, outcome, started))
             self._crash.hit("compensation.during")
         keep = run.keep_flag or (reason or "").endswith(DEADLINE_MARK)
-        why = (run.record.attention_reason or reason) if keep else None
+        why = reason if keep else None  # what is left to look at: the outage that failed it
         await self._log(
             run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep, attention_reason=why
         )

@@ -128,8 +128,17 @@ def test_an_unreachable_service_fails_orders_only_past_their_deadline(
         assert "payment service unreachable since" in outcome["reason"]
         assert outcome["reason"].endswith("the order's deadline passed")
     with sqlite3.connect(data / "saga.db") as db:
-        flagged = db.execute("SELECT saga_id, needs_attention, reason FROM sagas").fetchall()
-    assert [(s, a) for s, a, _ in flagged] == [("d1", 1), ("d2", 1)]
+        flagged = db.execute(
+            "SELECT saga_id, needs_attention, reason, attention_reason FROM sagas"
+        ).fetchall()
+    assert [(s, a) for s, a, _, _ in flagged] == [("d1", 1), ("d2", 1)]
+    assert all(why == reason for _, _, reason, why in flagged)  # flagged: the outage, still
+    # Every attempt the payment step made while payment was unreachable is in the log.
+    view = json.loads(_run("sagas", "show", "d1", "--data-dir", data, "--json")[1])
+    pay = next(s for s in view["steps"] if s["step"] == "pay")
+    assert pay["result"] == "undelivered" and view["attention_reason"] == view["reason"]
+    assert len(pay["attempts"]) == pay["attempt_count"] > 1
+    assert {a["result"] for a in pay["attempts"]} == {"unreachable"}
     code, audit_out, audit_err = _run(
         "audit",
         "--data-dir",
