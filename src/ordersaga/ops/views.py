@@ -24,6 +24,7 @@ from ordersaga.saga.store.base import (
     StepRecord,
     StepStatus,
 )
+from ordersaga.saga.trail import attempts_of
 
 __all__ = [
     "DECIDED",
@@ -153,12 +154,14 @@ def probe_view(attempt: Attempt) -> dict[str, Any]:
 def step_view(step: StepRecord) -> dict[str, Any]:
     """One step record with its whole trail (``attempts``, ``probes``: see Attempt).
 
-    A record written before attempts were recorded has an empty trail: its ``attempt_count``
-    still says how many there were.
+    A plain call's one attempt is read from the record itself; a record of several attempts
+    written before attempts were recorded has none to show: its ``attempt_count`` still says
+    how many there were.
     """
     duration = max(0.0, step.ended_at - step.started_at) if step.started_at else None
     reason = step.reason or ""
-    probes = [probe_view(a) for a in step.trail if a.kind == "p"]
+    trail = attempts_of(step)
+    probes = [probe_view(a) for a in trail if a.kind == "p"]
     probed = bool(probes) or (not step.trail and ("probe" in reason or "outcome unknown" in reason))
     return {
         "step": step.step,
@@ -166,7 +169,7 @@ def step_view(step: StepRecord) -> dict[str, Any]:
         "status": step.status.value,
         "result": RESULTS[step.status],
         "attempt_count": step.attempts,
-        "attempts": [attempt_view(a) for a in step.trail if a.kind == "a"],
+        "attempts": [attempt_view(a) for a in trail if a.kind == "a"],
         "probes": probes,
         "retries": max(0, step.attempts - 1),
         "probed": probed,

@@ -271,8 +271,7 @@ class Caller:
             command = dataclasses.replace(command, sent_at=self._clock.time())
         stamped = _Stamped(command)
         transport, clock, limit = self._transport, self._clock, self._max_age
-        started = clock.monotonic()
-        state = Attempts(command.service, started, trail=Trail(clock.time() - started))
+        state = Attempts(command.service, clock.monotonic(), trail=Trail(clock))
 
         def send(stamped: _Stamped) -> Awaitable[Reply]:
             # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
@@ -358,12 +357,13 @@ class Caller:
         """The retry loop: attempts through the service's breaker until ``definite`` holds."""
         breaker = self._breakers[state.service]
         clock = self._clock
-        ended = state.started
-        trail = state.trail
+        ended = sent = state.started
+        trail = state.trail  # None: not kept (a probe's attempts)
         stalled: asyncio.Task[Any] | None = None  # this task, while it waits for an outage
         try:
             while True:
-                if stalled is None and breaker.state is not BreakerState.CLOSED:
+                waited = breaker.state is not BreakerState.CLOSED
+                if stalled is None and waited:
                     stalled = self._stall(state.service)
                 if not await breaker.acquire(until=deadline):
                     return _Exhausted(expired=True)
@@ -371,7 +371,10 @@ class Caller:
                 for observer in observers:
                     observer.attempting(state)
                 unreachable = False
-                sent = clock.monotonic()
+                # A first attempt that did not wait is sent as the call starts: no clock reading.
+                plain = state.attempts == 1 and not waited
+                if not plain:
+                    sent = clock.monotonic()
                 try:
                     answer = await send(arg)
                 except ServiceUnreachable as exc:
@@ -409,13 +412,17 @@ class Caller:
                     if stalled is not None:
                         self.stalled.pop(stalled, None)
                         stalled = None
-                    now = clock.monotonic()
-                    if trail is not None:
-                        trail.answered(sent, now, answer)
                     for observer in observers:
                         observer.answered(state)
                     if definite(answer):
+                        # A plain call (one attempt, answered) keeps no trail: the step record's
+                        # own times are its attempt's (see Trail).
+                        if trail is not None and not plain:
+                            trail.answered(sent, clock.monotonic(), answer)
                         return answer
+                    now = clock.monotonic()
+                    if trail is not None:
+                        trail.answered(sent, now, answer)
                     state.delivered += 1
                     state.last_error = f"{state.service}: key still in flight"
                 if unreachable:

@@ -17,18 +17,19 @@ from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaStatus, StepRecord
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.trail import attempts_of
 
 from .fakes import Ledger, ScriptedTransport
 from .test_executor import make_definition
 
 
 def _attempts(step: StepRecord) -> list[str]:
-    return [a.result for a in step.trail if a.kind == "a"]
+    return [a.result for a in attempts_of(step) if a.kind == "a"]
 
 
 def _check_times(step: StepRecord) -> None:
-    times = [a.at for a in step.trail]
-    assert times == sorted(times) and all(a.duration >= 0 for a in step.trail)
+    times = [a.at for a in attempts_of(step)]
+    assert times == sorted(times) and all(a.duration >= 0 for a in attempts_of(step))
     # The log keeps whole microseconds.
     assert step.started_at - 1e-6 <= times[0] and times[-1] <= step.ended_at + 1e-6
 
@@ -72,6 +73,9 @@ async def test_lost_attempts_the_probe_and_the_answer_are_all_in_the_log() -> No
     _check_times(b)
     undo = record.step("a", Phase.COMPENSATE)
     assert undo is not None and _attempts(undo) == ["applied"]
+    assert undo.trail == ()  # a plain call: its one attempt is the record itself
+    (plain,) = attempts_of(undo)
+    assert (plain.at, plain.duration) == (undo.started_at, undo.ended_at - undo.started_at)
 
 
 async def test_a_compensation_that_keeps_failing_is_flagged_with_its_reason() -> None:

@@ -64,7 +64,7 @@ class StepRow:
             int(record.attempts),
             float(record.started_at),
             float(record.ended_at),
-            trail_json(record.trail),
+            trail_json(record.trail) if record.trail else None,
         )
 
     def to_record(self) -> StepRecord:
@@ -191,7 +191,7 @@ def make_update(
     return UpdateWrite(
         saga_id,
         tuple(StepRow.of(s) for s in steps),
-        None if status is None else SagaStatus(status),
+        status if status is None or type(status) is SagaStatus else SagaStatus(status),
         reason,
         needs_attention,
         at,
