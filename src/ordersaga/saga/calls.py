@@ -30,7 +30,8 @@ it) and every probe of its key (when, what it found) is kept in the call's outco
 
 There is one retry loop (:meth:`Caller._retry`) for actions and probes alike. What happens
 around its attempts — counters, crash points, the "needs attention" flag of a call failing for
-long — is done by :class:`Observer` objects it notifies, not by code inside the loop.
+long — is done by :class:`Observer` objects it notifies (:mod:`.attempts`), not by code inside
+the loop.
 """
 
 from __future__ import annotations
@@ -55,11 +56,11 @@ from ordersaga.protocol.messages import (
     ReplyStatus,
     parse_key,
 )
+from ordersaga.saga.attempts import Attempts, CallStats, Counting, Crashing, Flagging, Observer
 from ordersaga.saga.breaker import Breakers, BreakerState
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import Attempt
-from ordersaga.saga.trail import Trail
 from ordersaga.transport.base import Transport
 
 T = TypeVar("T")
@@ -87,96 +88,6 @@ class CallOutcome:
 
 
 @dataclass(slots=True)
-class CallStats:
-    calls: int = 0
-    attempts: int = 0
-    probes: int = 0
-    unknown: int = 0
-    unreachable: int = 0  # attempts that found the service unreachable (no budget spent)
-    expired: int = 0  # calls ended by an order's deadline
-
-    @property
-    def retries(self) -> int:
-        return self.attempts - self.calls
-
-
-@dataclass(slots=True)
-class Attempts:
-    """The state of one retry loop, as observers see it."""
-
-    service: str
-    started: float  # monotonic
-    attempts: int = 0  # every attempt
-    delivered: int = 0  # attempts that may have reached the service: the budget
-    outage: float = 0.0  # seconds spent while the service was unreachable (not budget)
-    unreachable_since: float | None = None  # wall clock, while the service is unreachable
-    last_error: str = "no attempt"
-    #: The attempts so far (a step call's; None: not kept, as for the attempts of a probe).
-    trail: Trail | None = None
-
-
-class Observer:
-    """Hooks of the retry loop; each is a no-op unless overridden."""
-
-    def attempting(self, state: Attempts) -> None:
-        """An attempt is about to be sent."""
-
-    def answered(self, state: Attempts) -> None:
-        """An attempt got an answer back (definite or not)."""
-
-    def failed(self, state: Attempts, error: TransportError) -> None:
-        """An attempt ended without an answer."""
-
-    async def waiting(self, state: Attempts, elapsed: float) -> None:
-        """The loop is about to wait before the next attempt (``elapsed`` s since its start)."""
-
-
-class _Counting(Observer):
-    def __init__(self, stats: CallStats, *, probes: bool) -> None:
-        self._stats = stats
-        self._probes = probes
-
-    def attempting(self, state: Attempts) -> None:
-        if self._probes:
-            self._stats.probes += 1
-        else:
-            self._stats.attempts += 1
-
-    def failed(self, state: Attempts, error: TransportError) -> None:
-        if isinstance(error, ServiceUnreachable):
-            self._stats.unreachable += 1
-
-
-class _Crashing(Observer):
-    """The crash points around each attempt of a step call (``call.before:``/``call.after:``)."""
-
-    def __init__(self, crash: CrashPoints, point: str) -> None:
-        self._crash = crash
-        self._point = point
-
-    def attempting(self, state: Attempts) -> None:
-        self._crash.hit(f"call.before:{self._point}")
-
-    def answered(self, state: Attempts) -> None:
-        self._crash.hit(f"call.after:{self._point}")
-
-
-class _Flagging(Observer):
-    """Calls ``on_slow`` once when the call has been failing for ``after`` seconds."""
-
-    def __init__(self, on_slow: Callable[[str], Awaitable[None]], after: float) -> None:
-        self._on_slow = on_slow
-        self._after = after
-        self._flagged = False
-
-    async def waiting(self, state: Attempts, elapsed: float) -> None:
-        if not self._flagged and elapsed >= self._after:
-            self._flagged = True
-            how = f"still failing after {state.attempts} attempts in {elapsed:.0f} s"
-            await self._on_slow(f"{how} ({state.last_error})")
-
-
-@dataclass(slots=True)
 class _Stamped:
     """The command a call sends (a compensation's may be stamped anew between attempts)."""
 
@@ -200,9 +111,8 @@ def _from_reply(command: Command, reply: Reply, state: Attempts, probed: bool) -
     reason = (
         None if ok else f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     )
-    return CallOutcome(
-        status, dict(reply.body), reason, state.attempts, probed, False, _trail(state)
-    )
+    trail = () if state.trail is None else state.trail.done()
+    return CallOutcome(status, dict(reply.body), reason, state.attempts, probed, False, trail)
 
 
 def _trail(state: Attempts) -> tuple[Attempt, ...]:
@@ -234,8 +144,8 @@ class Caller:
         self._crash = crash
         self._probe_policy = probe_policy
         self.stats = CallStats()
-        self._count_attempts = _Counting(self.stats, probes=False)
-        self._count_probes = _Counting(self.stats, probes=True)
+        self._count_attempts = Counting(self.stats, probes=False)
+        self._count_probes = Counting(self.stats, probes=True)
         self._attempt_observers: tuple[Observer, ...] = (self._count_attempts,)
         #: The tasks whose call waits for an unreachable service (its breaker is open, or its
         #: last attempt could not connect), with that service: the sagas this process cannot
@@ -264,14 +174,14 @@ class Caller:
         self.stats.calls += 1
         observers = self._attempt_observers
         if self._crash.armed:  # (tests) a disarmed one costs nothing per attempt
-            observers += (_Crashing(self._crash, point),)
+            observers += (Crashing(self._crash, point),)
         if on_slow is not None:
-            observers += (_Flagging(on_slow, slow_after),)
+            observers += (Flagging(on_slow, slow_after),)
         if command.sent_at is None:
             command = dataclasses.replace(command, sent_at=self._clock.time())
         stamped = _Stamped(command)
         transport, clock, limit = self._transport, self._clock, self._max_age
-        state = Attempts(command.service, clock.monotonic(), trail=Trail(clock))
+        state = Attempts(command.service, clock.monotonic(), keep=True)
 
         def send(stamped: _Stamped) -> Awaitable[Reply]:
             # Not a coroutine: the attempt's coroutine is the transport's own (no extra frame).
@@ -301,9 +211,9 @@ class Caller:
         """The retry budget is spent: ask the service what became of the key."""
         asked = self._clock.monotonic()
         probe = await self.probe(command.service, command.key, deadline=deadline)
-        if state.trail is not None:
+        if (kept := state.kept(self._clock)) is not None:
             found = "no answer" if probe is None else probe.state.value
-            state.trail.probed(asked, self._clock.monotonic(), found)
+            kept.probed(asked, self._clock.monotonic(), found)
         attempts, trail = state.attempts, _trail(state)
         if probe is not None and probe.reply is not None and probe.state is not KeyState.UNKNOWN:
             return _from_reply(command, probe.reply, state, probed=True)
@@ -358,7 +268,6 @@ class Caller:
         breaker = self._breakers[state.service]
         clock = self._clock
         ended = sent = state.started
-        trail = state.trail  # None: not kept (a probe's attempts)
         stalled: asyncio.Task[Any] | None = None  # this task, while it waits for an outage
         try:
             while True:
@@ -386,7 +295,7 @@ class Caller:
                     if stalled is None:
                         stalled = self._stall(state.service)
                     now = clock.monotonic()
-                    if trail is not None:
+                    if (trail := state.kept(clock)) is not None:
                         trail.failed(sent, now, "unreachable", state.last_error)
                     for observer in observers:
                         observer.failed(state, exc)
@@ -399,7 +308,7 @@ class Caller:
                         self.stalled.pop(stalled, None)
                         stalled = None
                     now = clock.monotonic()
-                    if trail is not None:
+                    if (trail := state.kept(clock)) is not None:
                         trail.failed(sent, now, "lost", state.last_error)
                     for observer in observers:
                         observer.failed(state, exc)
@@ -417,11 +326,11 @@ class Caller:
                     if definite(answer):
                         # A plain call (one attempt, answered) keeps no trail: the step record's
                         # own times are its attempt's (see Trail).
-                        if trail is not None and not plain:
+                        if not plain and (trail := state.kept(clock)) is not None:
                             trail.answered(sent, clock.monotonic(), answer)
                         return answer
                     now = clock.monotonic()
-                    if trail is not None:
+                    if (trail := state.kept(clock)) is not None:
                         trail.answered(sent, now, answer)
                     state.delivered += 1
                     state.last_error = f"{state.service}: key still in flight"
