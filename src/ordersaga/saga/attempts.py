@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from ordersaga.clock import Clock
 from ordersaga.errors import ServiceUnreachable, TransportError
-from ordersaga.saga.clock import Clock
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.trail import Trail
 

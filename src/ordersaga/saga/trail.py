@@ -16,8 +16,8 @@ retry, a wait for a service's breaker, a probe — keeps every attempt.
 
 from __future__ import annotations
 
-from ordersaga.protocol.messages import Reply, ReplyStatus
 from ordersaga.clock import Clock
+from ordersaga.protocol.messages import Reply, ReplyStatus
 from ordersaga.saga.store.base import Attempt, StepRecord, StepStatus
 
 __all__ = ["Trail", "attempts_of"]

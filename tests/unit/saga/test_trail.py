@@ -10,9 +10,9 @@ import asyncio
 import random
 from collections import Counter
 
+from ordersaga.clock import FakeClock
 from ordersaga.errors import ServiceUnreachable
 from ordersaga.protocol.messages import Command, Phase, Reply
-from ordersaga.saga.clock import FakeClock
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaStatus, StepRecord
