@@ -384,12 +384,9 @@ class Driver:
 
 
 def _cancelled_blind(record: SagaRecord) -> bool:
-    """A compensating saga whose log names no step that failed it: an operator cancelled it.
+    """Compensating, yet no step failed it: cancelled by a build that did not know its steps.
 
-    Every other way to compensate writes the failing step's record with the decision. A cancel
-    by a build that knows the definition writes an ``unknown`` record for each forward step
-    without an outcome (see :mod:`ordersaga.ops.repair`); one that does not (a user saga the
-    operator's build never loaded) leaves that to the engine, which knows the steps: here.
+    (Every other decision to compensate logs the failing step; see ``ordersaga.ops.repair``.)
     """
     return record.status is SagaStatus.COMPENSATING and all(
         step.status is StepStatus.SUCCEEDED for step in record.steps if step.phase is Phase.ACTION

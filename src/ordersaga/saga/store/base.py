@@ -96,14 +96,10 @@ class StepStatus(enum.StrEnum):
 class Attempt(NamedTuple):
     """One send of a step's command (``kind`` ``"a"``) or one status probe of its key (``"p"``).
 
-    An attempt's ``result``: ``applied`` (the service answered ok), ``refused`` (a definite
-    refusal), ``unknown`` (an answer that is not final: the key in flight, or the message too
-    old), ``lost`` (no answer: the request or the response was lost, or timed out) or
-    ``unreachable`` (no connection: it certainly never arrived). A probe's ``result`` is what
-    it found: ``applied``, ``refused``, ``unknown``, or ``no answer``. ``error`` says what went
-    wrong for a lost or unreachable attempt.
-
-    A tuple on purpose: the engine makes one per attempt, and JSON writes it as a plain array.
+    An attempt's ``result``: ``applied``, ``refused`` (a definite refusal), ``unknown`` (an
+    answer that is not final), ``lost`` (no answer: request or response lost, or timed out) or
+    ``unreachable`` (no connection: it never arrived), with the ``error`` of the last two. A
+    probe's ``result`` is what it found: ``applied``, ``refused``, ``unknown`` or ``no answer``.
     """
 
     kind: str  # "a" attempt | "p" probe
@@ -117,10 +113,8 @@ class Attempt(NamedTuple):
 class StepRecord:
     """The known outcome of one phase of one step.
 
-    ``trail`` lists every attempt and probe of the call, in order (see :class:`Attempt`). It
-    rides in the write that records the outcome — no write of its own — so it is empty for
-    records written by builds before it, and the attempts of a call still under way are in
-    memory only (a crash loses them; the call is sent again on recovery and recorded then).
+    ``trail``: every attempt and probe, in order — empty for a plain call (one attempt,
+    answered: the record's own span) and in records from before trails (see ``saga/trail.py``).
     """
 
     step: str
