@@ -61,6 +61,10 @@ ORDER_SCHEMA: dict[str, Any] = {
         "outcome": {"enum": ["confirmed", "failed", None]},
         "reason": {"type": ["string", "null"]},
         "needs_attention": {"type": "boolean"},
+        "attention_reason": {
+            "type": ["string", "null"],
+            "description": "why the order needs a person's attention (null when it does not)",
+        },
         "created_at": _TIME,
         "updated_at": _TIME,
         "step": {"type": ["string", "null"], "description": "the step that failed the order"},
@@ -79,7 +83,34 @@ ORDER_SCHEMA: dict[str, Any] = {
                     "step": {"type": "string"},
                     "phase": {"enum": ["action", "compensate", "confirm"]},
                     "status": {"enum": ["succeeded", "refused", "unknown", "undelivered"]},
-                    "attempts": {"type": "integer"},
+                    "attempt_count": {"type": "integer"},
+                    "attempts": {
+                        "type": "array",
+                        "description": "every attempt: when sent, how long, what came of it",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "at": _TIME,
+                                "duration_ms": {"type": "number"},
+                                "result": {
+                                    "enum": ["applied", "refused", "unknown", "lost", "unreachable"]
+                                },
+                                "error": {"type": ["string", "null"]},
+                            },
+                        },
+                    },
+                    "probes": {
+                        "type": "array",
+                        "description": "status probes of the step's key: when, what was found",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "at": _TIME,
+                                "duration_ms": {"type": "number"},
+                                "found": {"enum": ["applied", "refused", "unknown", "no answer"]},
+                            },
+                        },
+                    },
                     "reason": {"type": ["string", "null"]},
                     "started_at": _TIME,
                     "ended_at": _TIME,
