@@ -20,9 +20,17 @@ from typing import Any, TextIO
 from ordersaga.cluster.liveness import registered
 from ordersaga.cluster.submit import open_pg_store
 from ordersaga.cluster.worker import Worker, WorkerCounts, WorkerSettings
-from ordersaga.errors import AccessRefused, ExecutorFenced, StorageError, TransportError
+from ordersaga.db.base import Database
+from ordersaga.db.deployment import Member, bind_members
+from ordersaga.errors import (
+    AccessRefused,
+    ExecutorFenced,
+    ForeignDatabase,
+    StorageError,
+    TransportError,
+)
 from ordersaga.local.retention import PruneSettings, periodic_prune
-from ordersaga.local.runtime import connect_http_services
+from ordersaga.local.runtime import bind_deployment, connect_http_services, http_members
 from ordersaga.local.telemetry import EngineTelemetry
 from ordersaga.orders.order_saga import order_saga
 from ordersaga.orders.vault import CardVault
@@ -36,9 +44,10 @@ __all__ = ["run_worker"]
 
 
 def _health_check(
-    http: HttpTransport, settings: WorkerSettings
+    http: HttpTransport, settings: WorkerSettings, log_db: Database
 ) -> Callable[[], Awaitable[str | None]]:
-    """What is wrong with the services (None: all answer), asked at most every ``poll`` s."""
+    """What is wrong with the services (None: all answer, each on a database the saga log
+    accepts; see :mod:`ordersaga.db.deployment`), asked at most every ``poll`` s."""
     last: list[tuple[float, str | None]] = []
 
     async def check() -> str | None:
@@ -48,9 +57,17 @@ def _health_check(
         problem = None
         for name, url in http.base_urls.items():
             try:
-                await http.health(name)
+                health = await http.health(name)
+                database = health.get("database")
+                if isinstance(database, dict):
+                    held = bool(database.get("records"))
+                    member = Member(name, database.get("id"), held, f"served at {url}")
+                    await bind_members(log_db, [member])
             except TransportError as exc:
                 problem = f"the {name} service at {url} does not answer ({exc})"
+                break
+            except (ForeignDatabase, StorageError) as exc:
+                problem = str(exc)
                 break
         last[:] = [(now, problem)]
         return problem
@@ -111,6 +128,7 @@ async def _open_and_serve(
             settings.services, settings.http, lambda m: log(f"warning: {m}")
         )
         transport = http
+        await bind_deployment(store, await http_members(http))
         injector = None
         if settings.fault_rate > 0:
             injector = FaultInjector(transport, FaultSettings(settings.fault_rate, settings.seed))
@@ -140,7 +158,7 @@ async def _open_and_serve(
             # builds its calls from its input, so it may need only some of the given services.
             # Its worker claims regardless; a saga stalled by an outage goes back to the pool
             # (cluster.stalls).
-            health=None if settings.sagas else _health_check(http, settings),
+            health=None if settings.sagas else _health_check(http, settings, store.database),
         )
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:

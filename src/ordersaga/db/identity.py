@@ -35,9 +35,18 @@ _DDL = (
 
 
 def fingerprint(data: Mapping[str, Any]) -> str:
-    """A short, stable fingerprint of JSON data (a world, a service's configuration)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    """A short, stable fingerprint of JSON data (a world, a service's configuration).
+
+    Sets are sorted first: their order (hence ``str``) changes from one process to the next.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_stable)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _stable(value: object) -> object:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +159,7 @@ async def check_shared(
     """
     if db.dialect == "sqlite":
         return None
-    what = f"the {component} database {_redacted(db.url)}"
+    what = f"the {component} database {redacted(db.url)}"
     try:
         found = await read_identity(db)
         held = await _schema_components(db)
@@ -172,7 +181,7 @@ async def check_shared(
     return None
 
 
-def _redacted(url: str) -> str:
+def redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ordersaga.db.identity import fingerprint
+from ordersaga.db.deployment import Member, bind_members, peek_members
+from ordersaga.db.identity import fingerprint, redacted
 from ordersaga.errors import ConfigError, TransportError
 from ordersaga.local.datadir import SAGA_LOG, DataDir, Locations
 from ordersaga.local.lock import DataDirLock
@@ -25,7 +26,7 @@ from ordersaga.orders.vault import CardVault
 from ordersaga.orders.world import World, parse_world
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.executor import EngineSettings, SagaEngine
-from ordersaga.saga.store import PostgresSagaStore, open_store
+from ordersaga.saga.store import PostgresSagaStore, SqlSagaStore, open_store
 from ordersaga.saga.store.base import SagaStore
 from ordersaga.services.factory import SERVICE_NAMES, ServiceConfigs, Services, open_services
 from ordersaga.transport.base import Transport
@@ -155,13 +156,26 @@ async def _open_parts(
         transport = await _http_transport(settings, warn)
     else:
         configs = ServiceConfigs(world.inventory, world.shipping, world.payment)
-        services = await open_services(locations.service_urls, configs, durable=settings.durable)
+        services = await open_services(
+            locations.service_urls,
+            configs,
+            durable=settings.durable,
+            known=await peek_members(locations.store_url, SAGA_LOG),
+            log=redacted(locations.store_url),
+            check_world=settings.world is not None,  # a --world other than theirs: refused
+        )
         transport = InProcessTransport(services.by_name())
     try:
         store = await open_store(
             locations.store_url, durable=settings.durable, crash=settings.crash
         )
         await _refuse_a_log_with_workers(store)
+        try:
+            members = list(services.members) if services else await http_members(transport)
+            await bind_deployment(store, members)
+        except BaseException:
+            await store.close()
+            raise
     except BaseException:
         await transport.close()
         if services is not None:
@@ -192,6 +206,31 @@ async def _refuse_a_log_with_workers(store: SagaStore) -> None:
         except BaseException:
             await store.close()
             raise
+
+
+async def bind_deployment(store: SagaStore, members: list[Member]) -> None:
+    """Check the service databases against the saga log and bind the new ones (see
+    :mod:`ordersaga.db.deployment`)."""
+    if members and isinstance(store, SqlSagaStore):
+        await bind_members(store.database, members)
+
+
+async def http_members(transport: Transport) -> list[Member]:
+    """The PostgreSQL databases of the services that answer over HTTP, as their ``/health``
+    describes them (a service that does not answer is checked later)."""
+    if not isinstance(transport, HttpTransport):
+        return []
+    members = []
+    for name, url in transport.base_urls.items():
+        try:
+            health = await transport.health(name)
+        except TransportError:
+            continue
+        database = health.get("database")
+        if isinstance(database, dict):
+            held = bool(database.get("records"))
+            members.append(Member(name, database.get("id"), held, f"served at {url}"))
+    return members
 
 
 async def _http_transport(settings: RuntimeSettings, warn: Callable[[str], None]) -> Transport:

@@ -13,6 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.routing import APIRoute
 
+from ordersaga.db.base import Database
+from ordersaga.db.deployment import describe
 from ordersaga.errors import StorageError
 from ordersaga.participant.openapi import PROBE_SCHEMA, UNAVAILABLE_SCHEMA, json_response
 from ordersaga.participant.served import RETRY_AFTER_SECONDS, AsciiJson, Served
@@ -36,13 +38,19 @@ def add_read_routes(app: FastAPI, served: Served) -> None:
         return served.respond(200, {"state": found.state.value, "reply": reply})
 
     async def health(_request: Request) -> Response:
+        body: dict[str, Any] = {"status": "ok", "service": served.name}
         try:
             await served.participant.probe(HEALTH_KEY)
+            db = getattr(served.participant, "db", None)
+            if isinstance(db, Database):  # its id, for the saga log (ordersaga.db.deployment)
+                database = await describe(db)
+                if database is not None:
+                    body["database"] = database
         except StorageError as exc:
             log.warning("%s: health check failed: %s", served.name, exc)
             body = {"status": "unavailable", "service": served.name, "reason": "database"}
             return served.respond(UNAVAILABLE, body, {"Retry-After": RETRY_AFTER_SECONDS})
-        return served.respond(200, {"status": "ok", "service": served.name})
+        return served.respond(200, body)
 
     async def stats(_request: Request) -> Response:
         counters = getattr(served.participant, "stats", None)

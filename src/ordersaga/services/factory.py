@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
 from ordersaga.db import Database, open_database
-from ordersaga.db.identity import check_shared, fingerprint, stamp_identity
+from ordersaga.db.deployment import Member, check_member, database_id, holds_records
+from ordersaga.db.identity import check_shared, fingerprint, redacted, stamp_identity
 from ordersaga.errors import ConfigError
 from ordersaga.participant.kit import RunnerOptions
 from ordersaga.protocol.participant import Participant
@@ -53,6 +54,8 @@ class Services:
     inventory: InventoryService
     shipping: ShippingService
     payment: PaymentService
+    #: The PostgreSQL databases' members of the deployment (see :mod:`ordersaga.db.deployment`).
+    members: tuple[Member, ...] = field(default=())
 
     def by_name(self) -> dict[str, Participant]:
         return {"inventory": self.inventory, "shipping": self.shipping, "payment": self.payment}
@@ -76,22 +79,29 @@ async def open_services(
     pool_size: int = 10,
     options: RunnerOptions | None = None,
     today: Callable[[], date] = date.today,
+    known: Mapping[str, str] | None = None,
+    log: str = "",
+    check_world: bool = False,
 ) -> Services:
     """Open the three services on ``urls`` (a URL per service name; see :func:`data_dir_urls`).
 
     New databases are seeded from ``configs``; existing ones keep their stored state. Without
     ``configs``, every database must exist already (else :class:`ConfigError`). If one service
-    fails to open, those already opened are closed again.
+    fails to open, those already opened are closed again. ``known``: the service database ids
+    the saga log ``log`` knows; a PostgreSQL database it does not accept is refused before
+    anything is seeded (:func:`ordersaga.db.deployment.check_member`). ``check_world``: a
+    PostgreSQL database seeded from another world than ``configs`` is refused.
     """
     missing = [name for name in SERVICE_NAMES if name not in urls]
     if missing:
         raise ConfigError(f"no database URL for {', '.join(missing)}")
     options = options or RunnerOptions()
+    members: list[Member] = []
 
     async def open_one(name: str, opener: Callable[[Database], Awaitable[S]]) -> S:
         db = await open_database(urls[name], durable=durable, pool_size=pool_size)
         try:
-            return await _claimed(db, name, configs, False, opener(db))
+            return await _claimed(db, name, configs, check_world, opener(db), (known, log, members))
         except BaseException:
             await db.close()
             raise
@@ -122,7 +132,7 @@ async def open_services(
         for service in opened:
             await service.close()
         raise
-    return Services(inventory, shipping, payment)
+    return Services(inventory, shipping, payment, tuple(members))
 
 
 async def open_service(
@@ -172,12 +182,22 @@ async def _claimed(
     configs: ServiceConfigs | None,
     check_world: bool,
     opening: Awaitable[S],
+    deployment: tuple[Mapping[str, str] | None, str, list[Member]] | None = None,
 ) -> S:
     """Open a service (``opening``) on ``db`` once its identity checks (PostgreSQL; see
-    :func:`ordersaga.db.identity.check_shared`), stamping a new database after its tables."""
+    :func:`ordersaga.db.identity.check_shared`), stamping a new database after its tables.
+
+    ``deployment``: the ids the saga log knows (None: not checked), the log's name, and the
+    list the opened database's :class:`Member` is appended to (PostgreSQL only).
+    """
     world = None if configs is None else fingerprint(asdict(getattr(configs, name)))
     try:
         stamp = await check_shared(db, name, world=world, check_world=check_world)
+        if deployment is not None and db.dialect != "sqlite":
+            found = Member(name, await database_id(db), await holds_records(db), redacted(db.url))
+            known, log, _members = deployment
+            if known is not None:
+                check_member(known, found, log)
     except BaseException:
         if inspect.iscoroutine(opening):
             opening.close()  # never started: nothing was created
@@ -185,4 +205,6 @@ async def _claimed(
     service = await opening
     if stamp is not None:
         await stamp_identity(db, stamp)
+    if deployment is not None and db.dialect != "sqlite":
+        deployment[2].append(Member(name, await database_id(db), found.records, found.what))
     return service
