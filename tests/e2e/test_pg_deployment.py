@@ -25,6 +25,8 @@ from tests.e2e.test_pg_identity import KEY, ORDER, SERVICES, _sql, _tables
 
 pytestmark = pytest.mark.pg
 
+ORDERSAGA = (sys.executable, "-m", "ordersaga")
+
 
 async def _new(factory: Callable[[], object]) -> str:
     return str(await factory())  # type: ignore[misc]
@@ -113,8 +115,7 @@ def _serving(dbs: dict[str, str], log_dir: Path) -> Iterator[str]:
             with (log_dir / f"{name}.log").open("ab") as log:
                 procs.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "ordersaga", "serve", name]
-                        + ["--port", str(port), "--db", db],
+                        [*ORDERSAGA, "serve", name, "--port", str(port), "--db", db],
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )
@@ -146,7 +147,9 @@ async def test_services_over_http_are_checked_against_the_saga_log(
     dbs = {name: await _new(pg_database_factory) for name in SERVICES}
     run = ["run", "--store", store, "--data-dir", str(tmp_path)]
     with _serving(dbs, tmp_path) as services:
-        health = httpx.get(services.split(",")[0].split("=", 1)[1] + "/health").json()
+        inventory = services.split(",")[0].split("=", 1)[1]
+        async with httpx.AsyncClient() as client:
+            health = (await client.get(f"{inventory}/health")).json()
         assert health["database"]["records"] is False and len(health["database"]["id"]) == 32
         first = ordersaga(*run, "--services", services, input=ORDER, env=KEY)
         assert first.code == 0, first.err
