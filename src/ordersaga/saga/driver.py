@@ -2,10 +2,20 @@
 
 Life of a saga (every arrow is one durable write to the saga log, made *before* acting on it)::
 
-    create ─► step 1 result ─► ... ─► pivot result + decision "confirm" ─► confirmations + end
-                    │
-                    └─► refused/unknown result + decision "compensate" ─► compensations + end
+    create ─► (step 1 ... step n-1 results held) ─► their records + pivot result + decision
+                                                        "confirm" ─► confirmations + end
+              └─► (held records) + refused/unknown result + decision "compensate"
+                                                        ─► compensations + end
 
+* **Intermediate results.** A forward step that succeeds before the decision has no log write
+  of its own: its record rides in the decision's write (5 writes per confirmed order become 3:
+  create, decision, end). That is safe because such a result is not a decision: a saga that
+  crashes before its decision is ``running`` in the log without those records, and recovery
+  re-sends those steps under the same idempotency keys — a service that applied one returns its
+  stored reply (see :mod:`.recovery`); an operator's ``cancel`` marks every forward step without
+  a logged outcome ``unknown``, so it is compensated. The crash points
+  ``log.before:<step>.result`` / ``log.after:<step>.result`` mark the moment such a result is
+  held for the decision's write.
 * The success of the last forward step (the pivot, or the last compensatable step of a
   definition without one) decides the saga. With retriable steps left, the decision is
   ``confirming``; without, the decision and the end are one write: ``confirmed``.
@@ -157,6 +167,8 @@ class Driver:
 
     async def _forward(self, run: Run) -> tuple[SagaStatus, str | None]:
         steps = run.definition.forward_steps
+        held: list[StepRecord] = []  # succeeded steps whose records ride in the decision
+        crash = self._crash
         for index, step in enumerate(steps):
             if step.name in run.results:
                 continue
@@ -168,15 +180,18 @@ class Driver:
                 run.results[step.name] = outcome.body
                 decided = index == len(steps) - 1
                 if not decided:
-                    # "Still running": refused if an operator cancelled the saga meanwhile.
-                    await self._log(run, f"{step.name}.result", [record], SagaStatus.RUNNING)
+                    # Not a decision: no write of its own (see "Intermediate results" above).
+                    held.append(record)
+                    if crash.armed:
+                        crash.hit(f"log.before:{step.name}.result")
+                        crash.hit(f"log.after:{step.name}.result")
                     continue
                 status = (
                     SagaStatus.CONFIRMING
                     if run.definition.retriable_steps
                     else SagaStatus.CONFIRMED
                 )
-                await self._log(run, "decision.confirm", [record], status, decided=True)
+                await self._log(run, "decision.confirm", [*held, record], status, decided=True)
                 return status, None
             needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
@@ -190,7 +205,7 @@ class Driver:
             await self._log(
                 run,
                 "decision.compensate",
-                [record],
+                [*held, record],
                 status,
                 outcome.reason,
                 attention,
@@ -343,7 +358,9 @@ class Driver:
         redact = run.definition.redact if decided else None
         input = run.record.input if redact is None else redact(run.record.input)
         replaced = input is not run.record.input  # redact returns the input itself: no change
-        self._crash.hit(f"log.before:{what}")
+        crash = self._crash
+        if crash.armed:  # (tests) a disarmed point costs no string formatting
+            crash.hit("log.before:" + what)
         await self.store.update(
             run.saga_id,
             steps=steps,
@@ -354,7 +371,8 @@ class Driver:
             input=input if replaced else None,
             attention_reason=attention_reason,
         )
-        self._crash.hit(f"log.after:{what}")
+        if crash.armed:
+            crash.hit("log.after:" + what)
         # Keep the in-memory record in step with the log.
         merged = {(r.step, r.phase): r for r in run.record.steps}
         merged.update({(r.step, r.phase): r for r in steps})
