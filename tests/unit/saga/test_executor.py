@@ -436,7 +436,7 @@ async def test_intermediate_results_ride_in_the_decision_write() -> None:
 
 
 async def test_a_refusal_decides_with_the_held_results_so_they_are_undone() -> None:
-    engine, ledgers, transport, _ = world(refuse={"C": lambda c: True})
+    engine, _, transport, _ = world(refuse={"C": lambda c: True})
     result = await engine.start("trip", "s1", {}, "fp")
     assert result.status is SagaStatus.FAILED and engine.store.stats.writes == 3
     record = await engine.store.load("s1")
