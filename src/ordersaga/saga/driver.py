@@ -15,7 +15,9 @@ Life of a saga (every arrow is one durable write to the saga log, made *before* 
   stored reply (see :mod:`.recovery`); an operator's ``cancel`` marks every forward step without
   a logged outcome ``unknown``, so it is compensated. The crash points
   ``log.before:<step>.result`` / ``log.after:<step>.result`` mark the moment such a result is
-  held for the decision's write.
+  held for the decision's write. When the next step's call must retry (a lost message, an
+  outage), the held results are written then (the ``<step>.result`` write of old, late), so a
+  saga waiting on a failing service shows in the log — ``sagas list`` — where it waits.
 * The success of the last forward step (the pivot, or the last compensatable step of a
   definition without one) decides the saga. With retriable steps left, the decision is
   ``confirming``; without, the decision and the end are one write: ``confirmed``.
@@ -37,7 +39,7 @@ its log record when a saga is resumed. Who may drive which saga is the executor'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +176,10 @@ class Driver:
                 continue
             policy = step.retry or self._settings.action_policy
             started = self._clock.time()
-            outcome = await self._call(run, step, Phase.ACTION, policy, self._deadline(run))
+            progress = self._progress(run, held) if held else None
+            outcome = await self._call(
+                run, step, Phase.ACTION, policy, self._deadline(run), on_retry=progress
+            )
             record = self._step_record(step, Phase.ACTION, outcome, started)
             if outcome.status is CallStatus.SUCCEEDED:
                 run.results[step.name] = outcome.body
@@ -214,6 +219,18 @@ class Driver:
             )
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
+
+    def _progress(self, run: Run, held: list[StepRecord]) -> Callable[[], Awaitable[None]]:
+        """The write of the ``held`` results when the next step's call must retry: a saga
+        waiting on a failing service shows in the log where it waits (see the module)."""
+
+        async def progress() -> None:
+            if held:
+                records = list(held)
+                held.clear()
+                await self._log(run, f"{records[-1].step}.result", records)
+
+        return progress
 
     async def _compensate(self, run: Run, reason: str | None) -> SagaStatus:
         """Undo, in reverse order, every step that succeeded or whose outcome is unknown."""
@@ -274,6 +291,8 @@ class Driver:
         phase: Phase,
         policy: RetryPolicy,
         deadline: float | None = None,
+        *,
+        on_retry: Callable[[], Awaitable[None]] | None = None,
     ) -> CallOutcome:
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
@@ -286,8 +305,9 @@ class Driver:
             self._clock.time(),  # its first send: retries carry this stamp
         )
 
-        flag = None
+        flag, slow_after = on_retry, 0.0  # an action's: at its first retry
         if policy.unlimited:
+            slow_after = self._settings.attention_after
 
             async def flag(how: str) -> None:
                 what = f"{step.name} ({phase.value}): {command.service} {command.action}"
@@ -300,7 +320,7 @@ class Driver:
                 policy,
                 f"{step.name}:{phase.value}",
                 on_slow=flag,
-                slow_after=self._settings.attention_after,
+                slow_after=slow_after,
                 deadline=deadline,
                 fresh=run.fresh,
             )

@@ -460,3 +460,29 @@ async def test_recovery_resends_the_steps_held_for_a_decision_never_written() ->
     assert result.status is SagaStatus.CONFIRMED
     assert transport.sent["s1:a:action"] == 1 and transport.sent["s1:b:action"] == 1
     assert ledgers["A"].state == {"s1:a": "confirmed"} and ledgers["B"].state == {"s1:b": "applied"}
+
+
+async def test_a_step_that_must_retry_first_logs_the_held_results() -> None:
+    lost: list[str] = []
+
+    def lose_b_once(command: Command) -> str | None:
+        if command.key == "s1:b:action" and not lost:
+            lost.append(command.key)
+            return "request"
+        return None
+
+    engine, _, _, _ = world(fail=lose_b_once)
+    seen: list[tuple[str, ...]] = []
+    store = engine.store
+    update = store.update
+
+    async def spying(saga_id: str, **kw: Any) -> Any:
+        seen.append(tuple(r.step for r in kw["steps"]))
+        return await update(saga_id, **kw)
+
+    store.update = spying  # type: ignore[method-assign]
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMED and result.retries == 1
+    # a's result is written when b must retry (where the saga waits shows in the log), then b
+    # and c ride in the decision.
+    assert seen == [("a",), ("b", "c"), ("a_ok", "c_ok")]
