@@ -54,8 +54,10 @@ async def test_a_small_faulty_run_reports_sane_figures(tmp_path: Path) -> None:
     # Compensations only where a step really failed (refused at shipping: 1, at payment: 2).
     assert data["compensations_per_order"] == data["expected_compensations_per_order"] > 0
     assert 0 < data["commits_per_order"] < 11  # 11 would be one commit per durable write
-    # Create, decision, end: intermediate results ride in the decision (2: refused at once).
-    assert 2 < data["log_writes_per_order"] <= 3 and data["peak_rss_mb"] > 0
+    # Create, decision, end: intermediate results ride in the decision (2: refused at once),
+    # unless a later step must retry (then they are written first, at most once per retry).
+    writes = data["log_writes_per_order"]
+    assert 2 < writes <= 3 + data["retries_per_order"] and data["peak_rss_mb"] > 0
     baseline = data["baseline"]
     assert baseline["durable"] is False and baseline["store"] == "memory"
     assert baseline["confirmed"] == data["confirmed"] and data["durability_overhead"] > 0
