@@ -220,15 +220,16 @@ class Driver:
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
 
-    def _progress(self, run: Run, held: list[StepRecord]) -> Callable[[], Awaitable[None]]:
-        """The write of the ``held`` results when the next step's call must retry: a saga
-        waiting on a failing service shows in the log where it waits (see the module)."""
+    def _progress(self, run: Run, held: list[StepRecord]) -> Callable[[str], Awaitable[None]]:
+        """The write of the ``held`` results (their trails with them) when the next step's call
+        must retry: a saga waiting on a failing service shows in the log where it waits (see the
+        module). "Still running": refused if an operator cancelled the saga meanwhile."""
 
-        async def progress() -> None:
+        async def progress(_how: str) -> None:
             if held:
                 records = list(held)
                 held.clear()
-                await self._log(run, f"{records[-1].step}.result", records)
+                await self._log(run, f"{records[-1].step}.result", records, SagaStatus.RUNNING)
 
         return progress
 
@@ -292,7 +293,7 @@ class Driver:
         policy: RetryPolicy,
         deadline: float | None = None,
         *,
-        on_retry: Callable[[], Awaitable[None]] | None = None,
+        on_retry: Callable[[str], Awaitable[None]] | None = None,
     ) -> CallOutcome:
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
