@@ -20,6 +20,7 @@ def test_json_is_one_object_per_run(tmp_path: Path) -> None:
         assert run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"]
         assert run["retries_per_order"] == 0 and run["compensations_per_order"] == 0
         assert run["commits_per_order"] > 0 and run["peak_rss_mb"] > 0
+        assert run["tree_cpu_us_per_order"] >= run["cpu_us_per_order"] > 0
     assert "running sqlite, c=8" in result.err  # progress goes to stderr
 
 
@@ -31,6 +32,8 @@ def test_the_human_form_compares_durability(tmp_path: Path) -> None:
     assert result.code == 0, result.err
     assert "orders/s" in result.out and "p99" in result.out
     assert "durability overhead (no-durability ÷ durable orders/s)" in result.out
+    assert result.out.startswith("machine: ") and " cores, fsync p99 " in result.out
+    assert "µs every process of the setup" in result.out
 
 
 def test_usage_errors_are_one_line() -> None:

@@ -22,6 +22,15 @@ def _assert_sane(run: dict[str, Any], orders: int) -> None:
     assert run["orders"] == orders and run["confirmed"] + run["failed"] == orders
     assert run["orders_per_s"] > 0 and run["elapsed_s"] > 0
     assert 0 < run["p50_ms"] <= run["p95_ms"] <= run["p99_ms"] <= run["max_ms"]
+    assert 0 < run["cpu_us_per_order"] <= run["tree_cpu_us_per_order"]
+
+
+def _assert_tree_rated(run: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """The other processes' CPU is in the tree, and the tree is rated against in-process."""
+    assert run["tree_cpu_us_per_order"] > run["cpu_us_per_order"]
+    assert run["inprocess_tree_cpu_us_per_order"] == baseline["tree_cpu_us_per_order"]
+    ratio = run["tree_cpu_us_per_order"] / baseline["tree_cpu_us_per_order"]
+    assert abs(run["tree_cpu_ratio_to_inprocess"] - ratio) < 0.01
 
 
 def test_http_runs_the_services_as_processes_after_an_in_process_baseline(tmp_path: Path) -> None:
@@ -35,6 +44,8 @@ def test_http_runs_the_services_as_processes_after_an_in_process_baseline(tmp_pa
     assert http["inprocess_orders_per_s"] == baseline["orders_per_s"]
     assert http["ratio_to_inprocess"] > 0 and "ratio_to_inprocess" not in baseline
     assert http["service_commands_per_order"] == 0  # the services are other processes
+    _assert_tree_rated(http, baseline)
+    assert baseline["tree_pg_backends"] is None and http["tree_pg_backends"] is None
     assert list(tmp_path.iterdir()) == []  # data dirs and the world file are removed
 
 
@@ -55,6 +66,9 @@ def test_workers_drive_the_pipeline_with_a_submitter(tmp_path: Path) -> None:
     assert (workers["confirmed"], workers["failed"]) == (baseline["confirmed"], baseline["failed"])
     assert workers["ratio_to_inprocess"] > 0
     assert workers["log_commits_per_order"] > 0  # the submitter's and the worker's, summed
+    _assert_tree_rated(workers, baseline)
+    # The worker's and the services' backends, and the submitter's: all serve the setup.
+    assert workers["tree_pg_backends"] > baseline["tree_pg_backends"] >= 1
     assert list(tmp_path.iterdir()) == []
 
 

@@ -78,7 +78,15 @@ from ordersaga.participant.options import (
     LockingPolicy,
     RunnerOptions,
 )
-from ordersaga.participant.plan import Action, Cancelled, Plan, Prepared, Reader, Write
+from ordersaga.participant.plan import (
+    Action,
+    Cancelled,
+    Existing,
+    Plan,
+    Prepared,
+    Reader,
+    Write,
+)
 from ordersaga.protocol.messages import (
     Command,
     KeyState,
@@ -156,8 +164,10 @@ class CommandRunner:
         actions: Sequence[Action[Any]],
         cancelled: Cancelled,
         options: RunnerOptions,
+        existing: Existing | None = None,
     ) -> None:
         self._db = db
+        self._existing = existing
         self._service = service
         self._envelope = Envelope(service, actions, options.max_payload_bytes)
         self._cancelled = cancelled
@@ -292,6 +302,8 @@ class CommandRunner:
             if stored is not None:
                 return self._replay(cmd, stored), False
         plan = await cmd.action.decide(tx, cmd.resource, cmd.request, self._now())
+        if not self._blind_record or plan.claim is None:
+            plan = await self._unless_existing(tx, cmd, plan)
         body = canonical_json(plan.reply.to_json())
         try:
             await tx.execute(
@@ -305,7 +317,47 @@ class CommandRunner:
             if stored is None:
                 raise
             return self._replay(cmd, stored), False
+        if plan.claim is not None and self._blind_record:
+            try:
+                await self._claim(tx, plan.claim)
+            except ConflictError:
+                # The resource exists already (its key is new: a tombstone, or another key's
+                # row). The failed INSERT undid only itself: record the refusal instead.
+                refusal = await self._refusal_of_existing(tx, cmd)
+                await tx.execute(
+                    "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?",
+                    str(refusal.status),
+                    canonical_json(refusal.to_json()),
+                    cmd.key,
+                )
+                return refusal, True
+            return await self._write(tx, Plan(plan.reply, plan.writes), body), True
         return await self._write(tx, plan, body), True
+
+    async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
+        """``plan``, or the refusal of an action whose resource exists: looked up for an action
+        that claims nothing (refused for its own reasons: a tombstone's refusal comes first), and
+        where an INSERT that fails would abort the transaction."""
+        if cmd.action.phase is not Phase.ACTION:
+            return plan
+        existing = await self._refused_existing(reader, cmd)
+        return plan if existing is None else Plan(existing)
+
+    async def _refused_existing(self, reader: Reader, cmd: Prepared) -> Reply | None:
+        if self._existing is None:
+            return None
+        return await self._existing(reader, cmd.resource)
+
+    async def _refusal_of_existing(self, reader: Reader, cmd: Prepared) -> Reply:
+        refusal = await self._refused_existing(reader, cmd)
+        if refusal is None:  # no such row after all (or no way to tell): decide again
+            raise ConflictError(f"{self._service}: {cmd.resource}: the resource is taken")
+        return refusal
+
+    async def _claim(self, tx: Tx, claim: Write) -> None:
+        changed = await tx.execute(claim.sql, *claim.params)
+        if claim.expect is not None and changed != claim.expect:
+            raise ConflictError(f"{self._service}: the claim changed {changed} rows")
 
     async def apply(self, tx: Tx, cmd: Prepared, plan: Plan) -> Reply:
         """Record ``cmd``'s reply and run its writes inside ``tx``, without committing.
@@ -313,6 +365,7 @@ class CommandRunner:
         Raises :class:`ConflictError` when the key is already recorded or a write finds a state
         other than the one ``plan`` was decided on; the caller must roll ``tx`` back.
         """
+        plan = await self._unless_existing(tx, cmd, plan)
         body = canonical_json(plan.reply.to_json())
         await self._record(tx, cmd, plan, body)
         return await self._write(tx, plan, body)
@@ -324,7 +377,9 @@ class CommandRunner:
         )
 
     async def _write(self, tx: Tx, plan: Plan, body: str) -> Reply:
-        """Run the plan's writes, checking each changed the rows it expects; its reply."""
+        """Run the plan's claim and writes, checking each changed the rows it expects; its reply."""
+        if plan.claim is not None:
+            await self._claim(tx, plan.claim)
         for write in plan.writes:
             changed = await tx.execute(write.sql, *write.params)
             if write.expect is not None and changed != write.expect:

@@ -15,7 +15,10 @@ Rules shared by all three services:
   cancelled row without effects) so the action arriving late is refused; cancelled or another
   terminal state → a no-op success; confirmed → refused (illegal transition).
 * confirm: initial → confirmed; confirmed → a no-op success; anything else → refused.
-* action on an existing ref: a tombstone → refused "<noun> cancelled"; otherwise refused.
+* action on an existing ref: a tombstone → refused "<noun> cancelled"; otherwise refused. An
+  action does not look for the row: its plan *claims* the ref (an INSERT under the primary key)
+  and the kit answers with :meth:`Lifecycle.refused_existing` when the row is there. An action
+  refused for its own reasons (no stock, say) claims nothing and keeps that reason.
 * a compensation or confirmation naming another order than the resource's is refused.
 
 Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.kit`).
@@ -69,6 +72,12 @@ class Lifecycle:
         """The refusal a late action on ``ref`` gets if a tombstone is there, else ``None``."""
         row = await reader.fetchone(f"SELECT tombstone FROM {self.table} WHERE ref = ?", ref)
         return self.cancelled_reply() if row is not None and row["tombstone"] else None
+
+    async def refused_existing(self, reader: Reader, ref: str) -> Reply | None:
+        """The refusal of an action whose resource ``ref`` exists already, else ``None`` (an
+        action's plan claims its resource without looking: see :class:`~.plan.Plan`)."""
+        row = await self.load(reader, ref)
+        return None if row is None else self.refuse_existing(row).reply
 
     def refuse_existing(self, row: Row) -> Plan:
         """The plan for an action whose resource already exists under another key."""

@@ -15,7 +15,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 from ordersaga.db import Row
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 
-__all__ = ["Action", "Cancelled", "Plan", "Prepared", "Reader", "Write"]
+__all__ = ["Action", "Cancelled", "Existing", "Plan", "Prepared", "Reader", "Write"]
 
 R = TypeVar("R")
 
@@ -43,10 +43,17 @@ class Write(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a command decided: its reply (``ok`` or ``refused``) and the writes that apply it."""
+    """What a command decided: its reply (``ok`` or ``refused``) and the writes that apply it.
+
+    ``claim`` (an action's plan) is the INSERT of the resource the action creates, under the
+    resource's primary key, decided without looking for an existing row: the kit runs it before
+    ``writes``, and if a row is there already (a tombstone, or a row of another key) the command
+    is answered with the refusal of :data:`Existing` instead, and nothing of the plan is applied.
+    """
 
     reply: Reply
     writes: tuple[Write, ...] = ()
+    claim: Write | None = None
 
     def __post_init__(self) -> None:
         if self.reply.status not in (ReplyStatus.OK, ReplyStatus.REFUSED):
@@ -86,3 +93,5 @@ class Prepared(NamedTuple):
 
 #: ``cancelled(reader, resource)``: the refusal a late action on a tombstoned resource gets.
 Cancelled = Callable[[Reader, str], Awaitable[Reply | None]]
+#: The refusal of an action whose resource (``<saga id>:<step>``) exists already, else None.
+Existing = Callable[[Reader, str], Awaitable[Reply | None]]

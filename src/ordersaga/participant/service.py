@@ -38,7 +38,12 @@ class KitService(abc.ABC):
         self.options = options
         self._load_config(stored_config)
         self.runner = CommandRunner(
-            db, self.name, self.actions(), self.lifecycle.cancelled_action, options
+            db,
+            self.name,
+            self.actions(),
+            self.lifecycle.cancelled_action,
+            options,
+            existing=self.lifecycle.refused_existing,
         )
 
     @abc.abstractmethod

@@ -43,6 +43,7 @@ from ordersaga.proving.benchload import BenchOptions, Workload
 from ordersaga.proving.benchmeasure import measure
 from ordersaga.proving.benchprocs import run_http, run_workers
 from ordersaga.proving.benchstats import BenchReport
+from ordersaga.proving.machine import Machine
 
 __all__ = ["run_bench"]
 
@@ -60,6 +61,22 @@ async def run_bench(
     if not options.stream:
         say(f"generating {options.orders} orders")
     workload = Workload(options, world)
+    machine = Machine.probe(options.tmp_dir, options.fsync_samples)
+    reports = await _run_all(options, workload, world, say, err)
+    for report in reports:
+        report.machine = machine
+        if report.baseline is not None:
+            report.baseline.machine = machine
+    return reports
+
+
+async def _run_all(
+    options: BenchOptions,
+    workload: Workload,
+    world: World,
+    say: Callable[[str], None],
+    err: TextIO | None,
+) -> list[BenchReport]:
     reports: list[BenchReport] = []
     if options.http or options.workers:
         for concurrency in options.concurrency:
@@ -101,7 +118,9 @@ async def _run_one(
                 durable=durable,
                 store_url=store_url,
             )
-            return await measure(options, workload, settings, concurrency, label, store_kind)
+            return await measure(
+                options, workload, settings, concurrency, label, store_kind, options.store
+            )
     finally:
         if not options.keep:
             shutil.rmtree(data_dir, ignore_errors=True)

@@ -55,6 +55,7 @@ class BenchOptions:
     keep: bool = False  # keep the data dirs (their paths are in the labels)
     http: bool = False  # also: the services as `ordersaga serve` processes, over HTTP
     workers: tuple[int, ...] = ()  # also: per N, N worker processes (needs a PostgreSQL store)
+    fsync_samples: int = 100  # the disk's fsync probe for the report header (0: none)
 
     def __post_init__(self) -> None:
         if self.durability not in DURABILITY_MODES:

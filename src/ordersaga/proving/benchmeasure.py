@@ -5,12 +5,14 @@ timed pipeline of an in-process run, and the report of a run (see :mod:`ordersag
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ordersaga.local.pipeline import Counts, Outcome, Pipeline
 from ordersaga.local.runtime import RuntimeSettings, open_runtime
 from ordersaga.proving.benchload import BenchOptions, Workload
 from ordersaga.proving.benchstats import BenchReport, LatencyHistogram, current_rss_mb, peak_rss_mb
+from ordersaga.proving.cputree import CpuTree, database_of
 from ordersaga.saga.recovery import recover
 
 
@@ -45,16 +47,24 @@ async def measure(
     concurrency: int,
     label: str,
     store_kind: str,
+    pg_server: str | None,
+    children: Callable[[], list[int]] = list,
 ) -> BenchReport:
+    """One timed run of the pipeline in this process; ``children`` gives the pids of the
+    setup's other processes and ``pg_server`` the PostgreSQL server of its saga log, whose CPU
+    counts in the report's tree CPU (see :mod:`ordersaga.proving.cputree`)."""
     rss_every = (options.rss_every or max(1, options.orders // 10)) if options.stream else 0
     runtime = await open_runtime(settings)
     try:
         sink = BenchSink(rss_every)
         pipeline = Pipeline(runtime.engine, sink, runtime.vault, concurrency, options.ordered)
         await recover(runtime.engine, concurrency=concurrency)  # as `run` does; nothing here
-        cpu_started, started = time.process_time(), time.perf_counter()
-        counts = await pipeline.run(workload.numbered())
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        on_pg = (settings.store_url or "").startswith(("postgresql://", "postgres://"))
+        databases = [database_of(settings.store_url or "")] if on_pg else []
+        async with CpuTree(children, pg_server, databases) as tree:
+            cpu_started, started = time.process_time(), time.perf_counter()
+            counts = await pipeline.run(workload.numbered())
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         await runtime.transport.drain()
     finally:
         await runtime.close()
@@ -75,6 +85,8 @@ async def measure(
         log_writes=runtime.store.stats.writes,
         service_commits=sum(s.stats.commits for s in services),
         service_commands=sum(s.stats.commands for s in services),
+        tree_cpu_s=tree.seconds,
+        tree_pg_backends=tree.pg_backends,
     )
 
 

@@ -19,6 +19,7 @@ from ordersaga.cluster.submit import Submitter, open_pg_store
 from ordersaga.cluster.supervisor import SupervisorSettings, supervised
 from ordersaga.cluster.topology import (
     SERVICES,
+    Child,
     Topology,
     UpSettings,
     ensure_databases,
@@ -34,6 +35,7 @@ from ordersaga.proving.benchdb import drop_databases, saga_log
 from ordersaga.proving.benchload import BenchOptions, Workload
 from ordersaga.proving.benchmeasure import BenchSink, bench_report, measure
 from ordersaga.proving.benchstats import BenchReport
+from ordersaga.proving.cputree import CpuTree
 from ordersaga.transport.http import HttpSettings
 
 
@@ -72,7 +74,16 @@ async def run_http(
                     http_services=urls,
                     http=HttpSettings(token=token),
                 )
-                report = await measure(options, workload, settings, concurrency, label, store_kind)
+                report = await measure(
+                    options,
+                    workload,
+                    settings,
+                    concurrency,
+                    label,
+                    store_kind,
+                    options.store,
+                    lambda: _pids(children),
+                )
         report.variant = "http"
         return report
     finally:
@@ -125,10 +136,12 @@ async def run_workers(
                 try:
                     vault = CardVault(topology_data_key(topology))
                     pipeline = Pipeline(submitter, sink, vault, concurrency, options.ordered)
-                    cpu_started, started = time.process_time(), time.perf_counter()
-                    counts = await pipeline.run(workload.numbered())
-                    elapsed = time.perf_counter() - started
-                    cpu = time.process_time() - cpu_started
+                    children = topology.children
+                    async with CpuTree(lambda: _pids(children), options.store, names) as tree:
+                        cpu_started, started = time.process_time(), time.perf_counter()
+                        counts = await pipeline.run(workload.numbered())
+                        elapsed = time.perf_counter() - started
+                        cpu = time.process_time() - cpu_started
                 finally:
                     await submitter.close()
             finally:
@@ -157,7 +170,14 @@ async def run_workers(
         service_commands=0,
         variant=f"workers={workers}",
         workers=workers,
+        tree_cpu_s=tree.seconds,
+        tree_pg_backends=tree.pg_backends,
     )
+
+
+def _pids(children: list[Child]) -> list[int]:
+    """The pids of the setup's running processes (a restarted worker's new one too)."""
+    return [child.proc.pid for child in children if child.proc is not None]
 
 
 def _worker_store_stats(path: Path) -> tuple[int, int]:

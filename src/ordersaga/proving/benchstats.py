@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ordersaga.proving.machine import Machine
+
 __all__ = ["BenchReport", "LatencyHistogram", "current_rss_mb", "format_reports", "peak_rss_mb"]
 
 
@@ -99,6 +101,10 @@ class BenchReport:
     variant: str = "in-process"
     workers: int = 0  # worker processes (0: the engine runs in this process)
     inprocess: BenchReport | None = None  # the in-process run this variant is rated against
+    #: CPU seconds of every process of the setup (see :mod:`ordersaga.proving.cputree`).
+    tree_cpu_s: float = 0.0
+    tree_pg_backends: int | None = None  # PostgreSQL backends counted in it (None: none)
+    machine: Machine | None = None
 
     @property
     def ratio_to_inprocess(self) -> float:
@@ -106,6 +112,14 @@ class BenchReport:
         if self.inprocess is None or not self.inprocess.orders_per_s:
             return 1.0
         return self.orders_per_s / self.inprocess.orders_per_s
+
+    @property
+    def tree_cpu_ratio_to_inprocess(self) -> float:
+        """This variant's tree CPU per order ÷ the in-process run's (1.0 without one)."""
+        if self.inprocess is None or not self.inprocess.tree_cpu_s or not self.orders:
+            return 1.0
+        theirs = self.inprocess.per_order(self.inprocess.tree_cpu_s)
+        return self.per_order(self.tree_cpu_s) / theirs
 
     def per_order(self, n: float) -> float:
         return n / self.orders if self.orders else 0.0
@@ -128,6 +142,8 @@ class BenchReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "orders_per_s": round(self.orders_per_s, 1),
             "cpu_us_per_order": round(self.per_order(self.cpu_s) * 1e6, 1),
+            "tree_cpu_us_per_order": round(self.per_order(self.tree_cpu_s) * 1e6, 1),
+            "tree_pg_backends": self.tree_pg_backends,
             "p50_ms": round(self.latency.percentile(0.50) * ms, 3),
             "p95_ms": round(self.latency.percentile(0.95) * ms, 3),
             "p99_ms": round(self.latency.percentile(0.99) * ms, 3),
@@ -150,11 +166,17 @@ class BenchReport:
             "service_commands_per_order": round(self.per_order(self.service_commands), 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
+        if self.machine is not None:
+            data["machine"] = self.machine.to_json()
         if self.rss_samples:
             data["rss_mb"] = [{"orders": n, "rss_mb": round(mb, 1)} for n, mb in self.rss_samples]
         if self.inprocess is not None:
             data["inprocess_orders_per_s"] = round(self.inprocess.orders_per_s, 1)
             data["ratio_to_inprocess"] = round(self.ratio_to_inprocess, 3)
+            data["inprocess_tree_cpu_us_per_order"] = self.inprocess.to_json()[
+                "tree_cpu_us_per_order"
+            ]
+            data["tree_cpu_ratio_to_inprocess"] = round(self.tree_cpu_ratio_to_inprocess, 3)
         if self.baseline is not None:
             data["baseline"] = self.baseline.to_json()
             ratio = self.baseline.orders_per_s / self.orders_per_s if self.orders_per_s else 0.0
@@ -179,13 +201,20 @@ def _block(report: BenchReport) -> list[str]:
     retries = f"{data['retries_per_order']:.4f}"
     if data["lost_sends_per_order"] is not None:
         retries += f" (lost sends {data['lost_sends_per_order']:.4f})"
+    floor = ""
+    if report.machine is not None and report.machine.fsync_p99_s is not None:
+        floor = f"; the disk's fsync p99 {report.machine.fsync_p99_s * 1e3:.2f} ms"
+    backends = ""
+    if report.tree_pg_backends is not None:
+        backends = f" (PostgreSQL backends included: {report.tree_pg_backends})"
     lines = [
         f"{report.label}: {report.orders} orders ({report.confirmed} confirmed,"
         f" {report.failed} failed)",
-        f"  throughput     {data['orders_per_s']:.0f} orders/s ({data['elapsed_s']:.2f} s,"
-        f" {data['cpu_us_per_order']:.0f} µs CPU per order)",
+        f"  throughput     {data['orders_per_s']:.0f} orders/s ({data['elapsed_s']:.2f} s)",
+        f"  CPU per order  {data['cpu_us_per_order']:.0f} µs this process,"
+        f" {data['tree_cpu_us_per_order']:.0f} µs every process of the setup{backends}",
         f"  latency        p50 {data['p50_ms']:.2f} ms, p95 {data['p95_ms']:.2f} ms,"
-        f" p99 {data['p99_ms']:.2f} ms, max {data['max_ms']:.2f} ms (admission to outcome)",
+        f" p99 {data['p99_ms']:.2f} ms, max {data['max_ms']:.2f} ms (admission to outcome){floor}",
         f"  retries        {retries} per order",
         f"  compensations  {data['compensations_per_order']:.4f} per order"
         f" (expected {data['expected_compensations_per_order']:.4f})",
@@ -199,8 +228,12 @@ def _block(report: BenchReport) -> list[str]:
 
 
 def format_reports(reports: list[BenchReport]) -> str:
-    """The human-readable form: a block per run (a comparison adds the ratio)."""
+    """The human-readable form: the machine, then a block per run (a comparison adds the
+    ratio, a distributed variant its ratios to the in-process run)."""
     out: list[str] = []
+    machine = reports[0].machine if reports else None
+    if machine is not None:
+        out += [machine.header(), ""]
     for report in reports:
         out += _block(report)
         if report.baseline is not None:
@@ -212,6 +245,12 @@ def format_reports(reports: list[BenchReport]) -> str:
                 f"ratio to in-process ({report.variant} ÷ in-process orders/s):"
                 f" {report.ratio_to_inprocess:.2f}"
                 f" ({report.orders_per_s:.0f} ÷ {report.inprocess.orders_per_s:.0f})"
+            )
+            theirs = report.inprocess.per_order(report.inprocess.tree_cpu_s) * 1e6
+            out.append(
+                f"tree CPU ratio to in-process ({report.variant} ÷ in-process µs per order):"
+                f" {report.tree_cpu_ratio_to_inprocess:.2f}"
+                f" ({report.per_order(report.tree_cpu_s) * 1e6:.0f} ÷ {theirs:.0f})"
             )
         out.append("")
     return "\n".join(out)

@@ -11,7 +11,10 @@ Point names (``<what>`` is ``create``, ``<step>.result``, ``decision.confirm``,
 
     saga.created                  the saga's creation is durable, no step has run
     log.before:<what>             a log write is about to be submitted
-    log.after:<what>              the log write is durable (acknowledged)
+    log.after:<what>              the log write is durable (acknowledged); for
+                                  ``<step>.result`` (an intermediate step, whose record rides
+                                  in the decision's write) both mark the moment its result is
+                                  held in memory for that write
     call.before:<step>:<phase>    an attempt of a service call is about to be sent
     call.after:<step>:<phase>     the service answered (it applied or refused the call; the
                                   log does not know yet)

@@ -2,10 +2,22 @@
 
 Life of a saga (every arrow is one durable write to the saga log, made *before* acting on it)::
 
-    create ─► step 1 result ─► ... ─► pivot result + decision "confirm" ─► confirmations + end
-                    │
-                    └─► refused/unknown result + decision "compensate" ─► compensations + end
+    create ─► (step 1 ... step n-1 results held) ─► their records + pivot result + decision
+                                                        "confirm" ─► confirmations + end
+              └─► (held records) + refused/unknown result + decision "compensate"
+                                                        ─► compensations + end
 
+* **Intermediate results.** A forward step that succeeds before the decision has no log write
+  of its own: its record rides in the decision's write (5 writes per confirmed order become 3:
+  create, decision, end). That is safe because such a result is not a decision: a saga that
+  crashes before its decision is ``running`` in the log without those records, and recovery
+  re-sends those steps under the same idempotency keys — a service that applied one returns its
+  stored reply (see :mod:`.recovery`); an operator's ``cancel`` marks every forward step without
+  a logged outcome ``unknown``, so it is compensated. The crash points
+  ``log.before:<step>.result`` / ``log.after:<step>.result`` mark the moment such a result is
+  held for the decision's write. When the next step's call must retry (a lost message, an
+  outage), the held results are written then (the ``<step>.result`` write of old, late), so a
+  saga waiting on a failing service shows in the log — ``sagas list`` — where it waits.
 * The success of the last forward step (the pivot, or the last compensatable step of a
   definition without one) decides the saga. With retriable steps left, the decision is
   ``confirming``; without, the decision and the end are one write: ``confirmed``.
@@ -27,7 +39,7 @@ its log record when a saga is resumed. Who may drive which saga is the executor'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,26 +169,34 @@ class Driver:
 
     async def _forward(self, run: Run) -> tuple[SagaStatus, str | None]:
         steps = run.definition.forward_steps
+        held: list[StepRecord] = []  # succeeded steps whose records ride in the decision
+        crash = self._crash
         for index, step in enumerate(steps):
             if step.name in run.results:
                 continue
             policy = step.retry or self._settings.action_policy
             started = self._clock.time()
-            outcome = await self._call(run, step, Phase.ACTION, policy, self._deadline(run))
+            progress = self._progress(run, held) if held else None
+            outcome = await self._call(
+                run, step, Phase.ACTION, policy, self._deadline(run), on_retry=progress
+            )
             record = self._step_record(step, Phase.ACTION, outcome, started)
             if outcome.status is CallStatus.SUCCEEDED:
                 run.results[step.name] = outcome.body
                 decided = index == len(steps) - 1
                 if not decided:
-                    # "Still running": refused if an operator cancelled the saga meanwhile.
-                    await self._log(run, f"{step.name}.result", [record], SagaStatus.RUNNING)
+                    # Not a decision: no write of its own (see "Intermediate results" above).
+                    held.append(record)
+                    if crash.armed:
+                        crash.hit(f"log.before:{step.name}.result")
+                        crash.hit(f"log.after:{step.name}.result")
                     continue
                 status = (
                     SagaStatus.CONFIRMING
                     if run.definition.retriable_steps
                     else SagaStatus.CONFIRMED
                 )
-                await self._log(run, "decision.confirm", [record], status, decided=True)
+                await self._log(run, "decision.confirm", [*held, record], status, decided=True)
                 return status, None
             needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
@@ -190,7 +210,7 @@ class Driver:
             await self._log(
                 run,
                 "decision.compensate",
-                [record],
+                [*held, record],
                 status,
                 outcome.reason,
                 attention,
@@ -199,6 +219,19 @@ class Driver:
             )
             return status, outcome.reason
         raise AssertionError("a checked definition always decides")  # pragma: no cover
+
+    def _progress(self, run: Run, held: list[StepRecord]) -> Callable[[str], Awaitable[None]]:
+        """The write of the ``held`` results (their trails with them) when the next step's call
+        must retry: a saga waiting on a failing service shows in the log where it waits (see the
+        module). "Still running": refused if an operator cancelled the saga meanwhile."""
+
+        async def progress(_how: str) -> None:
+            if held:
+                records = list(held)
+                held.clear()
+                await self._log(run, f"{records[-1].step}.result", records, SagaStatus.RUNNING)
+
+        return progress
 
     async def _compensate(self, run: Run, reason: str | None) -> SagaStatus:
         """Undo, in reverse order, every step that succeeded or whose outcome is unknown."""
@@ -259,6 +292,8 @@ class Driver:
         phase: Phase,
         policy: RetryPolicy,
         deadline: float | None = None,
+        *,
+        on_retry: Callable[[str], Awaitable[None]] | None = None,
     ) -> CallOutcome:
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
@@ -271,8 +306,9 @@ class Driver:
             self._clock.time(),  # its first send: retries carry this stamp
         )
 
-        flag = None
+        flag, slow_after = on_retry, 0.0  # an action's: at its first retry
         if policy.unlimited:
+            slow_after = self._settings.attention_after
 
             async def flag(how: str) -> None:
                 what = f"{step.name} ({phase.value}): {command.service} {command.action}"
@@ -285,7 +321,7 @@ class Driver:
                 policy,
                 f"{step.name}:{phase.value}",
                 on_slow=flag,
-                slow_after=self._settings.attention_after,
+                slow_after=slow_after,
                 deadline=deadline,
                 fresh=run.fresh,
             )
@@ -343,7 +379,9 @@ class Driver:
         redact = run.definition.redact if decided else None
         input = run.record.input if redact is None else redact(run.record.input)
         replaced = input is not run.record.input  # redact returns the input itself: no change
-        self._crash.hit(f"log.before:{what}")
+        crash = self._crash
+        if crash.armed:  # (tests) a disarmed point costs no string formatting
+            crash.hit("log.before:" + what)
         await self.store.update(
             run.saga_id,
             steps=steps,
@@ -354,7 +392,8 @@ class Driver:
             input=input if replaced else None,
             attention_reason=attention_reason,
         )
-        self._crash.hit(f"log.after:{what}")
+        if crash.armed:
+            crash.hit("log.after:" + what)
         # Keep the in-memory record in step with the log.
         merged = {(r.step, r.phase): r for r in run.record.steps}
         merged.update({(r.step, r.phase): r for r in steps})

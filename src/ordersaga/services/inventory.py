@@ -197,9 +197,6 @@ class InventoryService(KitService):
         )
 
     async def _reserve(self, reader: Reader, ref: str, req: ReserveRequest, now: float) -> Plan:
-        existing = await LIFECYCLE.load(reader, ref)
-        if existing is not None:
-            return LIFECYCLE.refuse_existing(existing)
         items = await _items(reader, req.lines)
         refusal = _refusal(items, req.lines)
         if refusal is not None:
@@ -218,19 +215,17 @@ class InventoryService(KitService):
             )
             line = {"item_id": item_id, "quantity": quantity, "price_cents": item["price_cents"]}
             lines.append(line)
-        writes.append(
-            Write(
-                "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
-                " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
-                (ref, req.order_id, canonical_json(lines), now, now),
-            )
+        claim = Write(
+            "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
+            " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
+            (ref, req.order_id, canonical_json(lines), now, now),
         )
         body = {
             "items_cents": sum(line["quantity"] * line["price_cents"] for line in lines),
             "weight_kg": _total_weight(items, req.lines),
             "lines": lines,
         }
-        return Plan(Reply(ReplyStatus.OK, body), tuple(writes))
+        return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
 
     async def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
         return await LIFECYCLE.compensate(reader, ref, order_id, now, _restock)

@@ -277,9 +277,6 @@ class PaymentService(KitService):
         )
 
     async def _authorize(self, reader: Reader, ref: str, req: AuthorizeRequest, now: float) -> Plan:
-        existing = await LIFECYCLE.load(reader, ref)
-        if existing is not None:
-            return LIFECYCLE.refuse_existing(existing)
         if req.method not in self.methods:
             return self._decline(ref, req, now, f"payment method {req.method!r} is not accepted")
         card = card_refusal(req.card_number, req.expiry, self._today())
@@ -313,12 +310,12 @@ class PaymentService(KitService):
         writes.append(
             _account_update(account, authorized=authorized, captured=account["captured_cents"])
         )
-        writes.append(self._insert(ref, req, now, "authorized", None))
+        claim = self._insert(ref, req, now, "authorized", None)
         body = {"amount_cents": req.amount_cents, "state": "authorized"}
-        return Plan(Reply(ReplyStatus.OK, body), tuple(writes))
+        return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
 
     def _decline(self, ref: str, req: AuthorizeRequest, now: float, reason: str) -> Plan:
-        return Plan(Reply.refused(reason), (self._insert(ref, req, now, "declined", reason),))
+        return Plan(Reply.refused(reason), claim=self._insert(ref, req, now, "declined", reason))
 
     def _insert(
         self, ref: str, req: AuthorizeRequest, now: float, state: str, reason: str | None

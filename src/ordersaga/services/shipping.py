@@ -200,9 +200,6 @@ class ShippingService(KitService):
         return None
 
     async def _prepare(self, reader: Reader, ref: str, req: PrepareRequest, now: float) -> Plan:
-        existing = await LIFECYCLE.load(reader, ref)
-        if existing is not None:
-            return LIFECYCLE.refuse_existing(existing)
         refusal = self._refusal(req)
         if refusal is not None:
             return Plan(refusal)
@@ -223,7 +220,7 @@ class ShippingService(KitService):
                 now,
             ),
         )
-        return Plan(Reply(ReplyStatus.OK, {"cost_cents": cost}), (insert,))
+        return Plan(Reply(ReplyStatus.OK, {"cost_cents": cost}), claim=insert)
 
     async def _cancel(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
         return await LIFECYCLE.compensate(reader, ref, order_id, now, _no_effects)

@@ -426,3 +426,63 @@ async def test_an_unknown_definition_is_a_config_error() -> None:
     engine, _, _, _ = world()
     with pytest.raises(ConfigError, match="no saga definition named 'nope'"):
         await engine.start("nope", "s1", {}, "fp")
+
+
+async def test_intermediate_results_ride_in_the_decision_write() -> None:
+    engine, _, _, _ = world()
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMED
+    assert engine.store.stats.writes == 3  # create, decision (a, b, c), end (a_ok, c_ok)
+
+
+async def test_a_refusal_decides_with_the_held_results_so_they_are_undone() -> None:
+    engine, _, transport, _ = world(refuse={"C": lambda c: True})
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.FAILED and engine.store.stats.writes == 3
+    record = await engine.store.load("s1")
+    assert record is not None
+    actions = {r.step: r.status for r in record.steps if r.phase is Phase.ACTION}
+    assert actions == {
+        "a": StepStatus.SUCCEEDED,
+        "b": StepStatus.SUCCEEDED,
+        "c": StepStatus.REFUSED,
+    }
+    assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
+
+
+async def test_recovery_resends_the_steps_held_for_a_decision_never_written() -> None:
+    engine, ledgers, transport, _ = world()
+    await engine.store.create("s1", "trip", {}, "fp")
+    # A crash after a and b were applied, their results held for the decision's write.
+    for service, key in (("A", "s1:a:action"), ("B", "s1:b:action")):
+        await ledgers[service].handle(Command(service, "do", key, {"input": {}}))
+    [result] = await recover(engine)
+    assert result.status is SagaStatus.CONFIRMED
+    assert transport.sent["s1:a:action"] == 1 and transport.sent["s1:b:action"] == 1
+    assert ledgers["A"].state == {"s1:a": "confirmed"} and ledgers["B"].state == {"s1:b": "applied"}
+
+
+async def test_a_step_that_must_retry_first_logs_the_held_results() -> None:
+    lost: list[str] = []
+
+    def lose_b_once(command: Command) -> str | None:
+        if command.key == "s1:b:action" and not lost:
+            lost.append(command.key)
+            return "request"
+        return None
+
+    engine, _, _, _ = world(fail=lose_b_once)
+    seen: list[tuple[str, ...]] = []
+    store = engine.store
+    update = store.update
+
+    async def spying(saga_id: str, **kw: Any) -> Any:
+        seen.append(tuple(r.step for r in kw["steps"]))
+        return await update(saga_id, **kw)
+
+    store.update = spying  # type: ignore[method-assign]
+    result = await engine.start("trip", "s1", {}, "fp")
+    assert result.status is SagaStatus.CONFIRMED and result.retries == 1
+    # a's result is written when b must retry (where the saga waits shows in the log), then b
+    # and c ride in the decision.
+    assert seen == [("a",), ("b", "c"), ("a_ok", "c_ok")]
