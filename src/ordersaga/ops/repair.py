@@ -24,7 +24,7 @@ than overwritten. Why each is safe while an executor runs:
   off and the next claim compensates; a run driving it in process finds its next write refused,
   reads the log and compensates (see ``SagaEngine._drive``). A saga whose definition this build
   does not know (a user saga, run by ``ordersaga worker --saga``) gets no such records here: its
-  executor adds them as it compensates (see ``_cancelled_blind`` in ``saga/driver.py``).
+  executor adds them as it compensates (see ``cancelled_blind`` in ``saga/logwriter.py``).
 """
 
 from __future__ import annotations

@@ -32,15 +32,15 @@ Life of a saga (every arrow is one durable write to the saga log, made *before* 
 * On a worker (``owner`` set), every log write is fenced by the worker's lease (see
   :meth:`ordersaga.saga.store.SagaStore.update`).
 
-The :class:`Driver` holds no saga of its own: each saga's state is a :class:`Run`, rebuilt from
-its log record when a saga is resumed. Who may drive which saga is the executor's business.
+The :class:`Driver` holds no saga of its own: each saga's state is a :class:`~.logwriter.Run`,
+rebuilt from its log record when a saga is resumed. Who may drive which saga is the executor's
+business. Its log writes go through a :class:`~.logwriter.LogWriter`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ordersaga.clock import Clock
@@ -48,43 +48,13 @@ from ordersaga.errors import ConflictError, OwnershipLost
 from ordersaga.protocol.messages import Command, Phase, make_key
 from ordersaga.saga.calls import DEADLINE_MARK, Caller, CallOutcome, CallStatus
 from ordersaga.saga.crash import CrashPoints
-from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
+from ordersaga.saga.definition import Step
+from ordersaga.saga.logwriter import LogWriter, Run, cancelled, cancelled_blind
 from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.outcome import CANCELLED_REASON, failure_of
-from ordersaga.saga.result import DecisionCallback, EngineSettings, EngineStats, SagaResult
+from ordersaga.saga.result import EngineSettings, EngineStats, SagaResult
 from ordersaga.saga.retry import RetryPolicy
-from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
-
-_STEP_STATUS = {
-    CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
-    CallStatus.REFUSED: StepStatus.REFUSED,
-    CallStatus.UNKNOWN: StepStatus.UNKNOWN,
-    CallStatus.UNDELIVERED: StepStatus.UNDELIVERED,
-}
-
-
-@dataclass(slots=True)
-class Run:
-    """The in-memory view of one saga while it runs (mirrors what is in the log)."""
-
-    record: SagaRecord
-    definition: SagaDefinition
-    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    attempts: int = 0
-    calls: int = 0
-    compensations: int = 0
-    on_decided: DecisionCallback | None = None
-    failed_step: str | None = None
-    cause: str | None = None
-    fresh: bool = False  # created by this runner: no earlier process sent any of its steps
-    keep_flag: bool = False  # failed by the order's deadline: stays flagged for attention
-
-    @property
-    def saga_id(self) -> str:
-        return self.record.saga_id
-
-    def context(self) -> SagaContext:
-        return SagaContext(self.saga_id, self.record.input, self.results)
+from ordersaga.saga.store.base import SagaStatus, SagaStore, StepRecord, StepStatus
 
 
 class Driver:
@@ -103,6 +73,7 @@ class Driver:
     ) -> None:
         self.store = store
         self.observer = observer
+        self.log = LogWriter(store, clock, crash, stats, owner, observer)
         self.caller = caller
         self._clock = clock
         self._settings = settings
@@ -124,7 +95,7 @@ class Driver:
             stored = await self.store.load(run.saga_id)
             if stored is not None and stored.status.terminal:
                 return SagaResult.of_record(stored)
-            if stored is not None and self._owner is None and _cancelled(run.record, stored):
+            if stored is not None and self._owner is None and cancelled(run.record, stored):
                 # An operator cancelled the saga before its decision (ordersaga sagas cancel)
                 # while this process drove it, with no lease to fence it off: compensate now.
                 return await self.drive(Run(stored, run.definition))
@@ -180,7 +151,7 @@ class Driver:
             outcome = await self._call(
                 run, step, Phase.ACTION, policy, self._deadline(run), on_retry=progress
             )
-            record = self._step_record(step, Phase.ACTION, outcome, started)
+            record = self.log.step_record(step, Phase.ACTION, outcome, started)
             if outcome.status is CallStatus.SUCCEEDED:
                 run.results[step.name] = outcome.body
                 decided = index == len(steps) - 1
@@ -196,7 +167,7 @@ class Driver:
                     if run.definition.retriable_steps
                     else SagaStatus.CONFIRMED
                 )
-                await self._log(run, "decision.confirm", [*held, record], status, decided=True)
+                await self.log.write(run, "decision.confirm", [*held, record], status, decided=True)
                 return status, None
             needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
             status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
@@ -207,7 +178,7 @@ class Driver:
                 run.keep_flag = True
                 attention = True
                 self._stats.needs_attention += not run.record.needs_attention
-            await self._log(
+            await self.log.write(
                 run,
                 "decision.compensate",
                 [*held, record],
@@ -229,14 +200,14 @@ class Driver:
             if held:
                 records = list(held)
                 held.clear()
-                await self._log(run, f"{records[-1].step}.result", records, SagaStatus.RUNNING)
+                await self.log.write(run, f"{records[-1].step}.result", records, SagaStatus.RUNNING)
 
         return progress
 
     async def _compensate(self, run: Run, reason: str | None) -> SagaStatus:
         """Undo, in reverse order, every step that succeeded or whose outcome is unknown."""
         done: list[StepRecord] = []
-        cancelled = _cancelled_blind(run.record)
+        cancelled = cancelled_blind(run.record)
         for step in reversed(run.definition.forward_steps):
             action = run.record.step(step.name)
             if action is None and cancelled:
@@ -251,15 +222,15 @@ class Driver:
             started = self._clock.time()
             outcome = await self._call(run, step, Phase.COMPENSATE, self._settings.forever_policy)
             if outcome.status is not CallStatus.SUCCEEDED:
-                await self._attention(run, f"compensating {step.name}: {outcome.reason}")
+                await self.log.attention(run, f"compensating {step.name}: {outcome.reason}")
                 return SagaStatus.COMPENSATING
             run.compensations += 1
             self._stats.compensations += 1
-            done.append(self._step_record(step, Phase.COMPENSATE, outcome, started))
+            done.append(self.log.step_record(step, Phase.COMPENSATE, outcome, started))
             self._crash.hit("compensation.during")
         keep = run.keep_flag or (reason or "").endswith(DEADLINE_MARK)
         why = reason if keep else None  # what is left to look at: the outage that failed it
-        await self._log(
+        await self.log.write(
             run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep, attention_reason=why
         )
         return SagaStatus.FAILED
@@ -271,11 +242,11 @@ class Driver:
             started = self._clock.time()
             outcome = await self._call(run, step, Phase.CONFIRM, self._settings.forever_policy)
             if outcome.status is not CallStatus.SUCCEEDED:
-                await self._attention(run, f"confirming {step.name}: {outcome.reason}")
+                await self.log.attention(run, f"confirming {step.name}: {outcome.reason}")
                 return SagaStatus.CONFIRMING
-            done.append(self._step_record(step, Phase.CONFIRM, outcome, started))
+            done.append(self.log.step_record(step, Phase.CONFIRM, outcome, started))
             self._crash.hit("confirmation.during")
-        await self._log(run, "end.confirmed", done, SagaStatus.CONFIRMED, attention=False)
+        await self.log.write(run, "end.confirmed", done, SagaStatus.CONFIRMED, attention=False)
         return SagaStatus.CONFIRMED
 
     # ------------------------------------------------------------------------ helpers
@@ -312,7 +283,7 @@ class Driver:
 
             async def flag(how: str) -> None:
                 what = f"{step.name} ({phase.value}): {command.service} {command.action}"
-                await self._attention(run, f"{what} {how}")
+                await self.log.attention(run, f"{what} {how}")
 
         started = self._clock.monotonic()
         with self.observer.calling(run.saga_id, step.name, phase):
@@ -330,111 +301,6 @@ class Driver:
         run.calls += 1
         run.attempts += outcome.attempts
         return outcome
-
-    def _step_record(
-        self, step: Step, phase: Phase, outcome: CallOutcome, started: float
-    ) -> StepRecord:
-        return StepRecord(
-            step.name,
-            phase,
-            _STEP_STATUS[outcome.status],
-            outcome.body,
-            outcome.reason,
-            outcome.attempts,
-            started,
-            self._clock.time(),
-            outcome.trail,
-        )
-
-    async def log_create(
-        self,
-        saga_id: str,
-        definition: str,
-        input: Mapping[str, Any],
-        fingerprint: str,
-        status: SagaStatus,
-        reason: str | None,
-    ) -> tuple[SagaRecord, bool]:
-        """Create the saga's log record (see :meth:`SagaStore.create`), between crash points."""
-        self._crash.hit("log.before:create")
-        result = await self.store.create(
-            saga_id, definition, input, fingerprint, status=status, reason=reason
-        )
-        self._crash.hit("log.after:create")
-        return result
-
-    async def _log(
-        self,
-        run: Run,
-        what: str,
-        steps: list[StepRecord],
-        status: SagaStatus | None = None,
-        reason: str | None = None,
-        attention: bool | None = None,
-        *,
-        decided: bool = False,
-        attention_reason: str | None = None,
-    ) -> None:
-        # The decision's write also erases what the decided saga no longer needs (redact).
-        redact = run.definition.redact if decided else None
-        input = run.record.input if redact is None else redact(run.record.input)
-        replaced = input is not run.record.input  # redact returns the input itself: no change
-        crash = self._crash
-        if crash.armed:  # (tests) a disarmed point costs no string formatting
-            crash.hit("log.before:" + what)
-        await self.store.update(
-            run.saga_id,
-            steps=steps,
-            status=status,
-            reason=reason,
-            needs_attention=attention,
-            owner=self._owner,
-            input=input if replaced else None,
-            attention_reason=attention_reason,
-        )
-        if crash.armed:
-            crash.hit("log.after:" + what)
-        # Keep the in-memory record in step with the log.
-        merged = {(r.step, r.phase): r for r in run.record.steps}
-        merged.update({(r.step, r.phase): r for r in steps})
-        run.record = SagaRecord(
-            run.record.saga_id,
-            run.record.definition,
-            input,
-            run.record.fingerprint,
-            status or run.record.status,
-            tuple(merged.values()),
-            reason if reason is not None else run.record.reason,
-            run.record.needs_attention if attention is None else attention,
-            run.record.created_at,
-            self._clock.time(),
-            attention_reason=(
-                run.record.attention_reason if attention is None else attention_reason
-            ),
-        )
-        self.observer.logged(run.record, what, steps)
-
-    async def _attention(self, run: Run, reason: str) -> None:
-        """Flag the saga for a person, saying why (a step that keeps failing, and how)."""
-        if run.record.needs_attention:
-            return
-        self._stats.needs_attention += 1
-        await self._log(run, "attention", [], attention=True, attention_reason=reason)
-
-
-def _cancelled_blind(record: SagaRecord) -> bool:
-    """Compensating, yet no step failed it: cancelled by a build that did not know its steps.
-
-    (Every other decision to compensate logs the failing step; see ``ordersaga.ops.repair``.)
-    """
-    return record.status is SagaStatus.COMPENSATING and all(
-        step.status is StepStatus.SUCCEEDED for step in record.steps if step.phase is Phase.ACTION
-    )
-
-
-def _cancelled(ours: SagaRecord, stored: SagaRecord) -> bool:
-    """The log turned a saga we drove forward to compensating behind our back: a cancel."""
-    return ours.status is SagaStatus.RUNNING and stored.status is SagaStatus.COMPENSATING
 
 
 async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:

@@ -25,7 +25,8 @@ from ordersaga.saga.breaker import Breakers
 from ordersaga.saga.calls import Caller
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.definition import SagaDefinition
-from ordersaga.saga.driver import Driver, Run
+from ordersaga.saga.driver import Driver
+from ordersaga.saga.logwriter import Run
 from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.result import (
     MISMATCH_REASON,
@@ -142,7 +143,7 @@ class SagaEngine:
             return self._as_repeat(await asyncio.shield(running), fingerprint)
 
         async def decide() -> SagaResult:
-            record, created = await self._driver.log_create(
+            record, created = await self._driver.log.create(
                 saga_id, definition, input, fingerprint, SagaStatus.FAILED, reason
             )
             if created:
@@ -200,7 +201,7 @@ class SagaEngine:
         fingerprint: str,
         on_decided: DecisionCallback | None = None,
     ) -> SagaResult:
-        record, created = await self._driver.log_create(
+        record, created = await self._driver.log.create(
             saga_id, definition.name, input, fingerprint, SagaStatus.RUNNING, None
         )
         if not created:
