@@ -7,16 +7,19 @@ import io
 import json
 import shutil
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from ordersaga.errors import ConfigError
+from ordersaga.local.retention import PruneSettings, prune_locations
 from ordersaga.local.run import RunOptions, run_orders
 from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.proving.audit import AuditReport, audit_data_dir, format_report
 from ordersaga.saga.store import open_store
+from ordersaga.saga.store.base import OperatorAction, Repair, SagaStatus
 
 STREAM = b"""\
 Order c1, User 1, Items: [{A, 2}, {B, 1}], Payment: CreditCard, Address: 1 Main St, Springfield, US
@@ -435,3 +438,148 @@ def test_the_report_in_text_and_json(data: Path) -> None:
             },
         ],
     }
+
+
+# -- a pruned store, and operator actions -------------------------------------------------------
+
+
+def _prune_log(data: Path) -> None:
+    """Compact every saga of the log (its input and steps go); the services keep their rows."""
+
+    async def compact() -> None:
+        store = await open_store(f"sqlite:///{data / 'saga.db'}")
+        try:
+            assert (await store.prune(time.time() + 60)).sagas == 6
+        finally:
+            await store.close()
+
+    asyncio.run(compact())
+
+
+def _prune_all(data: Path) -> None:
+    """``ordersaga prune`` a day later: the log compacted, the services' rows gone, their
+    totals carried forward."""
+    settings = PruneSettings(older_than=0)
+    report = asyncio.run(prune_locations(data, settings, now=time.time() + 86400))
+    assert all(rows.resources > 0 for rows in report.services.values())
+
+
+#: name -> (plant on a store whose log is compacted, order id, what the violation says): the
+#: rows a compacted confirmed saga still has are checked by state and amount.
+PRUNED_PLANTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    "reservation only held": (
+        state("inventory", "reservations", "c1:reserve", "held"),
+        "c1",
+        "reservation is held, expected committed",
+    ),
+    "shipment only prepared": (
+        state("shipping", "shipments", "c1:ship", "prepared"),
+        "c1",
+        "shipment is prepared, expected scheduled",
+    ),
+    "payment only authorized": (
+        state("payment", "payments", "c1:pay", "authorized"),
+        "c1",
+        "payment is authorized, expected captured",
+    ),
+    "the wrong amount captured": (
+        lambda d: sql(d, "payment", "UPDATE payments SET amount_cents=3628 WHERE ref='c1:pay'"),
+        "c1",
+        "captured 3628 cents, the order costs 3629",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PRUNED_PLANTS))
+def test_a_compacted_confirmed_saga_keeps_its_rows_checked(data: Path, name: str) -> None:
+    plant, order_id, found = PRUNED_PLANTS[name]
+    _prune_log(data)
+    plant(data)
+    report = report_of(data)
+    hits = [(v.order_id, v.found) for v in report.violations if v.invariant in (2, 3)]
+    assert hits == [(order_id, found)]
+
+
+@pytest.mark.parametrize(
+    ("service", "table", "ref"),
+    [
+        ("inventory", "reservations", "c1:reserve"),
+        ("shipping", "shipments", "c1:ship"),
+        ("payment", "payments", "c1:pay"),
+    ],
+)
+def test_a_compacted_confirmed_saga_may_have_lost_its_rows(
+    data: Path, service: str, table: str, ref: str
+) -> None:
+    """Pruned rows are gone for good: only what remains is checked (the counters aside)."""
+    _prune_log(data)
+    missing(service, table, ref)(data)
+    report = report_of(data)
+    assert [v for v in report.violations if v.invariant == 2] == []
+
+
+def test_a_pruned_store_passes_with_the_carried_totals(data: Path) -> None:
+    _prune_log(data)
+    report = report_of(data)
+    assert report.ok, report.violations
+    assert report.checked["pruned"] == 6
+    _prune_all(data)
+    assert report_of(data).ok
+    # New orders beside the carried totals: the counters are rows plus what pruning carried.
+    more = (
+        b"Order c4, User 1, Items: [{A, 1}, {B, 1}], Payment: PayPal,"
+        b" Address: 7 Elm St, Springfield, US\n"
+    )
+    options = RunOptions(RuntimeSettings(data_dir=data), concurrency=1)
+    out = io.StringIO()
+    asyncio.run(run_orders(options, _lines(more), out, io.StringIO()))
+    assert out.getvalue().split() == ["Order", "c4", "confirmed"]
+    report = report_of(data)
+    assert report.ok, report.violations
+    assert report.checked["pruned"] == 6 and report.checked["orders"] == 7
+    # And a carried total that is off is a counter off.
+    sql(data, "inventory", "UPDATE pruned_totals SET amount = amount + 1 WHERE key = 'A'")
+    sql(data, "payment", "UPDATE pruned_totals SET amount = amount + 1 WHERE key = '1'")
+    found = {(v.invariant, v.found.split(":")[0]) for v in report_of(data).violations}
+    assert found == {(6, "item A"), (6, "user 1")}
+
+
+def _act(data: Path, saga_id: str, status: SagaStatus, action: str, note: str | None) -> None:
+    async def record() -> None:
+        store = await open_store(f"sqlite:///{data / 'saga.db'}")
+        try:
+            change = Repair(frozenset({status}), release=False)
+            await store.repair(saga_id, change, OperatorAction(saga_id, action, "alice", note))
+        finally:
+            await store.close()
+
+    asyncio.run(record())
+
+
+def test_operator_actions_are_counted_and_quoted(data: Path) -> None:
+    _act(data, "c1", SagaStatus.CONFIRMED, "resolve confirmed", "paid by phone")
+    _act(data, "c2", SagaStatus.CONFIRMED, "retry", None)
+    _act(data, "f1", SagaStatus.FAILED, "cancel", "customer called")
+    _act(data, "f2", SagaStatus.FAILED, "resolve failed", "out of stock")
+    report = report_of(data)
+    assert report.ok, report.violations
+    assert report.checked["resolved by operators"] == 2
+    assert report.checked["cancelled by operators"] == 1
+    state("shipping", "shipments", "c1:ship", "prepared")(data)
+    state("shipping", "shipments", "c2:ship", "prepared")(data)
+    PLANTS["stock lost"][0](data)
+    report = report_of(data)
+    assert [(v.order_id, v.invariant, v.found) for v in report.violations] == [
+        (
+            "c1",
+            2,
+            "shipment is prepared, expected scheduled"
+            " (the saga was resolve confirmed by alice: paid by phone)",
+        ),
+        ("c2", 2, "shipment is prepared, expected scheduled"),
+        (None, 1, "item A: initial 1000 != available 996 + held 0 + sold 3"),
+    ]
+
+
+def test_no_operator_action_counts_nothing(data: Path) -> None:
+    assert "resolved by operators" not in report_of(data).checked

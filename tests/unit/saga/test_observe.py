@@ -113,3 +113,15 @@ def test_breakers_tell_their_listener_when_they_open_and_close() -> None:
     breakers["payment"].record_success()  # closed already: nothing to say
     early.record_success()
     assert seen == [("inventory", BreakerState.OPEN), ("inventory", BreakerState.CLOSED)]
+
+
+async def test_a_saga_failed_before_any_step_logs_a_reject_decision_and_its_end() -> None:
+    engine, metrics, stream = _engine(refuse_c=False)
+    await engine.record_failed("trip", "s9", {}, "fp", "bad input")
+    await engine.record_failed("trip", "s9", {}, "fp", "bad input")  # a replay logs nothing
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e.get("decision"), e.get("outcome"), e["reason"]) for e in events] == [
+        ("decision", "reject", None, "bad input"),
+        ("saga_end", None, "failed", "bad input"),
+    ]
+    assert metrics.saga_seconds[("failed",)].count == 1
