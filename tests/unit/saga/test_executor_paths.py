@@ -13,13 +13,20 @@ from typing import Any
 import pytest
 
 from ordersaga.clock import FakeClock
-from ordersaga.errors import ConflictError
+from ordersaga.errors import ConflictError, OwnershipLost
 from ordersaga.protocol.messages import Command, Phase, Reply
 from ordersaga.saga.calls import DEADLINE_MARK
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
 from ordersaga.saga.executor import SagaEngine, SagaResult
+from ordersaga.saga.outcome import CANCELLED_REASON
 from ordersaga.saga.recovery import recover
-from ordersaga.saga.store.base import SagaStatus, StepRecord, StepStatus
+from ordersaga.saga.store.base import (
+    OperatorAction,
+    Repair,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+)
 from ordersaga.saga.store.memory import MemoryStore
 
 from .fakes import Ledger, ScriptedTransport
@@ -271,3 +278,59 @@ async def test_recovering_a_compensating_saga_keeps_its_reason_step_and_cause() 
     assert record is not None and record.reason == "C do: sold out"
     assert compensations_sent(transport) == ["s1:b:compensate", "s1:a:compensate"]
     assert engine.stats.failed == 1 and engine.stats.resumed == 1
+
+
+async def test_a_run_compensates_a_saga_an_operator_cancelled_under_it() -> None:
+    """An operator cancels s1 while b's action is on its way (as ``ordersaga sagas cancel``
+    does: compensating, b and c unknown). Without a lease nothing fences the run off: its
+    decision is refused (the saga is compensating now), it reads the log and compensates every
+    step, c's unknown one too. (A worker is fenced off instead: tests/integration/distributed.)"""
+    engine, ledgers, transport, store = gated_world(refuse_c=False)
+    transport.gate("s1:b:action")
+    task = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+    await transport.waiting["s1:b:action"].wait()
+    unknown = tuple(
+        StepRecord(s, Phase.ACTION, StepStatus.UNKNOWN, {}, CANCELLED_REASON, 0, 0.0, 0.0)
+        for s in ("b", "c")
+    )
+    change = Repair(
+        frozenset({SagaStatus.RUNNING}),
+        SagaStatus.COMPENSATING,
+        "cancelled by alice",
+        None,
+        unknown,
+    )
+    await store.repair("s1", change, OperatorAction("s1", "cancel", "alice"))
+    transport.gates["s1:b:action"].set()
+    result = await asyncio.wait_for(task, 10)
+    assert (result.status, result.reason, result.cause) == (
+        SagaStatus.FAILED,
+        "cancelled by alice",
+        "operator",
+    )
+    assert compensations_sent(transport) == [
+        "s1:c:compensate",
+        "s1:b:compensate",
+        "s1:a:compensate",
+    ]
+    assert {ledgers[n].state[f"s1:{n.lower()}"] for n in "ABC"} == {"compensated"}
+    record = await store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED
+
+
+async def test_a_refused_write_on_a_saga_still_running_in_the_log_is_ownership_lost() -> None:
+    """Refused, yet the log neither finished nor cancelled the saga: someone else drives it.
+    The run stops (it does not drive the saga again) and says so."""
+    engine, _, transport, store = gated_world(refuse_c=False)
+    transport.gate("s1:a:action")
+    task = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+    await transport.waiting["s1:a:action"].wait()
+    store.refuse = ConflictError("not yours")
+    transport.gates["s1:a:action"].set()
+    await store.refused.wait()
+    store.refuse = None  # only the first write is refused: driving again would go through
+    with pytest.raises(OwnershipLost, match="saga 's1': not yours"):
+        await asyncio.wait_for(task, 10)
+    assert transport.sent["s1:a:action"] == 1 and "s1:b:action" not in transport.sent
+    record = await store.load("s1")
+    assert record is not None and record.status is SagaStatus.RUNNING and record.steps == ()
