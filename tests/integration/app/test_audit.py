@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.errors import ConfigError
+from ordersaga.errors import ConfigError, ForeignDatabase
 from ordersaga.local.retention import PruneSettings, prune_locations
 from ordersaga.local.run import RunOptions, run_orders
 from ordersaga.local.runtime import RuntimeSettings
-from ordersaga.proving.audit import AuditReport, audit_data_dir, format_report
+from ordersaga.proving.audit import AuditReport, audit, audit_data_dir, format_report
 from ordersaga.saga.store import open_store
 from ordersaga.saga.store.base import OperatorAction, Repair, SagaStatus
 
@@ -583,3 +583,62 @@ def test_operator_actions_are_counted_and_quoted(data: Path) -> None:
 
 def test_no_operator_action_counts_nothing(data: Path) -> None:
     assert "resolved by operators" not in report_of(data).checked
+
+
+# -- what the audit opens, and how ----------------------------------------------------------------
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_the_audit_leaves_the_data_dir_as_it_was(data: Path) -> None:
+    """Only reading, while no executor runs: not even a WAL's side files appear."""
+    before = _files(data)
+    assert report_of(data).ok
+    assert _files(data) == before
+
+
+def test_the_audit_reads_a_log_and_a_service_kept_elsewhere(data: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("saga.db", "payment.db"):
+        shutil.move(data / name, elsewhere / name)
+    report = asyncio.run(
+        audit_data_dir(
+            data,
+            store_url=f"sqlite:///{elsewhere / 'saga.db'}",
+            service_urls={"payment": f"sqlite:///{elsewhere / 'payment.db'}"},
+        )
+    )
+    assert report.ok and report.checked["orders"] == 6, report.violations
+
+
+@pytest.mark.parametrize("name", ["saga.db", "shipping.db"])
+def test_a_database_missing_from_the_data_dir_is_named_and_not_created(
+    data: Path, name: str
+) -> None:
+    (data / name).unlink()
+    with pytest.raises(ForeignDatabase, match=rf"{name} is missing \(deleted\?\); nothing was"):
+        report_of(data)
+    assert not (data / name).exists()
+
+
+@pytest.mark.parametrize("missing_one", ["saga", "inventory"])
+def test_the_audit_creates_no_database_it_is_given(
+    data: Path, tmp_path: Path, missing_one: str
+) -> None:
+    """Given URLs directly (no data dir checks first), a missing database is an error, and
+    stays missing."""
+    urls = {name: f"sqlite:///{data / name}.db" for name in ("inventory", "shipping", "payment")}
+    store_url = f"sqlite:///{data / 'saga.db'}"
+    gone = tmp_path / "gone.db"
+    if missing_one == "saga":
+        store_url = f"sqlite:///{gone}"
+    else:
+        urls[missing_one] = f"sqlite:///{gone}"
+    with pytest.raises(ForeignDatabase, match=f"no database at {gone}"):
+        asyncio.run(audit(store_url, urls))
+    assert not gone.exists()

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from ordersaga.clock import FakeClock
-from ordersaga.errors import ConflictError, OwnershipLost
+from ordersaga.errors import ConflictError, OwnershipLost, ServiceUnreachable
 from ordersaga.protocol.messages import Command, Phase, Reply
 from ordersaga.saga.calls import DEADLINE_MARK
 from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
-from ordersaga.saga.executor import SagaEngine, SagaResult
+from ordersaga.saga.executor import EngineSettings, SagaEngine, SagaResult
 from ordersaga.saga.outcome import CANCELLED_REASON
 from ordersaga.saga.recovery import recover
 from ordersaga.saga.store.base import (
@@ -334,3 +334,46 @@ async def test_a_refused_write_on_a_saga_still_running_in_the_log_is_ownership_l
     assert transport.sent["s1:a:action"] == 1 and "s1:b:action" not in transport.sent
     record = await store.load("s1")
     assert record is not None and record.status is SagaStatus.RUNNING and record.steps == ()
+
+
+class DownTransport(ScriptedTransport):
+    """Service ``B`` cannot be reached (connection refused) until ``clock`` reaches ``until``."""
+
+    def __init__(self, services: dict[str, Ledger], clock: FakeClock, until: float) -> None:
+        super().__init__(services)
+        self.clock, self.until = clock, until
+
+    async def send(self, command: Command) -> Reply:
+        if command.service == "B" and self.clock.now < self.until:
+            self.sent[command.key] += 1
+            raise ServiceUnreachable("B: connection refused")
+        return await super().send(command)
+
+
+async def test_an_outage_holds_a_step_until_the_order_deadline_then_fails_it_flagged() -> None:
+    """B is down from the start and back only long after the order's deadline (counted from
+    the saga's creation, on the store's clock): the step waits until then, and no further."""
+    ledgers = {n: Ledger(n, lambda c: False) for n in "ABC"}
+    clock = FakeClock()
+    transport = DownTransport(ledgers, clock, until=clock.now + 10_000)
+    engine = SagaEngine(
+        MemoryStore(clock=clock),
+        transport,
+        [make_definition()],
+        clock=clock,
+        rng=random.Random(3),
+        settings=EngineSettings(order_deadline=120.0),
+    )
+    result = await asyncio.wait_for(engine.start("trip", "s1", {}, "fp"), 10)
+    assert 120.0 <= clock.now - 1_000.0 < 130.0
+    assert (result.status, result.step, result.cause) == (SagaStatus.FAILED, "b", "technical")
+    assert "B service unreachable since" in (result.reason or "")
+    assert (result.reason or "").endswith(DEADLINE_MARK)
+    # B never got the command: only a is undone; the saga stays flagged for attention.
+    assert compensations_sent(transport) == ["s1:a:compensate"]
+    assert ledgers["A"].state["s1:a"] == "compensated" and "s1:b" not in ledgers["B"].state
+    record = await engine.store.load("s1")
+    assert record is not None and record.status is SagaStatus.FAILED and record.needs_attention
+    step_b = record.step("b")
+    assert step_b is not None and step_b.status is StepStatus.UNDELIVERED
+    assert engine.stats.needs_attention == 1
