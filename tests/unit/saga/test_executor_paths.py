@@ -4,6 +4,7 @@ resumed sagas handing earlier results on, and what the engine counts and keeps o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import random
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ from ordersaga.saga.store.base import (
 from ordersaga.saga.store.memory import MemoryStore
 
 from .fakes import Ledger, ScriptedTransport
-from .test_executor import compensations_sent, make_definition, world
+from .test_executor import builder, compensations_sent, make_definition, world
 
 
 class GatedTransport(ScriptedTransport):
@@ -350,14 +351,28 @@ class DownTransport(ScriptedTransport):
         return await super().send(command)
 
 
+class RecordingStore(MemoryStore):
+    """Keeps what each update wrote: (status, reason, needs_attention, input)."""
+
+    def __init__(self, clock: FakeClock | None = None) -> None:
+        super().__init__(clock=clock)
+        self.writes: list[tuple[Any, ...]] = []
+
+    async def update(self, saga_id: str, **kwargs: Any) -> None:
+        await super().update(saga_id, **kwargs)
+        keys = ("status", "reason", "needs_attention", "input")
+        self.writes.append(tuple(kwargs.get(k) for k in keys))
+
+
 async def test_an_outage_holds_a_step_until_the_order_deadline_then_fails_it_flagged() -> None:
     """B is down from the start and back only long after the order's deadline (counted from
     the saga's creation, on the store's clock): the step waits until then, and no further."""
     ledgers = {n: Ledger(n, lambda c: False) for n in "ABC"}
     clock = FakeClock()
     transport = DownTransport(ledgers, clock, until=clock.now + 10_000)
+    store = RecordingStore(clock)
     engine = SagaEngine(
-        MemoryStore(clock=clock),
+        store,
         transport,
         [make_definition()],
         clock=clock,
@@ -377,3 +392,75 @@ async def test_an_outage_holds_a_step_until_the_order_deadline_then_fails_it_fla
     step_b = record.step("b")
     assert step_b is not None and step_b.status is StepStatus.UNDELIVERED
     assert engine.stats.needs_attention == 1
+    # The decision's write already says why and flags the saga (before any compensation).
+    assert store.writes[1] == (SagaStatus.COMPENSATING, result.reason, True, None)
+    second = await asyncio.wait_for(engine.start("trip", "s2", {}, "fp"), 10)
+    assert second.step == "b" and engine.stats.needs_attention == 2
+
+
+def _redacted(input: Any) -> Any:
+    return {k: v for k, v in input.items() if k != "card"}
+
+
+@pytest.mark.parametrize("refuse_c", [False, True])
+async def test_the_decision_write_erases_what_the_decided_saga_no_longer_needs(
+    refuse_c: bool,
+) -> None:
+    ledgers = {n: Ledger(n, (lambda c: refuse_c) if n == "C" else (lambda c: False)) for n in "ABC"}
+    store = RecordingStore()
+    definition = dataclasses.replace(make_definition(), redact=_redacted)
+    engine = SagaEngine(store, ScriptedTransport(ledgers), [definition], clock=FakeClock())
+    result = await engine.start("trip", "s1", {"card": "4111", "x": 1}, "fp")
+    assert result.status is (SagaStatus.FAILED if refuse_c else SagaStatus.CONFIRMED)
+    decided = SagaStatus.COMPENSATING if refuse_c else SagaStatus.CONFIRMING
+    # a's and b's results keep the input as it was; the decision replaces it, once.
+    assert [(w[0], w[3]) for w in store.writes[:3]] == [
+        (None, None),
+        (None, None),
+        (decided, {"x": 1}),
+    ]
+    assert all(w[3] is None for w in store.writes[3:])
+    record = await store.load("s1")
+    assert record is not None and record.input == {"x": 1}
+
+
+async def test_a_saga_decided_without_anything_left_to_do_is_decided_and_ended_in_one_write() -> (
+    None
+):
+    """No retriable step: confirmed at the decision. A first step refused: nothing to undo,
+    failed at once (neither passes through confirming or compensating)."""
+    C, P = StepKind.COMPENSATABLE, StepKind.PIVOT
+    plain = SagaDefinition(
+        "plain",
+        (
+            Step("a", C, builder("A", "do"), builder("A", "undo")),
+            Step("c", P, builder("C", "do"), builder("C", "undo")),
+        ),
+    )
+    for refuse_a, status in ((False, SagaStatus.CONFIRMED), (True, SagaStatus.FAILED)):
+        ledgers = {
+            n: Ledger(n, (lambda c, r=refuse_a: r) if n == "A" else (lambda c: False))
+            for n in "ABC"
+        }
+        store = RecordingStore()
+        decided: list[SagaResult] = []
+        engine = SagaEngine(store, ScriptedTransport(ledgers), [plain], clock=FakeClock())
+        result = await engine.start("plain", "s1", {}, "fp", on_decided=decided.append)
+        assert result.status is status and decided == []
+        assert [w[0] for w in store.writes] == (
+            [None, status] if status is SagaStatus.CONFIRMED else [status]
+        )
+
+
+async def test_a_saga_another_runner_finished_meanwhile_returns_its_outcome() -> None:
+    """A refused write on a saga the log says is finished: the stored outcome is the answer."""
+    engine, _, transport, store = gated_world(refuse_c=False)
+    transport.gate("s1:b:action")
+    task = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
+    await transport.waiting["s1:b:action"].wait()
+    change = Repair(frozenset({SagaStatus.RUNNING}), SagaStatus.FAILED, "resolved as failed by bob")
+    await store.repair("s1", change, OperatorAction("s1", "resolve failed", "bob", "settled"))
+    transport.gates["s1:b:action"].set()
+    result = await asyncio.wait_for(task, 10)
+    assert (result.status, result.reason) == (SagaStatus.FAILED, "resolved as failed by bob")
+    assert "s1:c:action" not in transport.sent and compensations_sent(transport) == []
