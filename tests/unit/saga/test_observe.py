@@ -7,14 +7,20 @@ import json
 import logging
 import random
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from ordersaga.protocol.messages import Command
 from ordersaga.saga.breaker import Breakers, BreakerSettings, BreakerState
 from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.observe import EngineMetrics, Fanout
+from ordersaga.saga.spans import SagaSpans
 from ordersaga.saga.store.memory import MemoryStore
 from ordersaga.saga.testing import FakeClock
 from ordersaga.telemetry.logs import JsonFormatter
+from ordersaga.telemetry.tracing import Tracing
 from tests.promtool import parse_samples, promtool_check
 
 from .fakes import Ledger, ScriptedTransport
@@ -125,3 +131,28 @@ async def test_a_saga_failed_before_any_step_logs_a_reject_decision_and_its_end(
         ("saga_end", None, "failed", "bad input"),
     ]
     assert metrics.saga_seconds[("failed",)].count == 1
+
+
+async def test_spans_name_the_saga_and_each_call_with_their_ids() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    ledgers = {n: Ledger(n, lambda c: False) for n in "ABC"}
+    engine = SagaEngine(
+        MemoryStore(),
+        ScriptedTransport(ledgers),
+        [make_definition()],
+        clock=FakeClock(),
+        observer=SagaSpans(Tracing(provider)),
+    )
+    await engine.start("trip", "s1", {}, "fp")
+    spans = {s.name: dict(s.attributes or {}) for s in exporter.get_finished_spans()}
+    assert spans["saga trip"]["ordersaga.saga_id"] == "s1"
+    assert spans["b action"] == {
+        "ordersaga.saga_id": "s1",
+        "ordersaga.step": "b",
+        "ordersaga.phase": "action",
+        "ordersaga.outcome": "succeeded",
+        "ordersaga.attempts": 1,
+    }
+    assert spans["a_ok confirm"]["ordersaga.phase"] == "confirm"
