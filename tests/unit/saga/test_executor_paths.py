@@ -345,6 +345,10 @@ class DownTransport(ScriptedTransport):
         self.clock, self.until = clock, until
 
     async def send(self, command: Command) -> Reply:
+        if command.key.endswith(":a:action"):
+            await self.clock.sleep(
+                30.0
+            )  # a slow first step: the deadline still counts from creation
         if command.service == "B" and self.clock.now < self.until:
             self.sent[command.key] += 1
             raise ServiceUnreachable("B: connection refused")
@@ -464,3 +468,15 @@ async def test_a_saga_another_runner_finished_meanwhile_returns_its_outcome() ->
     result = await asyncio.wait_for(task, 10)
     assert (result.status, result.reason) == (SagaStatus.FAILED, "resolved as failed by bob")
     assert "s1:c:action" not in transport.sent and compensations_sent(transport) == []
+
+
+async def test_a_fenced_engine_on_a_store_without_leases_writes_nothing() -> None:
+    """A worker's engine fences every write by its lease; a store without leases holds no saga
+    for anyone, so the first write is refused and the run stops there."""
+    ledgers = {n: Ledger(n, lambda c: False) for n in "ABC"}
+    store = MemoryStore()
+    engine = SagaEngine(store, ScriptedTransport(ledgers), [make_definition()], owner="w1")
+    with pytest.raises(OwnershipLost, match="not held by 'w1'"):
+        await engine.start("trip", "s1", {}, "fp")
+    record = await store.load("s1")
+    assert record is not None and record.status is SagaStatus.RUNNING and record.steps == ()

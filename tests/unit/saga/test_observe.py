@@ -7,6 +7,7 @@ import json
 import logging
 import random
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -47,11 +48,12 @@ def _engine(refuse_c: bool) -> tuple[SagaEngine, EngineMetrics, io.StringIO]:
     ledgers = {n: Ledger(n, (lambda c: refuse_c) if n == "C" else (lambda c: False)) for n in "ABC"}
     metrics = EngineMetrics()
     events = EventLog("w1", logger)
+    clock = FakeClock()  # the store's too: saga durations on one clock
     engine = SagaEngine(
-        MemoryStore(),
+        MemoryStore(clock=clock),
         ScriptedTransport(ledgers, fail),
         [make_definition()],
-        clock=FakeClock(),
+        clock=clock,
         rng=random.Random(3),
         observer=Fanout([metrics, events]),
     )
@@ -61,8 +63,15 @@ def _engine(refuse_c: bool) -> tuple[SagaEngine, EngineMetrics, io.StringIO]:
 
 async def test_metrics_count_attempts_by_result_and_sagas_by_outcome() -> None:
     engine, metrics, _ = _engine(refuse_c=True)
+    clock = engine.caller._clock
+    assert isinstance(clock, FakeClock)
     result = await engine.start("trip", "s1", {}, "fp")
     assert result.status.value == "failed"
+    # Durations on the engine's clock: a's two backoffs are all the time that passed.
+    waited = sum(clock.sleeps)
+    assert waited > 0 and metrics.step_seconds()[("a", "action")].sum == pytest.approx(waited)
+    assert metrics.step_seconds()[("b", "action")].sum == 0.0
+    assert metrics.saga_seconds[("failed",)].sum == pytest.approx(waited)
     attempts = metrics.step_attempts()
     assert attempts[("a", "action", "error")] == 2  # two lost requests, then ok
     assert attempts[("a", "action", "ok")] == 1
