@@ -283,16 +283,21 @@ async def test_recovering_a_compensating_saga_keeps_its_reason_step_and_cause() 
 
 async def test_a_run_compensates_a_saga_an_operator_cancelled_under_it() -> None:
     """An operator cancels s1 while b's action is on its way (as ``ordersaga sagas cancel``
-    does: compensating, b and c unknown). Without a lease nothing fences the run off: its
-    decision is refused (the saga is compensating now), it reads the log and compensates every
-    step, c's unknown one too. (A worker is fenced off instead: tests/integration/distributed.)"""
+    does: compensating, each forward step the log has no outcome of marked unknown). Without a
+    lease nothing fences the run off: its decision is refused (the saga is compensating now), it
+    reads the log and compensates every step in reverse, c's too. (A worker is fenced off
+    instead: tests/integration/distributed.)"""
     engine, ledgers, transport, store = gated_world(refuse_c=False)
     transport.gate("s1:b:action")
     task = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
     await transport.waiting["s1:b:action"].wait()
+    logged = await store.load("s1")
+    assert logged is not None
+    known = {r.step for r in logged.steps}
     unknown = tuple(
         StepRecord(s, Phase.ACTION, StepStatus.UNKNOWN, {}, CANCELLED_REASON, 0, 0.0, 0.0)
-        for s in ("b", "c")
+        for s in ("a", "b", "c")
+        if s not in known
     )
     change = Repair(
         frozenset({SagaStatus.RUNNING}),
@@ -323,16 +328,18 @@ async def test_a_refused_write_on_a_saga_still_running_in_the_log_is_ownership_l
     """Refused, yet the log neither finished nor cancelled the saga: someone else drives it.
     The run stops (it does not drive the saga again) and says so."""
     engine, _, transport, store = gated_world(refuse_c=False)
-    transport.gate("s1:a:action")
+    transport.gate("s1:c:action")
     task = asyncio.create_task(engine.start("trip", "s1", {}, "fp"))
-    await transport.waiting["s1:a:action"].wait()
+    await transport.waiting["s1:c:action"].wait()
     store.refuse = ConflictError("not yours")
-    transport.gates["s1:a:action"].set()
+    transport.gates["s1:c:action"].set()
     await store.refused.wait()
     store.refuse = None  # only the first write is refused: driving again would go through
     with pytest.raises(OwnershipLost, match="saga 's1': not yours"):
         await asyncio.wait_for(task, 10)
-    assert transport.sent["s1:a:action"] == 1 and "s1:b:action" not in transport.sent
+    # The decision (a's and b's results riding with c's) was the refused write: each step was
+    # sent once, nothing was confirmed or undone.
+    assert list(transport.sent.items()) == [(f"s1:{n}:action", 1) for n in "abc"]
     record = await store.load("s1")
     assert record is not None and record.status is SagaStatus.RUNNING and record.steps == ()
 
@@ -417,13 +424,9 @@ async def test_the_decision_write_erases_what_the_decided_saga_no_longer_needs(
     result = await engine.start("trip", "s1", {"card": "4111", "x": 1}, "fp")
     assert result.status is (SagaStatus.FAILED if refuse_c else SagaStatus.CONFIRMED)
     decided = SagaStatus.COMPENSATING if refuse_c else SagaStatus.CONFIRMING
-    # a's and b's results keep the input as it was; the decision replaces it, once.
-    assert [(w[0], w[3]) for w in store.writes[:3]] == [
-        (None, None),
-        (None, None),
-        (decided, {"x": 1}),
-    ]
-    assert all(w[3] is None for w in store.writes[3:])
+    # The decision (a's and b's results riding with it) replaces the input, once.
+    assert (store.writes[0][0], store.writes[0][3]) == (decided, {"x": 1})
+    assert all(w[3] is None for w in store.writes[1:])
     record = await store.load("s1")
     assert record is not None and record.input == {"x": 1}
 
@@ -451,9 +454,7 @@ async def test_a_saga_decided_without_anything_left_to_do_is_decided_and_ended_i
         engine = SagaEngine(store, ScriptedTransport(ledgers), [plain], clock=FakeClock())
         result = await engine.start("plain", "s1", {}, "fp", on_decided=decided.append)
         assert result.status is status and decided == []
-        assert [w[0] for w in store.writes] == (
-            [None, status] if status is SagaStatus.CONFIRMED else [status]
-        )
+        assert [w[0] for w in store.writes] == [status]
 
 
 async def test_a_saga_another_runner_finished_meanwhile_returns_its_outcome() -> None:
@@ -467,7 +468,8 @@ async def test_a_saga_another_runner_finished_meanwhile_returns_its_outcome() ->
     transport.gates["s1:b:action"].set()
     result = await asyncio.wait_for(task, 10)
     assert (result.status, result.reason) == (SagaStatus.FAILED, "resolved as failed by bob")
-    assert "s1:c:action" not in transport.sent and compensations_sent(transport) == []
+    # Its decision was the refused write: nothing was confirmed or undone after it.
+    assert [key.rsplit(":", 1)[1] for key in transport.sent] == ["action"] * 3
 
 
 async def test_a_fenced_engine_on_a_store_without_leases_writes_nothing() -> None:
