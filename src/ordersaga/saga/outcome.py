@@ -49,7 +49,9 @@ def failure_of(record: SagaRecord) -> Failure | None:
             continue
         if step.status is StepStatus.REFUSED:
             return Failure(step.step, "business")
-        if step.status is StepStatus.UNKNOWN:
+        # An undelivered call (its service unreachable until the order's deadline) failed the
+        # saga as much as an unknown outcome did: a technical cause, on a replay as the first time.
+        if step.status in (StepStatus.UNKNOWN, StepStatus.UNDELIVERED):
             cause = "operator" if step.reason == CANCELLED_REASON else "technical"
             return Failure(step.step, cause)
     return Failure(None, "input")
