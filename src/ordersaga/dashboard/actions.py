@@ -76,7 +76,13 @@ async def sign_in(state: Dashboard, request: Request) -> Response:
         return _error(400, str(exc))
     if not name.isprintable() or len(name) > 64:
         return _error(400, "name: at most 64 printable characters")
+    wait = state.sign_ins.wait(request)
+    if wait is not None:
+        refused = _error(429, f"too many failed sign-ins: wait {wait} s")
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     if not state.operators.check_token(token):
+        state.sign_ins.failed(request)
         return _error(401, "that is not the operator token")
     response = JSONResponse({"operator": name})
     set_session(response, request, state.operators.sign_in(name))

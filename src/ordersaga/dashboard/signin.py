@@ -135,7 +135,13 @@ async def login_submit(state: Dashboard, request: Request) -> Response:
     name = (fields.get("name") or [""])[0].strip() or "operator"
     if not name.isprintable() or len(name) > 64:
         return _form(state, request, wanted, 400, "name: at most 64 printable characters")
+    wait = state.sign_ins.wait(request)
+    if wait is not None:
+        response = _form(state, request, wanted, 429, f"too many failed sign-ins: wait {wait} s")
+        response.headers["Retry-After"] = str(wait)
+        return response
     if not token or not state.operators.check_token(token):
+        state.sign_ins.failed(request)
         return _form(state, request, wanted, 401, "that is not the operator token", name)
     response = RedirectResponse(wanted, status_code=303)
     set_session(response, request, state.operators.sign_in(name))

@@ -11,6 +11,7 @@ from starlette.templating import Jinja2Templates
 from ordersaga.dashboard.auth import Operators
 from ordersaga.dashboard.log import SagaLog
 from ordersaga.dashboard.metrics import DashboardCounts
+from ordersaga.dashboard.throttle import SignInThrottle
 
 __all__ = ["Dashboard", "DashboardSettings"]
 
@@ -46,3 +47,4 @@ class Dashboard:
     operators: Operators
     templates: Jinja2Templates
     counts: DashboardCounts = field(default_factory=DashboardCounts)
+    sign_ins: SignInThrottle = field(default_factory=SignInThrottle)

@@ -15,12 +15,14 @@ import httpx
 import pytest
 
 from ordersaga.dashboard import DashboardSettings, OwnLog, create_dashboard
+from ordersaga.dashboard.throttle import FAILURES_PER_MINUTE
 from tests.e2e.conftest import ordersaga
 
 from .conftest import CARD, STUCK, TOKEN, start_dashboard
 
 BASE = "http://127.0.0.1:8080"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -95,6 +97,42 @@ async def test_a_bearer_token_reads_and_the_form_signs_a_browser_in(
     )
     assert out.status_code == 200
     assert (await private.get("/api/overview")).status_code == 401  # signed out
+
+
+async def test_failed_sign_ins_are_rate_limited_per_client_address(sqlite_log: Path) -> None:
+    app = create_dashboard(OwnLog(sqlite_log, None), DashboardSettings(token=TOKEN, private=True))
+    async with app.router.lifespan_context(app):
+
+        def client(address: str) -> httpx.AsyncClient:
+            transport = httpx.ASGITransport(app=app, client=(address, 40000))
+            return httpx.AsyncClient(transport=transport, base_url=BASE)
+
+        async with client("192.0.2.7") as guesser, client("192.0.2.8") as operator:
+            # A right token never counts against its address.
+            for _ in range(FAILURES_PER_MINUTE + 2):
+                ok = await operator.post("/login", content=_form(token=TOKEN), headers=FORM)
+                assert ok.status_code == 303
+            for guess in range(FAILURES_PER_MINUTE):
+                wrong = await guesser.post(
+                    "/login", content=_form(token=f"guess-{guess}"), headers=FORM
+                )
+                assert wrong.status_code == 401
+            # Past the limit even the right token is refused: a guesser learns nothing meanwhile.
+            for path, body, headers in (
+                ("/login", _form(token=TOKEN), FORM),
+                ("/api/session", f'{{"token": "{TOKEN}"}}', JSON),
+            ):
+                paused = await guesser.post(path, content=body, headers=headers)
+                assert paused.status_code == 429 and "too many failed sign-ins" in paused.text
+                assert 1 <= int(paused.headers["retry-after"]) <= 60
+                assert "set-cookie" not in paused.headers and TOKEN not in paused.text
+            # Another address is not held back by this one's failures.
+            other = await operator.post(
+                "/api/session", content=f'{{"token": "{TOKEN}"}}', headers=JSON
+            )
+            assert other.status_code == 200 and "set-cookie" in other.headers
+            wrong = await operator.post("/api/session", content='{"token": "x"}', headers=JSON)
+            assert wrong.status_code == 401
 
 
 def test_a_private_dashboard_needs_a_token() -> None:
