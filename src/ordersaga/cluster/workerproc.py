@@ -47,8 +47,13 @@ def _health_check(
     http: HttpTransport, settings: WorkerSettings, log_db: Database
 ) -> Callable[[], Awaitable[str | None]]:
     """What is wrong with the services (None: all answer, each on a database the saga log
-    accepts; see :mod:`ordersaga.db.deployment`), asked at most every ``poll`` s."""
+    accepts; see :mod:`ordersaga.db.deployment`), asked at most every ``poll`` s.
+
+    A database the log accepted once is accepted for good (the log never forgets a member), so
+    it is checked against the log only the first time it is seen.
+    """
     last: list[tuple[float, str | None]] = []
+    accepted: set[tuple[str, str]] = set()
 
     async def check() -> str | None:
         now = time.monotonic()
@@ -62,7 +67,11 @@ def _health_check(
                 if isinstance(database, dict):
                     held = bool(database.get("records"))
                     member = Member(name, database.get("id"), held, f"served at {url}")
-                    await bind_members(log_db, [member])
+                    known = None if member.database_id is None else (name, member.database_id)
+                    if known not in accepted:
+                        await bind_members(log_db, [member])
+                        if known is not None:
+                            accepted.add(known)
             except TransportError as exc:
                 problem = f"the {name} service at {url} does not answer ({exc})"
                 break

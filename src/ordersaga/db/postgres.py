@@ -2,7 +2,13 @@
 
 Transactions run at READ COMMITTED: a compare-and-swap ``UPDATE ... WHERE version = ?`` that
 loses a race re-evaluates its WHERE clause after the winner commits and changes zero rows, which
-is exactly the signal optimistic locking needs.
+is exactly the signal optimistic locking needs. :meth:`PostgresDatabase.snapshot` is a read-only
+``REPEATABLE READ`` transaction, begun in one statement.
+
+A connection goes back to the pool without asyncpg's reset query (one more round trip per
+transaction): nothing here leaves session state on a pooled connection — settings are
+``SET LOCAL``, advisory locks transaction-scoped, and listening and session locks use
+connections of their own. An open transaction is still rolled back.
 """
 
 from __future__ import annotations
@@ -10,8 +16,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Literal
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -40,6 +46,10 @@ def _translate(exc: BaseException) -> StorageError:
 
 
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """A released connection keeps its (empty) session state: see the module doc."""
 
 
 class _PgTx(Tx):
@@ -80,7 +90,9 @@ class PostgresDatabase(Database):
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
         try:
-            pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+            pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, reset=_no_reset
+            )
         except _ERRORS as exc:
             raise _translate(exc) from exc
         return cls(url, pool)
@@ -99,14 +111,23 @@ class PostgresDatabase(Database):
             raise _translate(exc) from exc
         return [dict(r) for r in rows]
 
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        return self._transaction(None, False)
+
+    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
+        """A read-only transaction whose statements all see one snapshot (REPEATABLE READ)."""
+        return self._transaction("repeatable_read", True)
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def _transaction(
+        self, isolation: Literal["repeatable_read"] | None, readonly: bool
+    ) -> AsyncIterator[Tx]:
         try:
             conn = await self._pool.acquire()
         except _ERRORS as exc:
             raise _translate(exc) from exc
         try:
-            tr = conn.transaction()
+            tr = conn.transaction(isolation=isolation, readonly=readonly)
             await tr.start()
             try:
                 yield _PgTx(conn)

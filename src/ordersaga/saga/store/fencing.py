@@ -37,7 +37,7 @@ from typing import Any
 
 import asyncpg
 
-from ordersaga.db import Tx
+from ordersaga.db import Database, Tx
 from ordersaga.errors import ExecutorBusy, ExecutorFenced, UnavailableError
 
 _EXECUTOR_LOCK = 0x6F73_6167  # pg advisory lock key ("osag")
@@ -100,12 +100,20 @@ class ExecutorRight:
         if self.lost is None:
             self.lost = f"the executor lock session on the saga log {self.url} was terminated"
 
-    async def check(self, tx: Tx) -> None:
-        """Inside a write transaction: refuse to write unless the right is still ours."""
+    def check_local(self) -> None:
+        """Raise :class:`ExecutorFenced` if this process already knows the right is lost."""
         if self.lost is None and self._conn is not None and self._conn.is_closed():
             self._terminated(self._conn)
         if self.lost is not None:
             raise ExecutorFenced(self.lost)
+
+    async def check(self, tx: Tx | Database) -> None:
+        """Inside a write transaction: refuse to write unless the right is still ours.
+
+        (A statement that writes by itself, like a claim, reads the epoch ``FOR SHARE`` in its
+        own text; when it wrote nothing, this call on the database tells why.)
+        """
+        self.check_local()
         row = await tx.fetchone(
             "SELECT mode, epoch, holder FROM executors WHERE singleton = 1 FOR SHARE"
         )

@@ -18,24 +18,30 @@ write another record (:mod:`.fencing`, :meth:`PostgresSagaStore.lock_executors`)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import functools
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
-from ordersaga.db import Tx
+from ordersaga.db import Row, Tx
+from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
-from ordersaga.saga.store.base import TERMINAL, SagaRecord
+from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
 from ordersaga.saga.store.fencing import ExecutorRight
-from ordersaga.saga.store.model import UNFINISHED, Write
-from ordersaga.saga.store.sql import Reader, SqlSagaStore, with_steps
-from ordersaga.saga.store.sqlbatch import Outcome, placeholders
+from ordersaga.saga.store.model import UNFINISHED, Write, record_from_row, step_from_row
+from ordersaga.saga.store.pgbatch import ARRAY_STATEMENTS, ids_param
+from ordersaga.saga.store.sql import Reader, SqlSagaStore
+from ordersaga.saga.store.sqlbatch import Outcome
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
+_UNFINISHED = [s.value for s in UNFINISHED]
+_TERMINAL = [s.value for s in TERMINAL]
 
 
 class PostgresSagaStore(SqlSagaStore):
     """A saga log in ``postgresql://...``, with leases for several workers."""
 
     lock_suffix = "FOR UPDATE"
+    batch_statements = ARRAY_STATEMENTS
     _right: ExecutorRight | None = None
 
     async def begin_write(self, tx: Tx) -> None:
@@ -45,13 +51,18 @@ class PostgresSagaStore(SqlSagaStore):
             await tx.execute("SET LOCAL synchronous_commit TO OFF")
 
     def reading(self) -> AbstractAsyncContextManager[Reader]:
-        return self._snapshot()
+        database = self.database
+        assert isinstance(database, PostgresDatabase)
+        return database.snapshot()
 
-    @asynccontextmanager
-    async def _snapshot(self) -> AsyncIterator[Reader]:
-        async with self.database.transaction() as tx:
-            await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield tx
+    async def with_steps(self, reader: Reader, rows: Sequence[Row]) -> list[SagaRecord]:
+        """The records of ``rows`` with their steps, read in one fixed statement."""
+        steps: dict[str, list[StepRecord]] = {row["saga_id"]: [] for row in rows}
+        if steps:
+            step_rows = await reader.fetchall(_steps_sql(self.step_columns), ids_param(list(steps)))
+            for step_row in step_rows:
+                steps[step_row["saga_id"]].append(step_from_row(step_row))
+        return [record_from_row(row, steps[row["saga_id"]]) for row in rows]
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -67,44 +78,28 @@ class PostgresSagaStore(SqlSagaStore):
         """
         if lease_s <= 0 or limit < 1:
             raise ValueError("lease_s must be positive and limit at least 1")
-        statuses = [s.value for s in UNFINISHED]
-        held = "owner = ? OR " if include_held else ""
-        async with self.database.transaction() as tx:
-            if self._right is not None:
-                await self._right.check(tx)
-            rows = await tx.fetchall(
-                f"SELECT {self.saga_columns} FROM sagas"
-                f" WHERE status IN ({placeholders(len(statuses))})"
-                f" AND (owner IS NULL OR {held}lease_until < {_NOW})"
-                " ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED",
-                *statuses,
-                *([owner] if include_held else []),
-                limit,
-            )
-            ids = [row["saga_id"] for row in rows]
-            if ids:
-                await tx.execute(
-                    f"UPDATE sagas SET owner = ?, lease_until = {_NOW} + ?"
-                    f" WHERE saga_id IN ({placeholders(len(ids))})",
-                    owner,
-                    float(lease_s),
-                    *ids,
-                )
-            # The rows are locked by this transaction: no writer can change them in between.
-            return await with_steps(tx, self.step_columns, rows)
+        right = self._right
+        params: list[object] = [_UNFINISHED, *([owner] if include_held else []), limit]
+        params += [owner, float(lease_s)]
+        if right is not None:
+            right.check_local()
+            params.append(right.epoch)
+        sql = _claim_sql(self.saga_columns, include_held, right is not None)
+        rows = await self.database.fetchall(sql, *params)
+        if not rows:
+            if right is not None:  # nothing claimed: because the right is gone?
+                await right.check(self.database)
+            return []
+        # The rows are ours now: only a write carrying our owner id can change their steps.
+        rows.sort(key=lambda row: int(row["seq"]))
+        return await self.with_steps(self.database, rows)
 
     async def renew(self, owner: str, saga_ids: Sequence[str], lease_s: float) -> list[str]:
         """Extend ``owner``'s leases; return the ids it still holds (the others were lost)."""
         if not saga_ids:
             return []
         async with self.database.transaction() as tx:
-            rows = await tx.fetchall(
-                f"UPDATE sagas SET lease_until = {_NOW} + ?"
-                f" WHERE saga_id IN ({_mine(len(saga_ids))}) RETURNING saga_id",
-                float(lease_s),
-                owner,
-                *saga_ids,
-            )
+            rows = await tx.fetchall(_RENEW, float(lease_s), owner, ids_param(saga_ids))
         held = {row["saga_id"] for row in rows}
         return [saga_id for saga_id in saga_ids if saga_id in held]
 
@@ -116,15 +111,8 @@ class PostgresSagaStore(SqlSagaStore):
         """
         if not saga_ids:
             return
-        terminal = ", ".join(f"'{s.value}'" for s in TERMINAL)
         async with self.database.transaction() as tx:
-            await tx.execute(
-                f"UPDATE sagas SET owner = CASE WHEN status IN ({terminal}) THEN owner END,"
-                " lease_until = NULL"
-                f" WHERE saga_id IN ({_mine(len(saga_ids))})",
-                owner,
-                *saga_ids,
-            )
+            await tx.execute(_RELEASE, owner, ids_param(saga_ids))
 
     # -- who may execute sagas -----------------------------------------------------------------
 
@@ -176,24 +164,52 @@ class PostgresSagaStore(SqlSagaStore):
         """
         if not saga_ids:
             return []
-        terminal = [s.value for s in TERMINAL]
         async with self.reading() as reader:
             rows = await reader.fetchall(
                 f"SELECT {self.saga_columns} FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
-                f" AND status IN ({placeholders(len(terminal))})",
-                list(saga_ids),
-                *terminal,
+                " AND status = ANY(CAST(? AS TEXT[]))",
+                ids_param(saga_ids),
+                _TERMINAL,
             )
-            return await with_steps(reader, self.step_columns, rows)
+            return await self.with_steps(reader, rows)
 
 
-def _mine(n: int) -> str:
-    """The ids among ``n`` given ones that the owner holds, locked in saga id order.
+# The ids among the given ones that the owner holds, locked in saga id order: write batches
+# lock their rows in saga id order too (see :mod:`.pgbatch`), so a renewal and a batch of the
+# same worker cannot deadlock on each other.
+_MINE = (
+    "SELECT saga_id FROM sagas WHERE owner = ? AND saga_id = ANY(CAST(? AS TEXT[]))"
+    " ORDER BY saga_id FOR UPDATE"
+)
+_RENEW = f"UPDATE sagas SET lease_until = {_NOW} + ? WHERE saga_id IN ({_MINE}) RETURNING saga_id"
+_RELEASE = (
+    "UPDATE sagas SET owner = CASE WHEN status IN"
+    f" ({', '.join(repr(s) for s in _TERMINAL)}) THEN owner END,"
+    f" lease_until = NULL WHERE saga_id IN ({_MINE})"
+)
 
-    Write batches lock their rows in saga id order too (see :mod:`.sqlbatch`), so a renewal
-    and a batch of the same worker cannot deadlock on each other.
-    """
+
+@functools.lru_cache(maxsize=8)
+def _steps_sql(step_columns: str) -> str:
     return (
-        f"SELECT saga_id FROM sagas WHERE owner = ? AND saga_id IN ({placeholders(n)})"
-        " ORDER BY saga_id FOR UPDATE"
+        f"SELECT {step_columns} FROM saga_steps WHERE saga_id = ANY(CAST(? AS TEXT[]))"
+        " ORDER BY started_at, id"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _claim_sql(saga_columns: str, include_held: bool, fenced: bool) -> str:
+    """One statement: pick unfinished sagas nobody holds (skipping rows another transaction
+    locks), lease them to the owner and return them; ``fenced``: only while the executors'
+    epoch is still the given one (read ``FOR SHARE``, as every write of an executor does)."""
+    held = "owner = ? OR " if include_held else ""
+    names = [name.strip() for name in saga_columns.split(",")]
+    columns = ", ".join(name if " " in name else f"sagas.{name}" for name in names)
+    epoch = " AND (SELECT epoch FROM executors WHERE singleton = 1 FOR SHARE) = ?" if fenced else ""
+    return (
+        "WITH picked AS (SELECT saga_id FROM sagas WHERE status = ANY(CAST(? AS TEXT[]))"
+        f" AND (owner IS NULL OR {held}lease_until < {_NOW}) ORDER BY seq LIMIT ?"
+        " FOR UPDATE SKIP LOCKED)"
+        f" UPDATE sagas SET owner = ?, lease_until = {_NOW} + ? FROM picked"
+        f" WHERE sagas.saga_id = picked.saga_id{epoch} RETURNING {columns}"
     )

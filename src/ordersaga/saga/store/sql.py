@@ -42,7 +42,14 @@ from ordersaga.saga.store.model import (
     step_from_row,
 )
 from ordersaga.saga.store.schema import COMPONENT, check_schema, ensure_schema, missing_columns
-from ordersaga.saga.store.sqlbatch import Outcome, apply_batch, chunks, placeholders
+from ordersaga.saga.store.sqlbatch import (
+    VALUES_STATEMENTS,
+    BatchStatements,
+    Outcome,
+    apply_batch,
+    chunks,
+    placeholders,
+)
 from ordersaga.saga.store.sqlops import (
     HOLDER_COLUMNS,
     actions_of,
@@ -83,6 +90,8 @@ class SqlSagaStore(SagaStore):
     #: What reads select (an older log opened read-only reads its missing columns as NULL).
     saga_columns = SAGA_COLUMNS
     step_columns = STEP_COLUMNS
+    #: The dialect's statements of a write batch (see :mod:`.sqlbatch`).
+    batch_statements: BatchStatements = VALUES_STATEMENTS
 
     def __init__(
         self,
@@ -200,7 +209,7 @@ class SqlSagaStore(SagaStore):
         # Crash points: the batch written but not committed; committed but not yet acknowledged.
         async with self._db.transaction() as tx:
             await self.begin_write(tx)
-            outcomes = await apply_batch(tx, writes, lock_suffix=self.lock_suffix)
+            outcomes = await apply_batch(tx, writes, self.batch_statements)
             self._crash.hit("store.before:commit")
         self._crash.hit("store.after:commit")
         return outcomes
@@ -209,6 +218,10 @@ class SqlSagaStore(SagaStore):
         """Hook: the first statements of every write transaction."""
 
     # -- reads -------------------------------------------------------------------------------
+
+    async def with_steps(self, reader: Reader, rows: Sequence[Row]) -> list[SagaRecord]:
+        """Hook: the records of saga ``rows``, each with its step records read in ``reader``."""
+        return await with_steps(reader, self.step_columns, rows)
 
     def reading(self) -> AbstractAsyncContextManager[Reader]:
         """Hook: where a read that spans several statements runs (a consistent snapshot)."""
@@ -221,7 +234,7 @@ class SqlSagaStore(SagaStore):
             )
             if row is None:
                 return None
-            return (await with_steps(reader, self.step_columns, [row]))[0]
+            return (await self.with_steps(reader, [row]))[0]
 
     async def unfinished(self) -> list[SagaRecord]:
         statuses = [s.value for s in UNFINISHED]
@@ -231,7 +244,7 @@ class SqlSagaStore(SagaStore):
                 f" WHERE status IN ({placeholders(len(statuses))}) ORDER BY seq",
                 *statuses,
             )
-            return await with_steps(reader, self.step_columns, rows)
+            return await self.with_steps(reader, rows)
 
     async def scan(self, batch_size: int = 500) -> AsyncIterator[SagaRecord]:
         if batch_size < 1:
@@ -244,7 +257,7 @@ class SqlSagaStore(SagaStore):
                     after,
                     batch_size,
                 )
-                records = await with_steps(reader, self.step_columns, rows)
+                records = await self.with_steps(reader, rows)
             for record in records:
                 yield record
             if len(rows) < batch_size:
@@ -264,7 +277,7 @@ class SqlSagaStore(SagaStore):
         sql, params = list_query(f"{self.saga_columns}, {HOLDER_COLUMNS}", query)
         async with self.reading() as reader:
             rows = await reader.fetchall(sql, *params)
-            records = await with_steps(reader, self.step_columns, rows[: query.limit])
+            records = await self.with_steps(reader, rows[: query.limit])
         entries = [_entry(row, record) for row, record in zip(rows, records, strict=False)]
         return page_of(rows, entries, query.limit)
 
@@ -276,7 +289,7 @@ class SqlSagaStore(SagaStore):
             )
             if row is None:
                 return None
-            record = (await with_steps(reader, self.step_columns, [row]))[0]
+            record = (await self.with_steps(reader, [row]))[0]
             actions = await actions_of(self._db, reader, saga_id)
         return _entry(row, record, actions)
 

@@ -7,6 +7,10 @@ write's error outcome and is skipped; it does not abort the transaction. What su
 into a few multi-row statements: one INSERT of the new sagas, one UPDATE of the changed ones, and
 one upsert of the step records (the last record per (saga, step, phase) wins, in the position of
 its first insertion).
+
+The statements themselves are the dialect's (:class:`BatchStatements`): multi-row ``VALUES``
+lists here (SQLite, and any SQL database), fixed array statements on PostgreSQL
+(:mod:`.pgbatch`, which the server parses and plans once per connection).
 """
 
 from __future__ import annotations
@@ -63,18 +67,85 @@ def placeholders(n: int) -> str:
     return ", ".join("?" * n)
 
 
-async def apply_batch(
-    tx: Tx, writes: Sequence[Write], *, lock_suffix: str = ""
-) -> list[Outcome | Exception]:
-    """Apply ``writes`` in ``tx``; return one outcome per write (see the module doc).
+class BatchStatements:
+    """The statements of a batch: multi-row ``VALUES`` lists, in chunks of :data:`CHUNK_ROWS`.
 
     ``lock_suffix`` (``FOR UPDATE`` on PostgreSQL) locks the touched rows against other writer
     processes until the commit; SQLite's ``BEGIN IMMEDIATE`` already holds the database lock.
+    """
+
+    def __init__(self, lock_suffix: str = "") -> None:
+        self.lock_suffix = lock_suffix
+
+    async def fetch_heads(self, tx: Tx, ids: Sequence[str]) -> dict[str, Head]:
+        heads: dict[str, Head] = {}
+        for chunk in chunks(ids, 500):
+            rows = await tx.fetchall(
+                f"SELECT {HEAD_COLUMNS} FROM sagas WHERE saga_id IN ({placeholders(len(chunk))})"
+                f" ORDER BY saga_id {self.lock_suffix}",
+                *chunk,
+            )
+            for row in rows:
+                heads[row["saga_id"]] = head_of(row)
+        return heads
+
+    async def insert_sagas(self, tx: Tx, new: Sequence[tuple[CreateWrite, Head]]) -> None:
+        # A plain INSERT: if another process created one of these ids since we looked, the
+        # unique key raises ConflictError and the batch is retried one write at a time.
+        for chunk in chunks(new):
+            params: list[Any] = []
+            for write, head in chunk:
+                params += (write.saga_id, write.definition, write.input, write.fingerprint)
+                params += (head.status.value, head.reason, int(head.needs_attention))
+                params += (write.at, head.updated_at, head.version)
+            await tx.execute(_INSERT_SAGAS + ", ".join([_SAGA_VALUES] * len(chunk)), *params)
+
+    async def update_sagas(self, tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> None:
+        for chunk in chunks(changed):
+            params: list[Any] = []
+            for saga_id, head, version in chunk:
+                params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
+                params += (head.updated_at, head.version, version, head.input)
+                params.append(head.attention_reason)
+            sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
+            if await tx.execute(sql, *params) != len(chunk):
+                raise ConflictError("a saga changed under a batch (concurrent writer)")
+
+    async def upsert_steps(self, tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
+        await upsert_steps(tx, rows)
+
+
+HEAD_COLUMNS = (
+    "saga_id, status, reason, needs_attention, updated_at, version, owner, attention_reason"
+)
+
+
+def head_of(row: Any) -> Head:
+    """A saga's :class:`Head` from a row of :data:`HEAD_COLUMNS`."""
+    return Head(
+        SagaStatus(row["status"]),
+        row["reason"],
+        bool(row["needs_attention"]),
+        float(row["updated_at"]),
+        int(row["version"]),
+        row["owner"],
+        attention_reason=row["attention_reason"],
+    )
+
+
+VALUES_STATEMENTS = BatchStatements()
+
+
+async def apply_batch(
+    tx: Tx, writes: Sequence[Write], statements: BatchStatements = VALUES_STATEMENTS
+) -> list[Outcome | Exception]:
+    """Apply ``writes`` in ``tx``; return one outcome per write (see the module doc).
+
     Raises (and so rolls back) only on a database error, or ConflictError when another process
     changed or created one of the sagas concurrently.
     """
     ids = list(dict.fromkeys(w.saga_id for w in writes))
-    heads = await _fetch_heads(tx, ids, lock_suffix)
+    heads = await statements.fetch_heads(tx, ids)
     versions = {saga_id: head.version for saga_id, head in heads.items()}
     created: dict[str, CreateWrite] = {}
     steps: dict[tuple[str, str, str], StepRow] = {}
@@ -96,14 +167,17 @@ async def apply_batch(
         for row in write.steps:
             steps[(write.saga_id, row.step, row.phase.value)] = row
         outcomes.append(None)
-    await _insert_sagas(tx, [(w, heads[saga_id]) for saga_id, w in created.items()])
+    if created:
+        await statements.insert_sagas(tx, [(w, heads[saga_id]) for saga_id, w in created.items()])
     changed = [
         (saga_id, heads[saga_id], version)
         for saga_id, version in versions.items()
         if heads[saga_id].version != version
     ]
-    await _update_sagas(tx, changed)
-    await upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
+    if changed:
+        await statements.update_sagas(tx, changed)
+    if steps:
+        await statements.upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
     return outcomes
 
 
@@ -112,51 +186,6 @@ def _apply_update(head: Head | None, write: UpdateWrite) -> None:
         check_update(write.saga_id, None, write.status)  # raises: unknown saga
         return
     head.apply(write, write.saga_id)
-
-
-async def _fetch_heads(tx: Tx, ids: Sequence[str], lock_suffix: str) -> dict[str, Head]:
-    heads: dict[str, Head] = {}
-    for chunk in chunks(ids, 500):
-        rows = await tx.fetchall(
-            "SELECT saga_id, status, reason, needs_attention, updated_at, version, owner,"
-            " attention_reason FROM sagas"
-            f" WHERE saga_id IN ({placeholders(len(chunk))}) ORDER BY saga_id {lock_suffix}",
-            *chunk,
-        )
-        for row in rows:
-            heads[row["saga_id"]] = Head(
-                SagaStatus(row["status"]),
-                row["reason"],
-                bool(row["needs_attention"]),
-                float(row["updated_at"]),
-                int(row["version"]),
-                row["owner"],
-                attention_reason=row["attention_reason"],
-            )
-    return heads
-
-
-async def _insert_sagas(tx: Tx, new: Sequence[tuple[CreateWrite, Head]]) -> None:
-    # A plain INSERT: if another process created one of these ids since we looked, the unique
-    # key raises ConflictError and the batch is retried one write at a time.
-    for chunk in chunks(new):
-        params: list[Any] = []
-        for write, head in chunk:
-            params += (write.saga_id, write.definition, write.input, write.fingerprint)
-            params += (head.status.value, head.reason, int(head.needs_attention))
-            params += (write.at, head.updated_at, head.version)
-        await tx.execute(_INSERT_SAGAS + ", ".join([_SAGA_VALUES] * len(chunk)), *params)
-
-
-async def _update_sagas(tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> None:
-    for chunk in chunks(changed):
-        params: list[Any] = []
-        for saga_id, head, version in chunk:
-            params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
-            params += (head.updated_at, head.version, version, head.input, head.attention_reason)
-        sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
-        if await tx.execute(sql, *params) != len(chunk):
-            raise ConflictError("a saga changed under a batch (concurrent writer)")
 
 
 async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
