@@ -13,6 +13,7 @@ from ordersaga.db import postgres as pgdb
 from ordersaga.errors import ExecutorFenced
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
+from ordersaga.saga.store.postgres import _claim_sql
 
 pytestmark = pytest.mark.pg
 
@@ -146,3 +147,33 @@ async def test_batch_statements_have_one_text_whatever_the_batch_size(
         await pg_store.finished(ids)
     first, *larger = texts[1:]
     assert all(batch <= first for batch in larger), [sorted(t - first) for t in larger]
+
+
+async def test_a_claim_reads_only_unfinished_sagas_however_long_the_log(
+    pg_store: PostgresSagaStore, pg_url: str
+) -> None:
+    """A claim wants the oldest unfinished sagas: it reads them through the partial index of
+    unfinished sagas, not past every finished saga of the log (the plan the server uses for the
+    prepared statement, generic or not)."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(
+            "INSERT INTO sagas (saga_id, definition, input, fingerprint, status, created_at,"
+            " updated_at) SELECT 'f' || g, 'order', '{}', 'fp', 'confirmed', 0, 0"
+            " FROM generate_series(1, 3000) AS g"
+        )
+        await _sagas(pg_store, 5)
+        await conn.execute("ANALYZE sagas")
+        sql = pgdb.to_dollar_params(_claim_sql(pg_store.saga_columns, False, False))
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            plan = "\n".join(
+                row[0]
+                for row in await conn.fetch(
+                    f"EXPLAIN (COSTS OFF) {sql}", 16, "w1", 30.0, timeout=10
+                )
+            )
+            assert "sagas_unfinished" in plan, plan
+    finally:
+        await conn.close()
+    assert len(await pg_store.claim("w1", 30, limit=16)) == 5

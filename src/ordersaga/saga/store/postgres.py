@@ -27,13 +27,13 @@ from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
 from ordersaga.saga.store.fencing import ExecutorRight
-from ordersaga.saga.store.model import UNFINISHED, Write, record_from_row, step_from_row
+from ordersaga.saga.store.model import Write, record_from_row, step_from_row
 from ordersaga.saga.store.pgbatch import ARRAY_STATEMENTS, ids_param
+from ordersaga.saga.store.schema import UNFINISHED_SQL
 from ordersaga.saga.store.sql import Reader, SqlSagaStore
 from ordersaga.saga.store.sqlbatch import Outcome
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
-_UNFINISHED = [s.value for s in UNFINISHED]
 _TERMINAL = [s.value for s in TERMINAL]
 
 
@@ -79,7 +79,7 @@ class PostgresSagaStore(SqlSagaStore):
         if lease_s <= 0 or limit < 1:
             raise ValueError("lease_s must be positive and limit at least 1")
         right = self._right
-        params: list[object] = [_UNFINISHED, *([owner] if include_held else []), limit]
+        params: list[object] = [*([owner] if include_held else []), limit]
         params += [owner, float(lease_s)]
         if right is not None:
             right.check_local()
@@ -207,7 +207,7 @@ def _claim_sql(saga_columns: str, include_held: bool, fenced: bool) -> str:
     columns = ", ".join(name if " " in name else f"sagas.{name}" for name in names)
     epoch = " AND (SELECT epoch FROM executors WHERE singleton = 1 FOR SHARE) = ?" if fenced else ""
     return (
-        "WITH picked AS (SELECT saga_id FROM sagas WHERE status = ANY(CAST(? AS TEXT[]))"
+        f"WITH picked AS (SELECT saga_id FROM sagas WHERE {UNFINISHED_SQL}"
         f" AND (owner IS NULL OR {held}lease_until < {_NOW}) ORDER BY seq LIMIT ?"
         " FOR UPDATE SKIP LOCKED)"
         f" UPDATE sagas SET owner = ?, lease_until = {_NOW} + ? FROM picked"
