@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from ordersaga.db.base import Database, Dialect, Row, Tx
@@ -17,6 +18,7 @@ async def open_database(
     pool_size: int = 10,
     read_only: bool = False,
     quiescent: bool = False,
+    pg_settings: Mapping[str, str] | None = None,
 ) -> Database:
     """Open the database named by ``url``; a bare path is taken as a SQLite file.
 
@@ -24,11 +26,12 @@ async def open_database(
     readers run while another process writes). PostgreSQL connections are the same either way:
     a reader simply writes nothing. ``quiescent``: the caller makes sure no writer starts
     meanwhile, and then not even a WAL's side files are created (see :mod:`ordersaga.db.sqlite`).
+    ``pg_settings``: server settings of every PostgreSQL connection (ignored by SQLite).
     """
     if url.startswith(("postgresql://", "postgres://")):
         from ordersaga.db.postgres import PostgresDatabase
 
-        return await PostgresDatabase.connect(url, max_size=pool_size)
+        return await PostgresDatabase.connect(url, max_size=pool_size, settings=pg_settings)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
     elif "://" in url:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
@@ -88,10 +88,22 @@ class PostgresDatabase(Database):
         self._pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        settings: Mapping[str, str] | None = None,
+    ) -> PostgresDatabase:
+        """A pool of connections to ``url``, each with the server ``settings`` given."""
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, reset=_no_reset
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                reset=_no_reset,
+                server_settings=dict(settings or {}),
             )
         except _ERRORS as exc:
             raise _translate(exc) from exc

@@ -42,6 +42,11 @@ class PostgresSagaStore(SqlSagaStore):
 
     lock_suffix = "FOR UPDATE"
     batch_statements = ARRAY_STATEMENTS
+    #: Every statement on the engine's and the workers' paths finds its rows through an index
+    #: (ids, the unfinished sagas' index). Their texts are fixed, so the server plans each once
+    #: per connection and keeps that plan — a plan made while the log was nearly empty would
+    #: keep scanning whole tables as they grow. A query with no index to use still scans.
+    pg_settings = {"enable_seqscan": "off"}
     _right: ExecutorRight | None = None
 
     async def begin_write(self, tx: Tx) -> None:

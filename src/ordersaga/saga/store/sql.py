@@ -92,6 +92,8 @@ class SqlSagaStore(SagaStore):
     step_columns = STEP_COLUMNS
     #: The dialect's statements of a write batch (see :mod:`.sqlbatch`).
     batch_statements: BatchStatements = VALUES_STATEMENTS
+    #: Server settings of the store's connections (PostgreSQL).
+    pg_settings: Mapping[str, str] = {}
 
     def __init__(
         self,
@@ -128,7 +130,13 @@ class SqlSagaStore(SagaStore):
         ``read_only`` (inspection while another process executes): a SQLite file is opened
         ``mode=ro``, nothing is created, and a database without a saga log is refused.
         """
-        db = await open_database(url, durable=durable, read_only=read_only, quiescent=quiescent)
+        db = await open_database(
+            url,
+            durable=durable,
+            read_only=read_only,
+            quiescent=quiescent,
+            pg_settings=cls.pg_settings,
+        )
         try:
             # A PostgreSQL log is stamped with its identity (a data dir's file by the data dir).
             stamp = await check_shared(db, COMPONENT)
