@@ -43,22 +43,34 @@ from ordersaga.transport.http import HttpTransport
 __all__ = ["run_worker"]
 
 
+#: Seconds between two health checks while every service answered and no call waits for one.
+HEALTHY_RECHECK = 5.0
+
+
 def _health_check(
-    http: HttpTransport, settings: WorkerSettings, log_db: Database
+    http: HttpTransport,
+    settings: WorkerSettings,
+    log_db: Database,
+    stalling: Callable[[], bool],
 ) -> Callable[[], Awaitable[str | None]]:
     """What is wrong with the services (None: all answer, each on a database the saga log
-    accepts; see :mod:`ordersaga.db.deployment`), asked at most every ``poll`` s.
+    accepts; see :mod:`ordersaga.db.deployment`).
 
-    A database the log accepted once is accepted for good (the log never forgets a member), so
-    it is checked against the log only the first time it is seen.
+    Asked again after ``poll`` s (at least 0.5) while something is wrong or a call of ours waits
+    for an unreachable service (``stalling``), else after :data:`HEALTHY_RECHECK` s: a service
+    lost in between shows in the calls first. A database the log accepted once is accepted for
+    good (the log never forgets a member), so it is checked against the log only once.
     """
     last: list[tuple[float, str | None]] = []
     accepted: set[tuple[str, str]] = set()
 
     async def check() -> str | None:
         now = time.monotonic()
-        if last and now - last[0][0] < max(settings.poll, 0.5):
-            return last[0][1]
+        if last:
+            at, problem = last[0]
+            quick = problem is not None or stalling()
+            if now - at < max(settings.poll, 0.5 if quick else HEALTHY_RECHECK):
+                return problem
         problem = None
         for name, url in http.base_urls.items():
             try:
@@ -167,7 +179,9 @@ async def _open_and_serve(
             # builds its calls from its input, so it may need only some of the given services.
             # Its worker claims regardless; a saga stalled by an outage goes back to the pool
             # (cluster.stalls).
-            health=None if settings.sagas else _health_check(http, settings, store.database),
+            health=None
+            if settings.sagas
+            else _health_check(http, settings, store.database, lambda: bool(engine.caller.stalled)),
         )
         async with telemetry.serving(engine, extra=[_worker_metrics(worker, injector)]) as url:
             if url is not None:
