@@ -7,7 +7,10 @@ turns off ``synchronous_commit`` for the store's own transactions.
 
 Leases (the distributed setup): :meth:`PostgresSagaStore.claim` hands a worker unfinished sagas
 that nobody holds, or whose holder's lease expired, skipping rows another worker is claiming at
-that very moment (``FOR UPDATE SKIP LOCKED``). Lease times come from the database clock, so the
+that very moment (``FOR UPDATE SKIP LOCKED``), in one statement that also leases them (and reads
+the executors' epoch ``FOR SHARE``, like every write of an executor); the claimed sagas' steps
+are read after it, when no other writer can change them any more. A renewal extends all of a
+worker's leases in one statement. Lease times come from the database clock, so the
 workers' clocks need not agree. The engine must renew a lease well within ``lease_s`` and stop
 working on a saga whose renewal failed; what makes a lapsed lease safe is fencing: a worker's
 writes carry its owner id (``update(owner=...)``) and are refused, under the batch's row lock,
