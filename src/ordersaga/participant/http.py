@@ -4,6 +4,8 @@
 process are independent). Routes::
 
     POST /commands/{action}   run a command; Idempotency-Key header, JSON payload as the body
+    POST /commands            run a batch of commands in one group commit, one reply each
+                              (:mod:`ordersaga.protocol.batchwire`)
     GET  /keys/{key}          status probe: {"state": "applied"|"refused"|"unknown", "reply"}
     GET  /health              200 when the service's database answers, else 503
     GET  /stats               the service's counters (commands, commits, conflicts, ...)
@@ -47,6 +49,7 @@ from fastapi.exceptions import RequestValidationError
 from ordersaga import __version__
 from ordersaga.errors import ConfigError
 from ordersaga.participant.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, BearerAuth
+from ordersaga.participant.batchroute import add_batch_route
 from ordersaga.participant.commandroute import add_command_routes
 from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import add_bearer_security
@@ -127,6 +130,7 @@ def create_app(
 
     app.add_exception_handler(RequestValidationError, on_validation_error)
     add_command_routes(app, served, max_body_bytes)
+    add_batch_route(app, served, max_body_bytes)
     add_read_routes(app, served)
     if token is not None:
         require_token(app, [(token, "orchestrator")], "The service token (ORDERSAGA_SERVICE_TOKEN)")

@@ -31,8 +31,9 @@ variables (``trust_env=False``): the services' URLs are meant literally.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -40,17 +41,32 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from yarl import URL
 
-from ordersaga.errors import AccessRefused, ConfigError, ResponseLost, ServiceUnreachable
+from ordersaga.errors import (
+    AccessRefused,
+    ConfigError,
+    ResponseLost,
+    ServiceUnreachable,
+    TransportError,
+)
+from ordersaga.protocol.batchwire import (
+    BATCH_PATH,
+    MAX_BATCH_COMMANDS,
+    batch_body,
+    encode_item,
+    read_replies,
+)
 from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplyStatus
 from ordersaga.protocol.wire import (
     IDEMPOTENCY_KEY,
     SENT_AT,
     STATUS_OF_CODE,
+    TOO_LARGE,
     encode_key,
     encode_sent_at,
 )
-from ordersaga.telemetry.tracing import inject_current
+from ordersaga.telemetry.tracing import TRACEPARENT, inject_current
 from ordersaga.transport.base import Transport
+from ordersaga.transport.batcher import Batcher
 
 __all__ = ["HttpSettings", "HttpTransport", "check_base_url"]
 
@@ -70,6 +86,12 @@ class HttpSettings:
     pool_timeout: float = 30.0
     max_connections: int = 100
     keepalive_expiry: float = 15.0
+    #: Commands one request may carry (``POST /commands``; 1: every command its own request).
+    max_batch: int = 128
+    #: Batch requests in flight per service; commands queue behind them (see transport.batcher).
+    batch_in_flight: int = 2
+    #: Bytes of encoded commands one batch may carry (a larger command goes alone).
+    max_batch_bytes: int = 128 * 1024
     #: The service token sent as ``Authorization: Bearer`` (never shown in a repr).
     token: str | None = field(default=None, repr=False)
 
@@ -81,6 +103,10 @@ class HttpSettings:
             raise ConfigError("http settings: max_connections must be at least 1")
         if self.keepalive_expiry < 0:
             raise ConfigError("http settings: keepalive_expiry must be >= 0")
+        if not 1 <= self.max_batch <= MAX_BATCH_COMMANDS:
+            raise ConfigError(f"http settings: max_batch must be within [1, {MAX_BATCH_COMMANDS}]")
+        if self.batch_in_flight < 1 or self.max_batch_bytes < 1:
+            raise ConfigError("http settings: batch_in_flight and max_batch_bytes must be >= 1")
 
     def timeout(self) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(
@@ -105,6 +131,19 @@ def check_base_url(service: str, url: str) -> str:
     return url.rstrip("/")
 
 
+@dataclass(slots=True)
+class _Call:
+    """A command on its way: its payload encoded once, and (when batched) its batch item."""
+
+    command: Command
+    payload: bytes
+    traceparent: str | None
+    item: bytes = b""
+
+    def size(self) -> int:
+        return len(self.item)
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
@@ -122,6 +161,8 @@ class HttpTransport(Transport):
         self.settings = settings or HttpSettings()
         self.base_urls = {name: check_base_url(name, url) for name, url in base_urls.items()}
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._batchers: dict[str, Batcher[_Call, Reply]] = {}
+        self._unbatched: set[str] = set()  # services that answered a batch 404 or 405
 
     def _session(self, service: str) -> aiohttp.ClientSession:
         session = self._sessions.get(service)
@@ -155,15 +196,84 @@ class HttpTransport(Transport):
             # Not JSON data (NaN, a set, a cycle, ...): it cannot even be put on the wire. This is
             # what the service answers such a payload.
             return Reply.invalid("payload is not JSON data")
+        span: dict[str, str] = {}
+        inject_current(span)  # the step's span, when tracing: the service continues it
+        call = _Call(command, body, span.get(TRACEPARENT))
+        if self.settings.max_batch == 1:
+            return await self._send_one(call)
+        if command.service not in self.base_urls:
+            raise ConfigError(f"no service named {command.service!r}")
+        try:
+            call.item = encode_item(command, body, call.traceparent)
+        except ValueError:  # a Sent-At that is not a finite number: the service says so alone
+            return await self._send_one(call)
+        return await self._batcher(command.service).submit(call)
+
+    async def _send_one(self, call: _Call) -> Reply:
+        """``call`` as a request of its own (``POST /commands/{action}``)."""
+        command = call.command
         headers = {IDEMPOTENCY_KEY: encode_key(command.key), "Content-Type": "application/json"}
         if command.sent_at is not None:
             headers[SENT_AT] = encode_sent_at(command.sent_at)
-        inject_current(headers)  # the step's span, when tracing: the service continues it
+        if call.traceparent is not None:
+            headers[TRACEPARENT] = call.traceparent
         path = f"/commands/{quote(command.action, safe='')}"
-        answer = await self._request(command.service, "POST", path, body, headers)
+        answer = await self._request(command.service, "POST", path, call.payload, headers)
         if answer.status == UNAUTHORIZED:
             raise self._refused(command.service)
         return _reply(command.service, answer)
+
+    def _batcher(self, service: str) -> Batcher[_Call, Reply]:
+        batcher = self._batchers.get(service)
+        if batcher is None:
+
+            async def send(calls: Sequence[_Call]) -> list[Reply | BaseException]:
+                return await self._send_batch(service, calls)
+
+            batcher = Batcher(
+                send,
+                _Call.size,
+                max_in_flight=self.settings.batch_in_flight,
+                max_batch=self.settings.max_batch,
+                max_bytes=self.settings.max_batch_bytes,
+            )
+            self._batchers[service] = batcher
+        return batcher
+
+    async def _send_batch(
+        self, service: str, calls: Sequence[_Call]
+    ) -> list[Reply | BaseException]:
+        """One request carrying ``calls`` (alone, or as ``POST /commands``); one outcome each."""
+        if len(calls) == 1:
+            try:
+                return [await self._send_one(calls[0])]
+            except Exception as exc:  # TransportError, AccessRefused: that command's outcome
+                return [exc]
+        if service in self._unbatched:
+            return await asyncio.gather(*(self._send_one(c) for c in calls), return_exceptions=True)
+        body = batch_body([call.item for call in calls])
+        try:
+            answer = await self._request(service, "POST", BATCH_PATH, body, _BATCH_HEADERS)
+        except TransportError as exc:  # every command's outcome is unknown (or: not sent)
+            return [type(exc)(str(exc)) for _ in calls]
+        if answer.status == UNAUTHORIZED:
+            return [self._refused(service) for _ in calls]
+        if answer.status in _NO_BATCHES:
+            # A service without the batch endpoint (nothing was applied): one request each.
+            self._unbatched.add(service)
+            return await self._send_batch(service, calls)
+        if answer.status == TOO_LARGE:  # nothing applied: each command on its own
+            return await asyncio.gather(*(self._send_one(c) for c in calls), return_exceptions=True)
+        if answer.status != 200:
+            why = f"{service}: a batch answered HTTP {answer.status}: outcome unknown"
+            return [ResponseLost(why) for _ in calls]
+        try:
+            replies = read_replies(json.loads(answer.content), len(calls))
+        except ValueError as exc:
+            why = f"{service}: a malformed batch answer ({exc}): outcome unknown"
+            return [ResponseLost(why) for _ in calls]
+        unknown = f"{service}: no definite reply in the batch answer: outcome unknown"
+        return [ResponseLost(unknown) if reply is None else reply for reply in replies]
 
     async def probe(self, service: str, key: str) -> Probe:
         if not key:
@@ -221,12 +331,16 @@ class HttpTransport(Transport):
             raise ResponseLost(f"{service}: {_describe(exc)}") from exc
 
     async def close(self) -> None:
+        for batcher in list(self._batchers.values()):
+            await batcher.close()
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
 
 
 UNAUTHORIZED = 401
+_NO_BATCHES = (404, 405)
+_BATCH_HEADERS = {"Content-Type": "application/json"}
 _ACCESS_KEY = "ordersaga-health:health:action"
 _REFUSED_TOKEN = (
     "HTTP 401: the service refused our token (set ORDERSAGA_SERVICE_TOKEN or --token-file"
