@@ -74,7 +74,11 @@ async def _batch(served: Served, request: Request, limit: int) -> Response:
     if raw is None:
         return served.invalid(f"request body is larger than {limit} bytes", TOO_LARGE)
     try:
-        items = parse_batch(served.name, parse_json(raw))
+        data = parse_json(raw)
+    except ValueError as exc:
+        return served.invalid(f"request body is not JSON: {exc}")
+    try:
+        items = parse_batch(served.name, data)
     except OverflowError as exc:
         return served.invalid(str(exc), TOO_LARGE)
     except ValueError as exc:
