@@ -39,6 +39,8 @@ the envelope's ``status`` agrees with the code: a 4xx that a proxy or a wrong se
 not mistaken for a definite answer. Every other outcome (5xx, an unlisted code, a malformed
 envelope, a timeout, a reset) leaves the command's outcome unknown, which is what
 :class:`~ordersaga.errors.ResponseLost` means. ``GET {base}/keys/{key}`` is the status probe.
+``POST {base}/commands`` carries many commands at once (:mod:`ordersaga.protocol.batchwire`), each
+answered with its code from the table above.
 
 Keys in headers: an idempotency key may hold any printable character (an order id may be
 non-ASCII), but a header value should be ASCII. The header therefore carries the key

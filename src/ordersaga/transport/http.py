@@ -19,6 +19,14 @@ from
   code, or an envelope that does not match its code (a proxy's error page is never taken for a
   business answer).
 
+Commands to one service ready at the same time travel together: the transport batches them
+(:mod:`ordersaga.transport.batcher`) into one ``POST /commands``
+(:mod:`ordersaga.protocol.batchwire`) whose answer carries each command's own code and reply, read
+back as above; a lone command goes as ``POST /commands/{action}``. A batch request that fails in
+any of the ways above fails every command in it the same way (each caller gets its own error),
+and a 413 (nothing applied) or a service without the endpoint (404, 405) gets one request per
+command instead.
+
 The engine retries both errors under the same idempotency key, and the fault injector wraps this
 transport like any other. A command carries the current span's W3C ``traceparent`` header when
 tracing is on (see :mod:`ordersaga.telemetry.tracing`).
