@@ -103,15 +103,22 @@ def _item(service: str, index: int, item: Any) -> BatchItem:
     if "payload" not in item:
         return f"{where}: payload is missing"
     sent_at = item.get("sent_at")
-    if sent_at is not None and (
-        type(sent_at) not in (int, float) or not math.isfinite(float(sent_at))
-    ):
+    if sent_at is not None and not _finite(sent_at):
         return f"{where}: sent_at must be a number of seconds since the epoch"
     traceparent = item.get("traceparent")
     if traceparent is not None and not isinstance(traceparent, str):
         return f"{where}: traceparent must be a string"
     stamp = None if sent_at is None else float(sent_at)
     return Command(service, action, key, item["payload"], stamp), traceparent
+
+
+def _finite(value: Any) -> bool:
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def reply_item(reply: Reply) -> dict[str, Any]:
