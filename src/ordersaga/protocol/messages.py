@@ -54,6 +54,7 @@ __all__ = [
     "fingerprint",
     "make_key",
     "parse_key",
+    "reply_json",
 ]
 
 JSON = Any
@@ -131,6 +132,9 @@ class Reply:
     status: ReplyStatus
     body: Mapping[str, JSON] = field(default_factory=dict)
     reason: str | None = None
+    #: The canonical JSON of ``body`` when its sender has it at hand (a service encodes each
+    #: reply once; the engine logs that very text as the step's result), else ``None``.
+    body_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -186,6 +190,14 @@ _encode_canonical = _canonical_encoder()
 def canonical_json(value: JSON) -> str:
     """JSON with sorted keys and no spaces: equal values give equal strings."""
     return _encode_canonical(value)
+
+
+def reply_json(status: ReplyStatus, body_json: str, reason: str | None) -> str:
+    """``canonical_json(Reply(status, body, reason).to_json())`` from the body's canonical JSON
+    (the same text, built without encoding the body again: its keys sort as body, reason,
+    status)."""
+    why = "null" if reason is None else _encode_canonical(reason)
+    return f'{{"body":{body_json},"reason":{why},"status":"{status.value}"}}'
 
 
 def fingerprint(value: JSON) -> str:

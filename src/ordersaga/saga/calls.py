@@ -85,6 +85,7 @@ class CallOutcome:
     probed: bool = False
     expired: bool = False  # ended by the order's deadline (the saga is flagged for attention)
     trail: tuple[Attempt, ...] = ()  # every attempt and probe, in order
+    body_json: str | None = None  # the body's canonical JSON, when the reply carried it
 
 
 @dataclass(slots=True)
@@ -112,7 +113,8 @@ def _from_reply(command: Command, reply: Reply, state: Attempts, probed: bool) -
         None if ok else f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     )
     trail = () if state.trail is None else state.trail.done()
-    return CallOutcome(status, dict(reply.body), reason, state.attempts, probed, False, trail)
+    body = dict(reply.body)
+    return CallOutcome(status, body, reason, state.attempts, probed, False, trail, reply.body_json)
 
 
 def _trail(state: Attempts) -> tuple[Attempt, ...]:

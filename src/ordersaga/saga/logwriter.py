@@ -84,6 +84,7 @@ class LogWriter:
             started,
             self._clock.time(),
             outcome.trail,
+            outcome.body_json,
         )
 
     async def create(

@@ -55,11 +55,14 @@ class StepRow:
     @classmethod
     def of(cls, record: StepRecord) -> StepRow:
         phase, status, result = record.phase, record.status, record.result
+        text = record.result_json
+        if text is None:
+            text = canonical_json(result if type(result) is dict else dict(result))
         return cls(
             record.step,
             phase if type(phase) is Phase else Phase(phase),
             status if type(status) is StepStatus else StepStatus(status),
-            canonical_json(result if type(result) is dict else dict(result)),
+            text,
             record.reason,
             int(record.attempts),
             float(record.started_at),
