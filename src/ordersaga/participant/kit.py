@@ -296,7 +296,7 @@ class CommandRunner:
         encoded = encode(plan.reply)
         try:
             await tx.execute(
-                RECORD, cmd.key, cmd.fingerprint, plan.reply.status.value, encoded[1], now
+                RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now
             )
         except ConflictError:
             if not blind:
@@ -316,7 +316,7 @@ class CommandRunner:
                 encoded = encode(refusal)
                 await tx.execute(
                     "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?",
-                    refusal.status.value,
+                    str(refusal.status),
                     encoded[1],
                     cmd.key,
                 )
@@ -358,7 +358,7 @@ class CommandRunner:
         plan = await self._unless_existing(tx, cmd, plan)
         encoded = encode(plan.reply)
         await tx.execute(
-            RECORD, cmd.key, cmd.fingerprint, plan.reply.status.value, encoded[1], self._now()
+            RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], self._now()
         )
         return await self._write(tx, plan, encoded)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from ordersaga.db import Row
 from ordersaga.participant.plan import Reader
-from ordersaga.protocol.messages import Reply, ReplyStatus, canonical_json, reply_json
+from ordersaga.protocol.messages import Reply, ReplyStatus, reply_json
 
 __all__ = ["RECORD", "Encoded", "encode", "handed_back", "is_canonical", "replay", "stored"]
 
@@ -52,8 +52,7 @@ def is_canonical(body: Mapping[str, Any]) -> bool:
 
 def encode(reply: Reply) -> Encoded:
     """``reply``'s body JSON and the text its record stores (the body encoded once)."""
-    body = reply.body
-    body_json = canonical_json(body if type(body) is dict else dict(body))
+    body_json = reply.body_text()
     return body_json, reply_json(reply.status, body_json, reply.reason)
 
 
@@ -62,7 +61,7 @@ def handed_back(reply: Reply, encoded: Encoded) -> Reply:
     replies are already in that form, the others are read back from their JSON."""
     body_json, text = encoded
     if is_canonical(reply.body):
-        return Reply(reply.status, reply.body, reply.reason, body_json)
+        return reply  # its body's JSON is kept in it (see Reply.body_text)
     read = Reply.from_json(json.loads(text))
     return Reply(read.status, read.body, read.reason, body_json)
 

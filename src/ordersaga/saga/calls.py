@@ -42,8 +42,9 @@ import enum
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from ordersaga.clock import Clock
 from ordersaga.errors import ServiceUnreachable, TransportError
@@ -76,10 +77,15 @@ class CallStatus(enum.StrEnum):
     UNDELIVERED = "undelivered"  # past the order's deadline, never reached the service
 
 
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
+#: The body of an outcome without one (read-only: the default is shared).
+_NO_BODY: Mapping[str, Any] = MappingProxyType({})
+
+
+class CallOutcome(NamedTuple):
+    """How a step call ended (an immutable value; a named tuple: the engine makes one a call)."""
+
     status: CallStatus
-    body: Mapping[str, Any] = field(default_factory=dict)
+    body: Mapping[str, Any] = _NO_BODY
     reason: str | None = None
     attempts: int = 1
     probed: bool = False

@@ -290,7 +290,7 @@ class Driver:
             outcome = await self.caller.call(
                 command,
                 policy,
-                f"{step.name}:{phase.value}",
+                f"{step.name}:{phase}",
                 on_slow=flag,
                 slow_after=slow_after,
                 deadline=deadline,
