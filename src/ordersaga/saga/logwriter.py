@@ -43,13 +43,19 @@ class Run:
     cause: str | None = None
     fresh: bool = False  # created by this runner: no earlier process sent any of its steps
     keep_flag: bool = False  # failed by the order's deadline: stays flagged for attention
+    saga_id: str = field(init=False)  # the record's (it never changes)
+    _context: SagaContext | None = field(default=None, init=False, repr=False)
 
-    @property
-    def saga_id(self) -> str:
-        return self.record.saga_id
+    def __post_init__(self) -> None:
+        self.saga_id = self.record.saga_id
 
     def context(self) -> SagaContext:
-        return SagaContext(self.saga_id, self.record.input, self.results)
+        """What the step builders read: made anew only when the input changed (``results`` is
+        the run's own dict, updated in place)."""
+        context = self._context
+        if context is None or context.input is not self.record.input:
+            context = self._context = SagaContext(self.saga_id, self.record.input, self.results)
+        return context
 
 
 class LogWriter:
