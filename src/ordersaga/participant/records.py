@@ -50,6 +50,21 @@ def is_canonical(body: Mapping[str, Any]) -> bool:
     return True
 
 
+def _round_trips(value: Any) -> bool:
+    """Whether ``value`` equals its own JSON round trip, nested lists and objects included."""
+    kind = type(value)
+    if kind is dict:
+        previous = ""
+        for key, item in value.items():
+            if type(key) is not str or key <= previous or not _round_trips(item):
+                return False
+            previous = key
+        return True
+    if kind is list:
+        return all(_round_trips(item) for item in value)
+    return kind in _SCALARS
+
+
 def encode(reply: Reply) -> Encoded:
     """``reply``'s body JSON and the text its record stores (the body encoded once)."""
     body_json = reply.body_text()
@@ -60,7 +75,7 @@ def handed_back(reply: Reply, encoded: Encoded) -> Reply:
     """Exactly what a repeat will read from the record, with the body's JSON attached: most
     replies are already in that form, the others are read back from their JSON."""
     body_json, text = encoded
-    if is_canonical(reply.body):
+    if is_canonical(reply.body) or _round_trips(reply.body):
         return reply  # its body's JSON is kept in it (see Reply.body_text)
     read = Reply.from_json(json.loads(text))
     return Reply(read.status, read.body, read.reason, body_json)

@@ -282,7 +282,8 @@ class Caller:
                 waited = breaker.state is not BreakerState.CLOSED
                 if stalled is None and waited:
                     stalled = self._stall(state.service)
-                if not await breaker.acquire(until=deadline):
+                # (A closed breaker lets every call through: no coroutine to ask it.)
+                if waited and not await breaker.acquire(until=deadline):
                     return _Exhausted(expired=True)
                 state.attempts += 1
                 for observer in observers:

@@ -213,7 +213,8 @@ class InventoryService(KitService):
                     sold=item["sold"],
                 )
             )
-            line = {"item_id": item_id, "quantity": quantity, "price_cents": item["price_cents"]}
+            # Keys in sorted order: the reply is then its own JSON round trip (handed back as is).
+            line = {"item_id": item_id, "price_cents": item["price_cents"], "quantity": quantity}
             lines.append(line)
         claim = Write(
             "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
