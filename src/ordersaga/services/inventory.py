@@ -221,10 +221,10 @@ class InventoryService(KitService):
             " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
             (ref, req.order_id, canonical_json(lines), now, now),
         )
-        body = {
+        body = {  # keys in sorted order, like the lines' (see above)
             "items_cents": sum(line["quantity"] * line["price_cents"] for line in lines),
-            "weight_kg": _total_weight(items, req.lines),
             "lines": lines,
+            "weight_kg": _total_weight(items, req.lines),
         }
         return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
 
