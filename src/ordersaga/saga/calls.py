@@ -150,6 +150,7 @@ class Caller:
         self._clock = clock
         self._rng = rng
         self._crash = crash
+        self._armed = crash.armed  # read once: whether the crash points can do anything
         self._probe_policy = probe_policy
         self.stats = CallStats()
         self._count_attempts = Counting(self.stats, probes=False)
@@ -181,7 +182,7 @@ class Caller:
         """
         self.stats.calls += 1
         observers = self._attempt_observers
-        if self._crash.armed:  # (tests) a disarmed one costs nothing per attempt
+        if self._armed:  # (tests) a disarmed one costs nothing per attempt
             observers += (Crashing(self._crash, point),)
         if on_slow is not None:
             observers += (Flagging(on_slow, slow_after),)

@@ -73,6 +73,7 @@ class LogWriter:
         self.store = store
         self._clock = clock
         self._crash = crash
+        self._armed = crash.armed  # read once: whether the crash points can do anything
         self._stats = stats
         self._owner = owner
         self._observer = observer
@@ -126,8 +127,8 @@ class LogWriter:
         redact = run.definition.redact if decided else None
         input = run.record.input if redact is None else redact(run.record.input)
         replaced = input is not run.record.input  # redact returns the input itself: no change
-        crash = self._crash
-        if crash.armed:  # (tests) a disarmed point costs no string formatting
+        crash, armed = self._crash, self._armed
+        if armed:  # (tests) a disarmed point costs no string formatting
             crash.hit("log.before:" + what)
         await self.store.update(
             run.saga_id,
@@ -139,7 +140,7 @@ class LogWriter:
             input=input if replaced else None,
             attention_reason=attention_reason,
         )
-        if crash.armed:
+        if armed:
             crash.hit("log.after:" + what)
         # Keep the in-memory record in step with the log.
         merged = {(r.step, r.phase): r for r in run.record.steps}
