@@ -60,7 +60,7 @@ does not commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -93,17 +93,15 @@ from ordersaga.participant.records import (
     handed_back,
     replay,
     stored,
-    stored_reply,
 )
 from ordersaga.participant.records import is_canonical as _is_canonical  # noqa: F401 (tests)
+from ordersaga.participant.records import probe as probe_key
 from ordersaga.protocol.messages import (
     Command,
-    KeyState,
     Phase,
     Probe,
     Reply,
     ReplyStatus,
-    parse_key,
 )
 from ordersaga.telemetry.histogram import Histogram
 
@@ -139,6 +137,10 @@ class _Job(NamedTuple):
 
     cmd: Prepared
     plan: Plan | None
+
+
+async def _answered(reply: Reply) -> Reply:
+    return reply
 
 
 class CommandRunner:
@@ -179,8 +181,12 @@ class CommandRunner:
         """Refuse new commands and wait until every pending one is committed."""
         await self._committer.close()
 
-    async def handle(self, command: Command) -> Reply:
-        """Apply ``command`` at most once (see the module docstring); never raises for bad input."""
+    def handle(self, command: Command) -> Coroutine[Any, Any, Reply]:
+        """Apply ``command`` at most once (see the module docstring); never raises for bad input.
+
+        Checks ``command`` now and gives the coroutine that runs it (:meth:`run`, itself: no
+        coroutine of its own around it), to be awaited at once.
+        """
         self.stats.commands += 1
         prepared = self.prepare(command)
         if isinstance(prepared, Reply):
@@ -188,8 +194,8 @@ class CommandRunner:
                 self.stats.expired += 1
             else:
                 self.stats.invalid += 1
-            return prepared
-        return await self.run(prepared)
+            return _answered(prepared)
+        return self.run(prepared)
 
     def prepare(self, command: Command) -> Prepared | Reply:
         """Validate the envelope and parse the payload; an ``invalid`` reply when it is bad.
@@ -378,21 +384,7 @@ class CommandRunner:
 
     async def probe(self, key: str) -> Probe:
         """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""
-        try:
-            saga_id, step, phase = parse_key(key)
-        except ValueError:
-            return Probe(KeyState.UNKNOWN)
-        record = await stored(self._db, key)
-        if record is not None:
-            reply = stored_reply(record)
-            state = KeyState.APPLIED if reply.ok else KeyState.REFUSED
-            return Probe(state, reply)
-        if phase is Phase.ACTION:
-            # A tombstone means the action can never apply: its late arrival will be refused.
-            cancelled = await self._cancelled(self._db, f"{saga_id}:{step}")
-            if cancelled is not None:
-                return Probe(KeyState.REFUSED, cancelled)
-        return Probe(KeyState.UNKNOWN)
+        return await probe_key(self._db, key, self._cancelled)
 
     def _now(self) -> float:
         return float(self._options.clock.time())

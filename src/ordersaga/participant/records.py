@@ -20,10 +20,28 @@ from collections.abc import Mapping
 from typing import Any
 
 from ordersaga.db import Row
-from ordersaga.participant.plan import Reader
-from ordersaga.protocol.messages import Reply, ReplyStatus, reply_json
+from ordersaga.participant.plan import Cancelled, Reader
+from ordersaga.protocol.messages import (
+    KeyState,
+    Phase,
+    Probe,
+    Reply,
+    ReplyStatus,
+    parse_key,
+    reply_json,
+)
 
-__all__ = ["RECORD", "Encoded", "encode", "handed_back", "is_canonical", "replay", "stored"]
+__all__ = [
+    "RECORD",
+    "Encoded",
+    "encode",
+    "handed_back",
+    "is_canonical",
+    "probe",
+    "replay",
+    "stored",
+    "stored_reply",
+]
 
 RECORD = (
     "INSERT INTO idempotency (key, fingerprint, status, reply, created_at) VALUES (?, ?, ?, ?, ?)"
@@ -100,3 +118,21 @@ def replay(key: str, fingerprint: str, record: Row) -> Reply:
             f"idempotency key {key!r} was already used for a different request",
         )
     return stored_reply(record)
+
+
+async def probe(reader: Reader, key: str, cancelled: Cancelled) -> Probe:
+    """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""
+    try:
+        saga_id, step, phase = parse_key(key)
+    except ValueError:
+        return Probe(KeyState.UNKNOWN)
+    record = await stored(reader, key)
+    if record is not None:
+        reply = stored_reply(record)
+        return Probe(KeyState.APPLIED if reply.ok else KeyState.REFUSED, reply)
+    if phase is Phase.ACTION:
+        # A tombstone means the action can never apply: its late arrival will be refused.
+        refusal = await cancelled(reader, f"{saga_id}:{step}")
+        if refusal is not None:
+            return Probe(KeyState.REFUSED, refusal)
+    return Probe(KeyState.UNKNOWN)
