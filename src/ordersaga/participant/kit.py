@@ -255,9 +255,9 @@ class CommandRunner:
     async def _transact(self, jobs: Sequence[_Job], *, isolated: bool) -> list[Reply | Exception]:
         outcomes: list[Reply | Exception] = []
         applied = replayed = 0
-        now = self._now()  # one time for the batch: its commands commit together
         try:
             async with self._db.transaction() as tx:
+                now = self._now()  # one time for the batch: its commands commit together
                 for job in jobs:
                     if isolated:
                         await tx.execute("SAVEPOINT command")
