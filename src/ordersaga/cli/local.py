@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import sys
@@ -100,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ordersaga.local.pipeline import RunAborted
     from ordersaga.local.run import RunOptions, lines_from, run_orders
     from ordersaga.local.runtime import RuntimeSettings
-    from ordersaga.local.tuning import tune_gc
+    from ordersaga.local.tuning import run_loop, tune_gc
     from ordersaga.saga.crash import CrashPoints
     from ordersaga.saga.executor import EngineSettings
     from ordersaga.saga.retry import ACTION_POLICY
@@ -154,7 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner = run_orders
         if args.submit_only:
             from ordersaga.cluster.submit import submit_orders as runner
-        report = asyncio.run(runner(options, lines_from(stream), sys.stdout, err))
+        report = run_loop(runner(options, lines_from(stream), sys.stdout, err))
     except RunAborted as exc:
         if isinstance(
             exc.__cause__, ExecutorFenced | StorageIOError | OSError | AccessRefused

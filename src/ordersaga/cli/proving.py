@@ -208,7 +208,7 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from ordersaga.local.tuning import tune_gc
+    from ordersaga.local.tuning import run_loop, tune_gc
     from ordersaga.proving.bench import run_bench
     from ordersaga.proving.benchload import BenchOptions
     from ordersaga.proving.benchstats import format_reports
@@ -240,7 +240,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     tune_gc()
-    reports = asyncio.run(run_bench(options, say))
+    reports = run_loop(run_bench(options, say))
     if args.json:
         for report in reports:
             sys.stdout.write(json.dumps(report.to_json()) + "\n")

@@ -50,8 +50,10 @@ def text(
     payload: Mapping[str, Any], name: str, *, max_length: int = MAX_TEXT, empty: bool = False
 ) -> str:
     """A string field; empty only when ``empty`` allows it."""
-    value = _field(payload, name)
-    if not isinstance(value, str):
+    value = payload.get(name, _MISSING)
+    if type(value) is not str and not isinstance(value, str):
+        if value is _MISSING:
+            raise BadPayload(f"missing field {name!r}")
         raise BadPayload(f"{name!r} must be a string, got {_kind(value)}")
     if not value and not empty:
         raise BadPayload(f"{name!r} must not be empty")
@@ -89,6 +91,10 @@ def integer(
 
 def order_id(payload: Mapping[str, Any]) -> str:
     return text(payload, "order_id")
+
+
+#: What ``get`` gives for a missing field (None is a value: a JSON null).
+_MISSING: Any = object()
 
 
 def _field(payload: Mapping[str, Any], name: str) -> Any:

@@ -60,12 +60,11 @@ does not commit.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ordersaga.db import Database, Row, Tx
+from ordersaga.db import Database, Tx
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
 from ordersaga.participant.age import expired
@@ -87,15 +86,22 @@ from ordersaga.participant.plan import (
     Reader,
     Write,
 )
+from ordersaga.participant.records import (
+    RECORD,
+    Encoded,
+    encode,
+    handed_back,
+    replay,
+    stored,
+)
+from ordersaga.participant.records import is_canonical as _is_canonical  # noqa: F401 (tests)
+from ordersaga.participant.records import probe as probe_key
 from ordersaga.protocol.messages import (
     Command,
-    KeyState,
     Phase,
     Probe,
     Reply,
     ReplyStatus,
-    canonical_json,
-    parse_key,
 )
 from ordersaga.telemetry.histogram import Histogram
 
@@ -133,25 +139,8 @@ class _Job(NamedTuple):
     plan: Plan | None
 
 
-_RECORD = (
-    "INSERT INTO idempotency (key, fingerprint, status, reply, created_at) VALUES (?, ?, ?, ?, ?)"
-)
-_SCALARS = (str, int, bool, type(None))
-
-
-def _is_canonical(body: Mapping[str, Any]) -> bool:
-    """Whether ``body`` equals its own JSON round trip, key order included (a flat, sorted dict).
-
-    Then handing ``body`` back is the same as reading it back from its canonical JSON.
-    """
-    if type(body) is not dict:
-        return False
-    previous = ""
-    for key, value in body.items():
-        if type(key) is not str or key <= previous or type(value) not in _SCALARS:
-            return False
-        previous = key
-    return True
+async def _answered(reply: Reply) -> Reply:
+    return reply
 
 
 class CommandRunner:
@@ -192,8 +181,12 @@ class CommandRunner:
         """Refuse new commands and wait until every pending one is committed."""
         await self._committer.close()
 
-    async def handle(self, command: Command) -> Reply:
-        """Apply ``command`` at most once (see the module docstring); never raises for bad input."""
+    def handle(self, command: Command) -> Coroutine[Any, Any, Reply]:
+        """Apply ``command`` at most once (see the module docstring); never raises for bad input.
+
+        Checks ``command`` now and gives the coroutine that runs it (:meth:`run`, itself: no
+        coroutine of its own around it), to be awaited at once.
+        """
         self.stats.commands += 1
         prepared = self.prepare(command)
         if isinstance(prepared, Reply):
@@ -201,8 +194,8 @@ class CommandRunner:
                 self.stats.expired += 1
             else:
                 self.stats.invalid += 1
-            return prepared
-        return await self.run(prepared)
+            return _answered(prepared)
+        return self.run(prepared)
 
     def prepare(self, command: Command) -> Prepared | Reply:
         """Validate the envelope and parse the payload; an ``invalid`` reply when it is bad.
@@ -225,9 +218,9 @@ class CommandRunner:
         for attempt in range(1, policy.max_attempts + 1):
             plan = None
             if pause is not None:
-                stored = await self._stored(self._db, cmd.key)
-                if stored is not None:
-                    reply = self._replay(cmd, stored)
+                record = await stored(self._db, cmd.key)
+                if record is not None:
+                    reply = replay(cmd.key, cmd.fingerprint, record)
                     self.stats.replays += reply.status is not ReplyStatus.CONFLICT
                     return reply
                 plan = await cmd.action.decide(self._db, cmd.resource, cmd.request, self._now())
@@ -264,11 +257,12 @@ class CommandRunner:
         applied = replayed = 0
         try:
             async with self._db.transaction() as tx:
+                now = self._now()  # one time for the batch: its commands commit together
                 for job in jobs:
                     if isolated:
                         await tx.execute("SAVEPOINT command")
                     try:
-                        reply, wrote = await self._apply_job(tx, job)
+                        reply, wrote = await self._apply_job(tx, job, now)
                     except Exception as exc:
                         if not isolated:
                             raise
@@ -292,47 +286,49 @@ class CommandRunner:
         self.stats.replays += replayed
         return outcomes
 
-    async def _apply_job(self, tx: Tx, job: _Job) -> tuple[Reply, bool]:
+    async def _apply_job(self, tx: Tx, job: _Job, now: float) -> tuple[Reply, bool]:
         """One command's part of a batch: its reply, and whether it wrote anything."""
         cmd, plan = job.cmd, job.plan
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
-        if not self._blind_record:
-            stored = await self._stored(tx, cmd.key)
-            if stored is not None:
-                return self._replay(cmd, stored), False
-        plan = await cmd.action.decide(tx, cmd.resource, cmd.request, self._now())
-        if not self._blind_record or plan.claim is None:
+        blind = self._blind_record
+        if not blind:
+            record = await stored(tx, cmd.key)
+            if record is not None:
+                return replay(cmd.key, cmd.fingerprint, record), False
+        plan = await cmd.action.decide(tx, cmd.resource, cmd.request, now)
+        if not blind or plan.claim is None:
             plan = await self._unless_existing(tx, cmd, plan)
-        body = canonical_json(plan.reply.to_json())
+        encoded = encode(plan.reply)
         try:
             await tx.execute(
-                _RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), body, self._now()
+                RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now
             )
         except ConflictError:
-            if not self._blind_record:
+            if not blind:
                 raise
             # The key is recorded already: a repeat. The failed INSERT undid only itself.
-            stored = await self._stored(tx, cmd.key)
-            if stored is None:
+            record = await stored(tx, cmd.key)
+            if record is None:
                 raise
-            return self._replay(cmd, stored), False
-        if plan.claim is not None and self._blind_record:
+            return replay(cmd.key, cmd.fingerprint, record), False
+        if plan.claim is not None and blind:
             try:
                 await self._claim(tx, plan.claim)
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The failed INSERT undid only itself: record the refusal instead.
                 refusal = await self._refusal_of_existing(tx, cmd)
+                encoded = encode(refusal)
                 await tx.execute(
                     "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?",
                     str(refusal.status),
-                    canonical_json(refusal.to_json()),
+                    encoded[1],
                     cmd.key,
                 )
-                return refusal, True
-            return await self._write(tx, Plan(plan.reply, plan.writes), body), True
-        return await self._write(tx, plan, body), True
+                return handed_back(refusal, encoded), True
+            return await self._write(tx, Plan(plan.reply, plan.writes), encoded), True
+        return await self._write(tx, plan, encoded), True
 
     async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
         """``plan``, or the refusal of an action whose resource exists: looked up for an action
@@ -366,18 +362,15 @@ class CommandRunner:
         other than the one ``plan`` was decided on; the caller must roll ``tx`` back.
         """
         plan = await self._unless_existing(tx, cmd, plan)
-        body = canonical_json(plan.reply.to_json())
-        await self._record(tx, cmd, plan, body)
-        return await self._write(tx, plan, body)
-
-    async def _record(self, tx: Tx, cmd: Prepared, plan: Plan, body: str) -> None:
-        """Insert the key's idempotency record (ConflictError if the key has one)."""
+        encoded = encode(plan.reply)
         await tx.execute(
-            _RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), body, self._now()
+            RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], self._now()
         )
+        return await self._write(tx, plan, encoded)
 
-    async def _write(self, tx: Tx, plan: Plan, body: str) -> Reply:
-        """Run the plan's claim and writes, checking each changed the rows it expects; its reply."""
+    async def _write(self, tx: Tx, plan: Plan, encoded: Encoded) -> Reply:
+        """Run the plan's claim and writes, checking each changed the rows it expects; its reply
+        (exactly what a repeat will read back: see :func:`~.records.handed_back`)."""
         if plan.claim is not None:
             await self._claim(tx, plan.claim)
         for write in plan.writes:
@@ -387,45 +380,11 @@ class CommandRunner:
                     f"{self._service}: stale read: {write.sql.split(' SET ')[0]!r} changed"
                     f" {changed} rows, expected {write.expect}"
                 )
-        # Hand back exactly what a repeat will read from the idempotency table: most replies
-        # are already in that form, the others are read back from their JSON.
-        reply = plan.reply
-        if _is_canonical(reply.body):
-            return reply
-        return Reply.from_json(json.loads(body))
+        return handed_back(plan.reply, encoded)
 
     async def probe(self, key: str) -> Probe:
         """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""
-        try:
-            saga_id, step, phase = parse_key(key)
-        except ValueError:
-            return Probe(KeyState.UNKNOWN)
-        stored = await self._stored(self._db, key)
-        if stored is not None:
-            reply = Reply.from_json(json.loads(stored["reply"]))
-            state = KeyState.APPLIED if reply.ok else KeyState.REFUSED
-            return Probe(state, reply)
-        if phase is Phase.ACTION:
-            # A tombstone means the action can never apply: its late arrival will be refused.
-            cancelled = await self._cancelled(self._db, f"{saga_id}:{step}")
-            if cancelled is not None:
-                return Probe(KeyState.REFUSED, cancelled)
-        return Probe(KeyState.UNKNOWN)
-
-    async def _stored(self, reader: Reader, key: str) -> Row | None:
-        return await reader.fetchone(
-            "SELECT fingerprint, status, reply FROM idempotency WHERE key = ?", key
-        )
-
-    def _replay(self, cmd: Prepared, stored: Row) -> Reply:
-        """The stored reply for a repeat of ``cmd``, or ``conflict`` for another request."""
-        if stored["fingerprint"] != cmd.fingerprint:
-            return Reply(
-                ReplyStatus.CONFLICT,
-                {},
-                f"idempotency key {cmd.key!r} was already used for a different request",
-            )
-        return Reply.from_json(json.loads(stored["reply"]))
+        return await probe_key(self._db, key, self._cancelled)
 
     def _now(self) -> float:
         return float(self._options.clock.time())

@@ -54,6 +54,7 @@ __all__ = [
     "fingerprint",
     "make_key",
     "parse_key",
+    "reply_json",
 ]
 
 JSON = Any
@@ -131,10 +132,24 @@ class Reply:
     status: ReplyStatus
     body: Mapping[str, JSON] = field(default_factory=dict)
     reason: str | None = None
+    #: The canonical JSON of ``body`` once something asked for it (:meth:`body_text`: a
+    #: service encodes each reply once, and the engine logs that very text as the step's
+    #: result), else ``None``.
+    body_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status is ReplyStatus.OK
+
+    def body_text(self) -> str:
+        """``body``'s canonical JSON, encoded at most once per reply (a reply never changes, so
+        the text is kept in :attr:`body_json`, like a cached property)."""
+        text = self.body_json
+        if text is None:
+            body = self.body
+            text = canonical_json(body if type(body) is dict else dict(body))
+            object.__setattr__(self, "body_json", text)
+        return text
 
     def to_json(self) -> dict[str, JSON]:
         return {"status": self.status.value, "body": dict(self.body), "reason": self.reason}
@@ -188,13 +203,24 @@ def canonical_json(value: JSON) -> str:
     return _encode_canonical(value)
 
 
+def reply_json(status: ReplyStatus, body_json: str, reason: str | None) -> str:
+    """``canonical_json(Reply(status, body, reason).to_json())`` from the body's canonical JSON
+    (the same text, built without encoding the body again: its keys sort as body, reason,
+    status)."""
+    why = "null" if reason is None else _encode_canonical(reason)
+    return f'{{"body":{body_json},"reason":{why},"status":"{status}"}}'
+
+
 def fingerprint(value: JSON) -> str:
     """A digest of JSON data (its canonical form): equal data, equal fingerprint."""
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
+_PHASES = {str(phase): phase for phase in Phase}
+
+
 def make_key(saga_id: str, step: str, phase: Phase) -> str:
-    return f"{saga_id}:{step}:{phase.value}"
+    return f"{saga_id}:{step}:{phase}"  # a StrEnum formats as its value
 
 
 def parse_key(key: str) -> tuple[str, str, Phase]:
@@ -207,10 +233,9 @@ def parse_key(key: str) -> tuple[str, str, Phase]:
     parts = key.rsplit(":", 2)
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ValueError("idempotency key must look like <saga id>:<step>:<phase>")
-    try:
-        phase = Phase(parts[2])
-    except ValueError:
-        raise ValueError(f"unknown phase {parts[2]!r} in idempotency key") from None
+    phase = _PHASES.get(parts[2])
+    if phase is None:
+        raise ValueError(f"unknown phase {parts[2]!r} in idempotency key")
     return parts[0], parts[1], phase
 
 

@@ -42,8 +42,9 @@ import enum
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 from ordersaga.clock import Clock
 from ordersaga.errors import ServiceUnreachable, TransportError
@@ -76,15 +77,21 @@ class CallStatus(enum.StrEnum):
     UNDELIVERED = "undelivered"  # past the order's deadline, never reached the service
 
 
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
+#: The body of an outcome without one (read-only: the default is shared).
+_NO_BODY: Mapping[str, Any] = MappingProxyType({})
+
+
+class CallOutcome(NamedTuple):
+    """How a step call ended (an immutable value; a named tuple: the engine makes one a call)."""
+
     status: CallStatus
-    body: Mapping[str, Any] = field(default_factory=dict)
+    body: Mapping[str, Any] = _NO_BODY
     reason: str | None = None
     attempts: int = 1
     probed: bool = False
     expired: bool = False  # ended by the order's deadline (the saga is flagged for attention)
     trail: tuple[Attempt, ...] = ()  # every attempt and probe, in order
+    body_json: str | None = None  # the body's canonical JSON, when the reply carried it
 
 
 @dataclass(slots=True)
@@ -112,7 +119,8 @@ def _from_reply(command: Command, reply: Reply, state: Attempts, probed: bool) -
         None if ok else f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     )
     trail = () if state.trail is None else state.trail.done()
-    return CallOutcome(status, dict(reply.body), reason, state.attempts, probed, False, trail)
+    body = dict(reply.body)
+    return CallOutcome(status, body, reason, state.attempts, probed, False, trail, reply.body_json)
 
 
 def _trail(state: Attempts) -> tuple[Attempt, ...]:
@@ -142,6 +150,7 @@ class Caller:
         self._clock = clock
         self._rng = rng
         self._crash = crash
+        self._armed = crash.armed  # read once: whether the crash points can do anything
         self._probe_policy = probe_policy
         self.stats = CallStats()
         self._count_attempts = Counting(self.stats, probes=False)
@@ -173,7 +182,7 @@ class Caller:
         """
         self.stats.calls += 1
         observers = self._attempt_observers
-        if self._crash.armed:  # (tests) a disarmed one costs nothing per attempt
+        if self._armed:  # (tests) a disarmed one costs nothing per attempt
             observers += (Crashing(self._crash, point),)
         if on_slow is not None:
             observers += (Flagging(on_slow, slow_after),)
@@ -274,7 +283,8 @@ class Caller:
                 waited = breaker.state is not BreakerState.CLOSED
                 if stalled is None and waited:
                     stalled = self._stall(state.service)
-                if not await breaker.acquire(until=deadline):
+                # (A closed breaker lets every call through: no coroutine to ask it.)
+                if waited and not await breaker.acquire(until=deadline):
                     return _Exhausted(expired=True)
                 state.attempts += 1
                 for observer in observers:

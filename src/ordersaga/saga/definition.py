@@ -98,18 +98,18 @@ class SagaDefinition:
     #: What of the input a decided saga keeps (see the module docstring); None keeps it all,
     #: and so does a ``redact`` that returns the very input it was given.
     redact: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    #: The steps that can still fail: compensatable ones and the pivot (derived from ``steps``).
+    forward_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
+    #: The steps after the pivot (derived from ``steps``).
+    retriable_steps: tuple[Step, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check(self)
-
-    @property
-    def forward_steps(self) -> tuple[Step, ...]:
-        """The steps that can still fail: compensatable ones and the pivot."""
-        return tuple(s for s in self.steps if s.kind is not StepKind.RETRIABLE)
-
-    @property
-    def retriable_steps(self) -> tuple[Step, ...]:
-        return tuple(s for s in self.steps if s.kind is StepKind.RETRIABLE)
+        # Read on every step of every saga: split once (the definition never changes).
+        forward = tuple(s for s in self.steps if s.kind is not StepKind.RETRIABLE)
+        object.__setattr__(self, "forward_steps", forward)
+        retriable = tuple(s for s in self.steps if s.kind is StepKind.RETRIABLE)
+        object.__setattr__(self, "retriable_steps", retriable)
 
     def step(self, name: str) -> Step:
         for step in self.steps:

@@ -73,6 +73,8 @@ class Driver:
     ) -> None:
         self.store = store
         self.observer = observer
+        #: Whether the observer does anything around a call (a trace span); else no context.
+        self._around_calls = type(observer).calling is not SagaObserver.calling
         self.log = LogWriter(store, clock, crash, stats, owner, observer)
         self.caller = caller
         self._clock = clock
@@ -286,18 +288,25 @@ class Driver:
                 await self.log.attention(run, f"{what} {how}")
 
         started = self._clock.monotonic()
-        with self.observer.calling(run.saga_id, step.name, phase):
-            outcome = await self.caller.call(
-                command,
-                policy,
-                f"{step.name}:{phase.value}",
-                on_slow=flag,
-                slow_after=slow_after,
-                deadline=deadline,
-                fresh=run.fresh,
-            )
+        call = self.caller.call(
+            command,
+            policy,
+            f"{step.name}:{phase}",
+            on_slow=flag,
+            slow_after=slow_after,
+            deadline=deadline,
+            fresh=run.fresh,
+        )
+        observer = self.observer
+        if self._around_calls:
+            with observer.calling(run.saga_id, step.name, phase):
+                outcome = await call
+                elapsed = self._clock.monotonic() - started
+                observer.called(run.saga_id, step.name, phase, outcome, elapsed)
+        else:
+            outcome = await call
             elapsed = self._clock.monotonic() - started
-            self.observer.called(run.saga_id, step.name, phase, outcome, elapsed)
+            observer.called(run.saga_id, step.name, phase, outcome, elapsed)
         run.calls += 1
         run.attempts += outcome.attempts
         return outcome

@@ -43,13 +43,19 @@ class Run:
     cause: str | None = None
     fresh: bool = False  # created by this runner: no earlier process sent any of its steps
     keep_flag: bool = False  # failed by the order's deadline: stays flagged for attention
+    saga_id: str = field(init=False)  # the record's (it never changes)
+    _context: SagaContext | None = field(default=None, init=False, repr=False)
 
-    @property
-    def saga_id(self) -> str:
-        return self.record.saga_id
+    def __post_init__(self) -> None:
+        self.saga_id = self.record.saga_id
 
     def context(self) -> SagaContext:
-        return SagaContext(self.saga_id, self.record.input, self.results)
+        """What the step builders read: made anew only when the input changed (``results`` is
+        the run's own dict, updated in place)."""
+        context = self._context
+        if context is None or context.input is not self.record.input:
+            context = self._context = SagaContext(self.saga_id, self.record.input, self.results)
+        return context
 
 
 class LogWriter:
@@ -67,6 +73,7 @@ class LogWriter:
         self.store = store
         self._clock = clock
         self._crash = crash
+        self._armed = crash.armed  # read once: whether the crash points can do anything
         self._stats = stats
         self._owner = owner
         self._observer = observer
@@ -84,6 +91,7 @@ class LogWriter:
             started,
             self._clock.time(),
             outcome.trail,
+            outcome.body_json,
         )
 
     async def create(
@@ -119,8 +127,8 @@ class LogWriter:
         redact = run.definition.redact if decided else None
         input = run.record.input if redact is None else redact(run.record.input)
         replaced = input is not run.record.input  # redact returns the input itself: no change
-        crash = self._crash
-        if crash.armed:  # (tests) a disarmed point costs no string formatting
+        crash, armed = self._crash, self._armed
+        if armed:  # (tests) a disarmed point costs no string formatting
             crash.hit("log.before:" + what)
         await self.store.update(
             run.saga_id,
@@ -132,7 +140,7 @@ class LogWriter:
             input=input if replaced else None,
             attention_reason=attention_reason,
         )
-        if crash.armed:
+        if armed:
             crash.hit("log.after:" + what)
         # Keep the in-memory record in step with the log.
         merged = {(r.step, r.phase): r for r in run.record.steps}

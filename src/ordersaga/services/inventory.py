@@ -213,17 +213,18 @@ class InventoryService(KitService):
                     sold=item["sold"],
                 )
             )
-            line = {"item_id": item_id, "quantity": quantity, "price_cents": item["price_cents"]}
+            # Keys in sorted order: the reply is then its own JSON round trip (handed back as is).
+            line = {"item_id": item_id, "price_cents": item["price_cents"], "quantity": quantity}
             lines.append(line)
         claim = Write(
             "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
             " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
             (ref, req.order_id, canonical_json(lines), now, now),
         )
-        body = {
+        body = {  # keys in sorted order, like the lines' (see above)
             "items_cents": sum(line["quantity"] * line["price_cents"] for line in lines),
-            "weight_kg": _total_weight(items, req.lines),
             "lines": lines,
+            "weight_kg": _total_weight(items, req.lines),
         }
         return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
 

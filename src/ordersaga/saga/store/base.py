@@ -126,6 +126,8 @@ class StepRecord:
     started_at: float = 0.0  # wall-clock seconds (time.time())
     ended_at: float = 0.0
     trail: tuple[Attempt, ...] = ()
+    #: ``result``'s canonical JSON when the service's reply carried it (logged as it is).
+    result_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ like in the SQL stores, so a record read back is a fresh copy that callers may n
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -155,7 +154,7 @@ class MemoryStore(SagaStore):
             return
         saga.head.apply(write, saga_id)
         if write.input is not None:
-            saga.create = dataclasses.replace(saga.create, input=write.input)
+            saga.create = saga.create._replace(input=write.input)
         self._upsert(saga, write.steps)
 
     async def load(self, saga_id: str) -> SagaRecord | None:
@@ -247,7 +246,7 @@ class MemoryStore(SagaStore):
             steps += len(saga.steps)
             if not dry_run:
                 kept = compacted_input(compacted_of(saga.record()))
-                saga.create = dataclasses.replace(saga.create, input=kept)
+                saga.create = saga.create._replace(input=kept)
                 saga.steps.clear()
         return PruneStats(sagas, steps)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Phase, canonical_json
@@ -34,12 +34,12 @@ UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 COMPACTED_PREFIX = "["
 
 
-@dataclass(frozen=True, slots=True)
-class StepRow:
+class StepRow(NamedTuple):
     """A :class:`StepRecord` with its result (and its trail of attempts) already serialised.
 
     The trail goes to its own column, ``saga_steps.trail``: a JSON array of
-    :class:`~ordersaga.saga.store.base.Attempt` arrays, NULL when the record has none.
+    :class:`~ordersaga.saga.store.base.Attempt` arrays, NULL when the record has none. (An
+    immutable value; a named tuple, like the writes below: one is made per logged record.)
     """
 
     step: str
@@ -55,11 +55,14 @@ class StepRow:
     @classmethod
     def of(cls, record: StepRecord) -> StepRow:
         phase, status, result = record.phase, record.status, record.result
+        text = record.result_json
+        if text is None:
+            text = canonical_json(result if type(result) is dict else dict(result))
         return cls(
             record.step,
             phase if type(phase) is Phase else Phase(phase),
             status if type(status) is StepStatus else StepStatus(status),
-            canonical_json(result if type(result) is dict else dict(result)),
+            text,
             record.reason,
             int(record.attempts),
             float(record.started_at),
@@ -115,8 +118,7 @@ def trail_of(text: str | None) -> tuple[Attempt, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class CreateWrite:
+class CreateWrite(NamedTuple):
     saga_id: str
     definition: str
     input: str  # canonical JSON
@@ -141,8 +143,7 @@ class CreateWrite:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateWrite:
+class UpdateWrite(NamedTuple):
     saga_id: str
     steps: tuple[StepRow, ...]
     status: SagaStatus | None

@@ -96,7 +96,7 @@ class BatchStatements:
             params: list[Any] = []
             for write, head in chunk:
                 params += (write.saga_id, write.definition, write.input, write.fingerprint)
-                params += (head.status.value, head.reason, int(head.needs_attention))
+                params += (str(head.status), head.reason, int(head.needs_attention))
                 params += (write.at, head.updated_at, head.version)
             await tx.execute(_INSERT_SAGAS + ", ".join([_SAGA_VALUES] * len(chunk)), *params)
 
@@ -104,7 +104,7 @@ class BatchStatements:
         for chunk in chunks(changed):
             params: list[Any] = []
             for saga_id, head, version in chunk:
-                params += (saga_id, head.status.value, head.reason, int(head.needs_attention))
+                params += (saga_id, str(head.status), head.reason, int(head.needs_attention))
                 params += (head.updated_at, head.version, version, head.input)
                 params.append(head.attention_reason)
             sql = _UPDATE_SAGAS.format(rows=", ".join([_UPDATE_VALUES] * len(chunk)))
@@ -165,7 +165,7 @@ async def apply_batch(
             outcomes.append(exc)
             continue
         for row in write.steps:
-            steps[(write.saga_id, row.step, row.phase.value)] = row
+            steps[(write.saga_id, row.step, row.phase)] = row
         outcomes.append(None)
     if created:
         await statements.insert_sagas(tx, [(w, heads[saga_id]) for saga_id, w in created.items()])
@@ -192,7 +192,7 @@ async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
     for chunk in chunks(rows):
         params: list[Any] = []
         for saga_id, row in chunk:
-            params += (saga_id, row.step, row.phase.value, row.status.value, row.result)
+            params += (saga_id, row.step, str(row.phase), str(row.status), row.result)
             params += (row.reason, row.attempts, row.started_at, row.ended_at, row.trail)
         sql = _UPSERT_STEPS.format(rows=", ".join([_STEP_VALUES] * len(chunk)))
         await tx.execute(sql, *params)
