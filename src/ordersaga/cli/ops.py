@@ -125,7 +125,8 @@ def _reading(args: argparse.Namespace) -> AbstractAsyncContextManager[Any]:
 def _cmd_list(args: argparse.Namespace) -> int:
     from ordersaga.ops.render import print_sagas
     from ordersaga.ops.views import list_row
-    from ordersaga.saga.store.base import SagaFilter, SagaStatus
+    from ordersaga.saga.store.base import SagaStatus
+    from ordersaga.saga.store.operator import SagaFilter
 
     updated_before = None if args.older_than is None else time.time() - args.older_than
 

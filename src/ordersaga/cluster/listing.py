@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ordersaga.ops.views import list_row
-from ordersaga.saga.store.base import SagaFilter, SagaStatus, SagaStore
+from ordersaga.saga.store.base import SagaStatus, SagaStore
+from ordersaga.saga.store.operator import SagaFilter
 
 __all__ = ["DEFAULT_LIMIT", "LIST_PARAMETERS", "MAX_LIMIT", "ListError", "list_orders"]
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from ordersaga.saga.store.base import SagaFilter, SagaStatus
+from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.store.operator import SagaFilter
 
 __all__ = ["AGES", "DEFAULT_LIMIT", "MAX_LIMIT", "STATUSES", "FilterError", "ListFilter"]
 

@@ -19,13 +19,8 @@ from typing import Any
 from ordersaga.ops.views import list_row
 from ordersaga.orders.order_saga import STEP_SERVICES
 from ordersaga.saga.outcome import compensations_of, retries_of
-from ordersaga.saga.store.base import (
-    SagaEntry,
-    SagaFilter,
-    SagaStatus,
-    SagaStore,
-    StepStatus,
-)
+from ordersaga.saga.store.base import SagaStatus, SagaStore, StepStatus
+from ordersaga.saga.store.operator import SagaEntry, SagaFilter
 
 __all__ = ["BUCKETS", "SAMPLE", "SERVICE_WINDOW", "overview"]
 

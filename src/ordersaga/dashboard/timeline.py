@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ordersaga.orders.cards import mask_card
 from ordersaga.orders.order_saga import STEP_SERVICES
-from ordersaga.saga.store.base import SagaEntry, StepRecord
+from ordersaga.saga.store.base import StepRecord
+from ordersaga.saga.store.operator import SagaEntry
 
 __all__ = ["Bar", "Chart", "Mark", "chart"]
 

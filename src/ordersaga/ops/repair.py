@@ -39,17 +39,9 @@ from ordersaga.ops.views import DECIDED, DEFINITIONS
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.outcome import CANCELLED_REASON
 from ordersaga.saga.store import PostgresSagaStore
-from ordersaga.saga.store.base import (
-    TERMINAL,
-    OperatorAction,
-    Repair,
-    SagaEntry,
-    SagaStatus,
-    SagaStore,
-    StepRecord,
-    StepStatus,
-)
+from ordersaga.saga.store.base import TERMINAL, SagaStatus, SagaStore, StepRecord, StepStatus
 from ordersaga.saga.store.model import UNFINISHED
+from ordersaga.saga.store.operator import OperatorAction, Repair, SagaEntry
 from ordersaga.saga.store.signals import WORK_CHANNEL
 
 __all__ = ["RESOLUTIONS", "cancel", "default_operator", "resolve", "retry"]

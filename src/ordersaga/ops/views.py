@@ -15,15 +15,8 @@ from ordersaga.orders.order_saga import ORDER_SAGA
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.definition import SagaDefinition
 from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
-from ordersaga.saga.store.base import (
-    Attempt,
-    OperatorAction,
-    SagaEntry,
-    SagaRecord,
-    SagaStatus,
-    StepRecord,
-    StepStatus,
-)
+from ordersaga.saga.store.base import Attempt, SagaRecord, SagaStatus, StepRecord, StepStatus
+from ordersaga.saga.store.operator import OperatorAction, SagaEntry
 from ordersaga.saga.trail import attempts_of
 
 __all__ = [

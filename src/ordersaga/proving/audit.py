@@ -40,7 +40,8 @@ from ordersaga.local.datadir import SAGA_LOG, DataDir
 from ordersaga.local.lock import shared_if_idle
 from ordersaga.participant.retention import carried_totals
 from ordersaga.saga.store import open_store
-from ordersaga.saga.store.base import OperatorAction, SagaRecord, SagaStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.saga.store.operator import OperatorAction
 from ordersaga.services.retention import CAPTURED, SOLD
 
 INVARIANTS = {

@@ -19,7 +19,8 @@ from ordersaga.local.run import RunOptions, run_orders
 from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.proving.audit import AuditReport, audit, audit_data_dir, format_report
 from ordersaga.saga.store import open_store
-from ordersaga.saga.store.base import OperatorAction, Repair, SagaStatus
+from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.store.operator import OperatorAction, Repair
 
 STREAM = b"""\
 Order c1, User 1, Items: [{A, 2}, {B, 1}], Payment: CreditCard, Address: 1 Main St, Springfield, US

@@ -8,14 +8,8 @@ from ordersaga.dashboard.auth import SESSION_SECONDS, Operators
 from ordersaga.dashboard.filters import FilterError, ListFilter
 from ordersaga.dashboard.timeline import LABEL, WIDTH, chart
 from ordersaga.protocol.messages import Phase
-from ordersaga.saga.store.base import (
-    OperatorAction,
-    SagaEntry,
-    SagaRecord,
-    SagaStatus,
-    StepRecord,
-    StepStatus,
-)
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord, StepStatus
+from ordersaga.saga.store.operator import OperatorAction, SagaEntry
 
 
 def test_a_filter_round_trips_through_its_query_string() -> None:

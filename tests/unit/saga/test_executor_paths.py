@@ -21,14 +21,9 @@ from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, S
 from ordersaga.saga.executor import EngineSettings, SagaEngine, SagaResult
 from ordersaga.saga.outcome import CANCELLED_REASON
 from ordersaga.saga.recovery import recover
-from ordersaga.saga.store.base import (
-    OperatorAction,
-    Repair,
-    SagaStatus,
-    StepRecord,
-    StepStatus,
-)
+from ordersaga.saga.store.base import SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.store.operator import OperatorAction, Repair
 
 from .fakes import Ledger, ScriptedTransport
 from .test_executor import builder, compensations_sent, make_definition, world

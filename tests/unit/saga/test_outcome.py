@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ordersaga.protocol.messages import Phase
 from ordersaga.saga.outcome import CANCELLED_REASON, Failure, failure_of
-from ordersaga.saga.store.base import Phase, SagaRecord, SagaStatus, StepRecord, StepStatus
+from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord, StepStatus
 
 
 def _failed(*steps: StepRecord) -> SagaRecord:

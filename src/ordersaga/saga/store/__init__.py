@@ -15,11 +15,6 @@ from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     TERMINAL,
-    OperatorAction,
-    Repair,
-    SagaEntry,
-    SagaFilter,
-    SagaPage,
     SagaRecord,
     SagaStatus,
     SagaStore,
@@ -29,6 +24,7 @@ from ordersaga.saga.store.base import (
 )
 from ordersaga.saga.store.batching import DEFAULT_MAX_BATCH
 from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.store.operator import OperatorAction, Repair, SagaEntry, SagaFilter, SagaPage
 from ordersaga.saga.store.postgres import PostgresSagaStore
 from ordersaga.saga.store.sql import SqlSagaStore
 from ordersaga.saga.store.sqlite import SqliteSagaStore

@@ -22,25 +22,35 @@ Backends: SQLite (the embedded default, a file in the data dir), PostgreSQL, and
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, Self
 
-from ordersaga.protocol.messages import Phase
+from ordersaga.saga.store.operator import (
+    OperatorAction,
+    Repair,
+    SagaEntry,
+    SagaFilter,
+    SagaPage,
+)
+from ordersaga.saga.store.records import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL,
+    Attempt,
+    Compacted,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "TERMINAL",
     "Attempt",
     "Compacted",
-    "OperatorAction",
     "PruneStats",
-    "Repair",
-    "SagaEntry",
-    "SagaFilter",
-    "SagaPage",
     "SagaRecord",
     "SagaStatus",
     "SagaStore",
@@ -48,205 +58,6 @@ __all__ = [
     "StepStatus",
     "StoreStats",
 ]
-
-
-class SagaStatus(enum.StrEnum):
-    """Where a saga stands (the life cycle is drawn in the module docstring)."""
-
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    CONFIRMING = "confirming"
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL
-
-
-TERMINAL = frozenset({SagaStatus.CONFIRMED, SagaStatus.FAILED})
-
-ALLOWED_TRANSITIONS: Mapping[SagaStatus, frozenset[SagaStatus]] = {
-    SagaStatus.RUNNING: frozenset(
-        {
-            SagaStatus.RUNNING,
-            SagaStatus.CONFIRMING,
-            SagaStatus.CONFIRMED,
-            SagaStatus.COMPENSATING,
-            SagaStatus.FAILED,
-        }
-    ),
-    SagaStatus.CONFIRMING: frozenset({SagaStatus.CONFIRMING, SagaStatus.CONFIRMED}),
-    SagaStatus.COMPENSATING: frozenset({SagaStatus.COMPENSATING, SagaStatus.FAILED}),
-    SagaStatus.CONFIRMED: frozenset(),
-    SagaStatus.FAILED: frozenset(),
-}
-
-
-class StepStatus(enum.StrEnum):
-    """The known outcome of one phase of one step."""
-
-    SUCCEEDED = "succeeded"  # the service applied it (result holds its reply body)
-    REFUSED = "refused"  # a definite refusal: nothing applied, never compensated
-    UNKNOWN = "unknown"  # retries and the probe could not tell: compensated to be safe
-    #: Never reached the service (unreachable until the order's deadline): nothing to undo.
-    UNDELIVERED = "undelivered"
-
-
-class Attempt(NamedTuple):
-    """One send of a step's command (``kind`` ``"a"``) or one status probe of its key (``"p"``).
-
-    An attempt's ``result``: ``applied``, ``refused`` (a definite refusal), ``unknown`` (an
-    answer that is not final), ``lost`` (no answer: request or response lost, or timed out) or
-    ``unreachable`` (no connection: it never arrived), with the ``error`` of the last two. A
-    probe's ``result`` is what it found: ``applied``, ``refused``, ``unknown`` or ``no answer``.
-    """
-
-    kind: str  # "a" attempt | "p" probe
-    at: float  # wall-clock seconds it was sent
-    duration: float  # seconds until its answer (or its failure)
-    result: str
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StepRecord:
-    """The known outcome of one phase of one step.
-
-    ``trail``: every attempt and probe, in order — empty for a plain call (one attempt,
-    answered: the record's own span) and in records from before trails (see ``saga/trail.py``).
-    """
-
-    step: str
-    phase: Phase
-    status: StepStatus
-    result: Mapping[str, Any] = field(default_factory=dict)
-    reason: str | None = None
-    attempts: int = 1
-    started_at: float = 0.0  # wall-clock seconds (time.time())
-    ended_at: float = 0.0
-    trail: tuple[Attempt, ...] = ()
-    #: ``result``'s canonical JSON when the service's reply carried it (logged as it is).
-    result_json: str | None = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Compacted:
-    """What a compacted saga keeps of its step records (see :mod:`ordersaga.saga.outcome`)."""
-
-    step: str | None  # the step that failed it (None: confirmed, or no step ran)
-    cause: str | None  # why it failed: business | technical | input | operator
-    retries: int
-    compensations: int
-
-
-@dataclass(frozen=True, slots=True)
-class SagaRecord:
-    """A saga as the log knows it.
-
-    ``steps`` holds one record per (step, phase), ordered by ``started_at`` and then by when the
-    (step, phase) was first written (rewriting it keeps its place). ``input`` and each step's
-    ``result`` went through JSON, as stored: a tuple comes back as a list.
-    """
-
-    saga_id: str
-    definition: str
-    input: Mapping[str, Any]
-    fingerprint: str
-    status: SagaStatus
-    steps: tuple[StepRecord, ...] = ()
-    reason: str | None = None
-    needs_attention: bool = False
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    #: Set once retention compacted the saga (:meth:`SagaStore.prune`): ``input`` is empty and
-    #: ``steps`` gone; the id, fingerprint, status, reason, times (``updated_at``: decided at)
-    #: and this summary of the steps remain, so its outcome replays exactly as before.
-    compacted: Compacted | None = None
-    #: Why the saga is flagged (``needs_attention``): what a person should look at. None when
-    #: it is not flagged (clearing the flag clears it), or flagged by a build before it.
-    attention_reason: str | None = None
-
-    @property
-    def pruned(self) -> bool:
-        return self.compacted is not None
-
-    def step(self, step: str, phase: Phase = Phase.ACTION) -> StepRecord | None:
-        for record in self.steps:
-            if record.step == step and record.phase is phase:
-                return record
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class OperatorAction:
-    """A person's act on a saga (``ordersaga sagas retry|resolve|cancel``), kept in the log."""
-
-    saga_id: str
-    action: str  # retry | resolve | cancel
-    who: str
-    note: str | None = None
-    at: float = 0.0  # wall-clock seconds; the store stamps it when the action is recorded
-
-
-@dataclass(frozen=True, slots=True)
-class SagaFilter:
-    """Which sagas :meth:`SagaStore.list_sagas` returns, newest first, a page at a time.
-
-    ``cursor`` is the opaque ``next_cursor`` of the previous page (keyset pagination: a page
-    costs the same however deep it is, and sagas created meanwhile never shift a page).
-    """
-
-    status: SagaStatus | None = None
-    needs_attention: bool | None = None
-    updated_before: float | None = None  # wall-clock seconds: last changed before this
-    id_prefix: str | None = None  # only sagas whose id starts with this (a search box)
-    limit: int = 100
-    cursor: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.limit < 1:
-            raise ValueError("limit must be at least 1")
-
-
-@dataclass(frozen=True, slots=True)
-class SagaEntry:
-    """A saga as an operator sees it: its record, who holds (or last held) it, what people did.
-
-    ``owner`` is the worker holding the saga's lease while ``lease_until`` lies ahead; a worker
-    that finished a saga stays its ``owner`` (with no lease). Stores without workers hold none.
-    """
-
-    record: SagaRecord
-    owner: str | None = None
-    lease_until: float | None = None
-    actions: tuple[OperatorAction, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class SagaPage:
-    entries: list[SagaEntry]
-    next_cursor: str | None  # None: this was the last page
-
-
-@dataclass(frozen=True, slots=True)
-class Repair:
-    """What an operator action changes, applied atomically with its :class:`OperatorAction`.
-
-    The change applies only if the saga's status is in ``expect`` at that moment (else
-    ConflictError, and nothing is written). Unlike :meth:`SagaStore.update` it may set any
-    status (a person who settled a saga by hand may close it) and it is not fenced: it
-    releases (``release``) the saga's lease, so the worker holding it can write nothing more (its
-    fenced writes are refused) and the next claim takes the saga as the log now says.
-    ``steps`` are upserted like an update's.
-    """
-
-    expect: frozenset[SagaStatus]
-    status: SagaStatus | None = None
-    reason: str | None = None
-    needs_attention: bool | None = None  # False also clears the attention reason
-    steps: tuple[StepRecord, ...] = ()
-    release: bool = True
 
 
 @dataclass(slots=True)

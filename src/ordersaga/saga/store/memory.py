@@ -17,12 +17,7 @@ from ordersaga.errors import ConflictError, StorageError
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.outcome import compacted_of
 from ordersaga.saga.store.base import (
-    OperatorAction,
     PruneStats,
-    Repair,
-    SagaEntry,
-    SagaFilter,
-    SagaPage,
     SagaRecord,
     SagaStatus,
     SagaStore,
@@ -40,6 +35,7 @@ from ordersaga.saga.store.model import (
     make_create,
     make_update,
 )
+from ordersaga.saga.store.operator import OperatorAction, Repair, SagaEntry, SagaFilter, SagaPage
 
 
 @dataclass(slots=True)

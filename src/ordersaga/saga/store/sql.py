@@ -20,12 +20,7 @@ from ordersaga.errors import StorageError
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
 from ordersaga.saga.store import retention
 from ordersaga.saga.store.base import (
-    OperatorAction,
     PruneStats,
-    Repair,
-    SagaEntry,
-    SagaFilter,
-    SagaPage,
     SagaRecord,
     SagaStatus,
     SagaStore,
@@ -41,6 +36,7 @@ from ordersaga.saga.store.model import (
     record_from_row,
     step_from_row,
 )
+from ordersaga.saga.store.operator import OperatorAction, Repair, SagaEntry, SagaFilter, SagaPage
 from ordersaga.saga.store.schema import COMPONENT, check_schema, ensure_schema, missing_columns
 from ordersaga.saga.store.sqlbatch import (
     VALUES_STATEMENTS,

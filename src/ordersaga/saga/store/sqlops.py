@@ -14,8 +14,8 @@ from typing import Any
 
 from ordersaga.db import Database, Row, Tx
 from ordersaga.errors import ConflictError
-from ordersaga.saga.store.base import OperatorAction, Repair, SagaEntry, SagaFilter, SagaPage
 from ordersaga.saga.store.model import StepRow
+from ordersaga.saga.store.operator import OperatorAction, Repair, SagaEntry, SagaFilter, SagaPage
 from ordersaga.saga.store.schema import has_table
 from ordersaga.saga.store.sqlbatch import upsert_steps
 
