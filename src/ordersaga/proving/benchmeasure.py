@@ -5,7 +5,7 @@ timed pipeline of an in-process run, and the report of a run (see :mod:`ordersag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ordersaga.local.pipeline import Counts, Outcome, Pipeline
@@ -48,7 +48,7 @@ async def measure(
     label: str,
     store_kind: str,
     pg_server: str | None,
-    children: Callable[[], list[int]] = list,
+    children: Callable[[], Mapping[int, str]] = dict,
 ) -> BenchReport:
     """One timed run of the pipeline in this process; ``children`` gives the pids of the
     setup's other processes and ``pg_server`` the PostgreSQL server of its saga log, whose CPU
@@ -60,7 +60,7 @@ async def measure(
         pipeline = Pipeline(runtime.engine, sink, runtime.vault, concurrency, options.ordered)
         await recover(runtime.engine, concurrency=concurrency)  # as `run` does; nothing here
         on_pg = (settings.store_url or "").startswith(("postgresql://", "postgres://"))
-        databases = [database_of(settings.store_url or "")] if on_pg else []
+        databases = {database_of(settings.store_url or ""): "sagas"} if on_pg else {}
         async with CpuTree(children, pg_server, databases) as tree:
             cpu_started, started = time.process_time(), time.perf_counter()
             counts = await pipeline.run(workload.numbered())
@@ -87,6 +87,7 @@ async def measure(
         service_commands=sum(s.stats.commands for s in services),
         tree_cpu_s=tree.seconds,
         tree_pg_backends=tree.pg_backends,
+        tree_cpu_by_process=tree.by_process,
     )
 
 

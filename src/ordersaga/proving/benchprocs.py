@@ -116,9 +116,11 @@ async def run_workers(
         api=False,
     )
     topology = plan(settings, state_dir)
-    names = [
-        urlsplit(url).path.lstrip("/") for url in (topology.store, *topology.service_dbs.values())
-    ]
+    labels = {
+        urlsplit(url).path.lstrip("/"): what
+        for what, url in (("sagas", topology.store), *topology.service_dbs.items())
+    }
+    names = list(labels)
     plural = "s" if workers > 1 else ""
     label = f"{workers} worker{plural} (c={settings.concurrency} each), postgresql, c={concurrency}"
     if options.fault_rate:
@@ -137,7 +139,7 @@ async def run_workers(
                     vault = CardVault(topology_data_key(topology))
                     pipeline = Pipeline(submitter, sink, vault, concurrency, options.ordered)
                     children = topology.children
-                    async with CpuTree(lambda: _pids(children), options.store, names) as tree:
+                    async with CpuTree(lambda: _pids(children), options.store, labels) as tree:
                         cpu_started, started = time.process_time(), time.perf_counter()
                         counts = await pipeline.run(workload.numbered())
                         elapsed = time.perf_counter() - started
@@ -172,12 +174,18 @@ async def run_workers(
         workers=workers,
         tree_cpu_s=tree.seconds,
         tree_pg_backends=tree.pg_backends,
+        tree_cpu_by_process=tree.by_process,
     )
 
 
-def _pids(children: list[Child]) -> list[int]:
-    """The pids of the setup's running processes (a restarted worker's new one too)."""
-    return [child.proc.pid for child in children if child.proc is not None]
+def _pids(children: list[Child]) -> dict[int, str]:
+    """The pids of the setup's running processes (a restarted worker's new one too), each
+    with its name (a worker's without the topology's prefix)."""
+    return {
+        child.proc.pid: child.name.rsplit("-", 1)[-1]
+        for child in children
+        if child.proc is not None
+    }
 
 
 def _worker_store_stats(path: Path) -> tuple[int, int]:

@@ -104,6 +104,8 @@ class BenchReport:
     #: CPU seconds of every process of the setup (see :mod:`ordersaga.proving.cputree`).
     tree_cpu_s: float = 0.0
     tree_pg_backends: int | None = None  # PostgreSQL backends counted in it (None: none)
+    #: ``tree_cpu_s`` per process: "bench", each child by name, "pg <database>" for backends.
+    tree_cpu_by_process: dict[str, float] = field(default_factory=dict)
     machine: Machine | None = None
 
     @property
@@ -144,6 +146,10 @@ class BenchReport:
             "cpu_us_per_order": round(self.per_order(self.cpu_s) * 1e6, 1),
             "tree_cpu_us_per_order": round(self.per_order(self.tree_cpu_s) * 1e6, 1),
             "tree_pg_backends": self.tree_pg_backends,
+            "tree_cpu_by_process": {
+                name: round(self.per_order(seconds) * 1e6, 1)
+                for name, seconds in sorted(self.tree_cpu_by_process.items())
+            },
             "p50_ms": round(self.latency.percentile(0.50) * ms, 3),
             "p95_ms": round(self.latency.percentile(0.95) * ms, 3),
             "p99_ms": round(self.latency.percentile(0.99) * ms, 3),
@@ -213,6 +219,7 @@ def _block(report: BenchReport) -> list[str]:
         f"  throughput     {data['orders_per_s']:.0f} orders/s ({data['elapsed_s']:.2f} s)",
         f"  CPU per order  {data['cpu_us_per_order']:.0f} µs this process,"
         f" {data['tree_cpu_us_per_order']:.0f} µs every process of the setup{backends}",
+        *_by_process(data["tree_cpu_by_process"]),
         f"  latency        p50 {data['p50_ms']:.2f} ms, p95 {data['p95_ms']:.2f} ms,"
         f" p99 {data['p99_ms']:.2f} ms, max {data['max_ms']:.2f} ms (admission to outcome){floor}",
         f"  retries        {retries} per order",
@@ -225,6 +232,14 @@ def _block(report: BenchReport) -> list[str]:
         samples = ", ".join(f"{n}: {mb:.1f}" for n, mb in report.rss_samples)
         lines.append(f"  RSS (MiB)      after orders {samples}")
     return lines
+
+
+def _by_process(per_order: dict[str, float]) -> list[str]:
+    """The tree CPU per process, largest first (nothing when this process is all of it)."""
+    if len(per_order) < 2:
+        return []
+    ranked = sorted(per_order.items(), key=lambda item: -item[1])
+    return ["  by process     " + ", ".join(f"{name} {us:.0f}" for name, us in ranked) + " µs"]
 
 
 def format_reports(reports: list[BenchReport]) -> str:

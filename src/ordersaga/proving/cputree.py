@@ -17,6 +17,11 @@ the first time after the first sample started during the run and counts from zer
 that exits between two samples loses at most one interval of its CPU (pools keep their
 connections for the whole run, so this is rare). A pid is keyed with its start time, so a reused
 pid is a new process. The sampling itself runs in this process and is counted, as it should be.
+
+``by_process`` splits the total: ``"bench"`` (this process), each child under its name (when
+``children`` returns a mapping of pid to name; a restarted child adds up under its name), and
+the backends of each database under ``"pg <label>"`` (``databases`` may map a database to a
+shorter label).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from urllib.parse import urlsplit
 
@@ -61,20 +66,25 @@ def database_of(url: str) -> str:
 class CpuTree:
     """Async context manager: the CPU seconds of the setup spent inside the block (``seconds``).
 
-    ``children`` returns the pids of the setup's processes (called at every sample);
-    ``pg_url`` (any database on the server) and ``databases`` name the backends to count.
+    ``children`` returns the pids of the setup's processes (called at every sample), or a
+    mapping of pid to name; ``pg_url`` (any database on the server) and ``databases`` (or a
+    mapping of database to label) name the backends to count.
     """
 
     def __init__(
         self,
-        children: Callable[[], Iterable[int]] = tuple,
+        children: Callable[[], Iterable[int] | Mapping[int, str]] = tuple,
         pg_url: str | None = None,
-        databases: Sequence[str] = (),
+        databases: Sequence[str] | Mapping[str, str] = (),
         interval: float = 0.25,
     ) -> None:
         self._children = children
         self._pg_url = pg_url if databases else None
         self._databases = list(databases)
+        self._labels = (
+            dict(databases) if isinstance(databases, Mapping) else {d: d for d in databases}
+        )
+        self._names: dict[tuple[int, int], str] = {}  # (pid, start) -> its process's name
         self._interval = interval
         self._admin: asyncpg.Connection | None = None
         self._first: dict[tuple[int, int], float] = {}  # (pid, start) -> CPU at first sight
@@ -84,6 +94,8 @@ class CpuTree:
         self._own = 0.0
         self._task: asyncio.Task[None] | None = None
         self.seconds = 0.0
+        #: ``seconds`` per process name (see the module docstring).
+        self.by_process: dict[str, float] = {}
         #: The PostgreSQL backends counted (None: no PostgreSQL, or a server not on this host).
         self.pg_backends: int | None = None
 
@@ -113,6 +125,10 @@ class CpuTree:
                 own = time.process_time() - self._own
                 others = sum(self._last[key] - self._first[key] for key in self._last)
                 self.seconds = own + others
+                self.by_process = {"bench": own}
+                for key, last in self._last.items():
+                    name = self._names.get(key, f"pid {key[0]}")
+                    self.by_process[name] = self.by_process.get(name, 0.0) + last - self._first[key]
                 if self.pg_backends is not None:
                     self.pg_backends = len(self._backends)
         finally:
@@ -125,14 +141,18 @@ class CpuTree:
             await self._sample()
 
     async def _sample(self) -> None:
-        pids = set(self._children())
+        children = self._children()
+        names = dict(children) if isinstance(children, Mapping) else {}
+        pids = set(children)
         backends: set[int] = set()
         if self._admin is not None:
             rows = await self._admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])",
+                "SELECT pid, datname FROM pg_stat_activity WHERE datname = ANY($1::text[])",
                 self._databases,
             )
             backends = {int(row["pid"]) for row in rows}
+            for row in rows:
+                names[int(row["pid"])] = f"pg {self._labels.get(row['datname'], row['datname'])}"
         for pid in pids | backends:
             seen = process_cpu(pid)
             if seen is None:
@@ -140,6 +160,8 @@ class CpuTree:
             key = (pid, seen[0])
             if key not in self._first:
                 self._first[key] = seen[1] if not self._sampled else 0.0
+                if pid in names:
+                    self._names[key] = names[pid]
             self._last[key] = seen[1]
             if pid in backends:
                 self._backends.add(key)
