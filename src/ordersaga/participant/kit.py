@@ -49,7 +49,8 @@ each other (on SQLite, which holds the write lock for the whole batch, they neve
 a repeat of a key applied earlier in the batch replays it, and the version checks still catch
 writers on other connections or in other processes (PostgreSQL, several replicas). On SQLite the
 key is not even looked up first: a failed INSERT undoes only itself there, so the record's INSERT
-tells a repeat, which is then replayed (one read less per command). With
+tells a repeat, which is then replayed (one read less per command); on PostgreSQL, where a failed
+statement aborts the transaction, the record's INSERT does nothing on a recorded key instead. With
 :attr:`RunnerOptions.pause` set, the read phase runs outside any transaction as a snapshot read,
 then the pause, then the batch applies the plan: the classic optimistic path, which tests use to
 make in-process writers race for real.
@@ -137,6 +138,11 @@ class _Job(NamedTuple):
 
     cmd: Prepared
     plan: Plan | None
+
+
+#: The record's INSERT where a failed statement would abort the transaction (PostgreSQL): it
+#: changes no row when the key is recorded, and the command is then a repeat (see _apply_job).
+_RECORD_UNLESS_KNOWN = RECORD + " ON CONFLICT (key) DO NOTHING"
 
 
 async def _answered(reply: Reply) -> Reply:
@@ -292,25 +298,25 @@ class CommandRunner:
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
         blind = self._blind_record
-        if not blind:
-            record = await stored(tx, cmd.key)
-            if record is not None:
-                return replay(cmd.key, cmd.fingerprint, record), False
         plan = await cmd.action.decide(tx, cmd.resource, cmd.request, now)
         if not blind or plan.claim is None:
             plan = await self._unless_existing(tx, cmd, plan)
         encoded = encode(plan.reply)
         try:
-            await tx.execute(
-                RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now
+            recorded = await tx.execute(
+                RECORD if blind else _RECORD_UNLESS_KNOWN,
+                *(cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now),
             )
         except ConflictError:
             if not blind:
                 raise
-            # The key is recorded already: a repeat. The failed INSERT undid only itself.
+            recorded = 0  # the failed INSERT undid only itself
+        if not recorded:
+            # The key is recorded already: a repeat (PostgreSQL's INSERT waited for a concurrent
+            # transaction holding the key to end, and this statement sees its commit).
             record = await stored(tx, cmd.key)
             if record is None:
-                raise
+                raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
             return replay(cmd.key, cmd.fingerprint, record), False
         if plan.claim is not None and blind:
             try:
