@@ -140,11 +140,6 @@ class _Job(NamedTuple):
     plan: Plan | None
 
 
-#: The record's INSERT where a failed statement would abort the transaction (PostgreSQL): it
-#: changes no row when the key is recorded, and the command is then a repeat (see _apply_job).
-_RECORD_UNLESS_KNOWN = RECORD + " ON CONFLICT (key) DO NOTHING"
-
-
 async def _answered(reply: Reply) -> Reply:
     return reply
 
@@ -168,9 +163,11 @@ class CommandRunner:
         self._cancelled = cancelled
         self._options = options
         self.stats = KitStats()
-        # On SQLite a failed statement undoes only itself, so a command decided in its batch
-        # need not look its key up first: the record's INSERT finds a repeat (see _apply_job).
-        self._blind_record = db.dialect == "sqlite"
+        # A command decided in its batch need not look its key or its resource up first: the
+        # record's INSERT finds a repeat, the claim's an existing resource (see _apply_job). On
+        # SQLite a failed statement undoes only itself; on PostgreSQL, where it would abort the
+        # transaction, both INSERTs do nothing on a taken key instead.
+        self._unless_taken = "" if db.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
         self._committer: GroupCommitter[_Job, Reply] = GroupCommitter(
             self._apply_batch,
             _BatchCounters(),
@@ -297,20 +294,18 @@ class CommandRunner:
         cmd, plan = job.cmd, job.plan
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
-        blind = self._blind_record
+        unless_taken = self._unless_taken
         plan = await cmd.action.decide(tx, cmd.resource, cmd.request, now)
-        if not blind or plan.claim is None:
+        if plan.claim is None:
             plan = await self._unless_existing(tx, cmd, plan)
         encoded = encode(plan.reply)
         try:
             recorded = await tx.execute(
-                RECORD if blind else _RECORD_UNLESS_KNOWN,
+                RECORD + unless_taken,
                 *(cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now),
             )
         except ConflictError:
-            if not blind:
-                raise
-            recorded = 0  # the failed INSERT undid only itself
+            recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
             # The key is recorded already: a repeat (PostgreSQL's INSERT waited for a concurrent
             # transaction holding the key to end, and this statement sees its commit).
@@ -318,12 +313,13 @@ class CommandRunner:
             if record is None:
                 raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
             return replay(cmd.key, cmd.fingerprint, record), False
-        if plan.claim is not None and blind:
+        if plan.claim is not None:
+            claim = plan.claim
             try:
-                await self._claim(tx, plan.claim)
+                await self._claim(tx, Write(claim.sql + unless_taken, claim.params, 1))
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
-                # row). The failed INSERT undid only itself: record the refusal instead.
+                # row). The INSERT wrote nothing: record the refusal instead.
                 refusal = await self._refusal_of_existing(tx, cmd)
                 encoded = encode(refusal)
                 await tx.execute(
@@ -339,7 +335,7 @@ class CommandRunner:
     async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
         """``plan``, or the refusal of an action whose resource exists: looked up for an action
         that claims nothing (refused for its own reasons: a tombstone's refusal comes first), and
-        where an INSERT that fails would abort the transaction."""
+        for a plan decided before its batch (:meth:`apply`)."""
         if cmd.action.phase is not Phase.ACTION:
             return plan
         existing = await self._refused_existing(reader, cmd)
