@@ -69,6 +69,12 @@ def test_workers_drive_the_pipeline_with_a_submitter(tmp_path: Path) -> None:
     _assert_tree_rated(workers, baseline)
     # The worker's and the services' backends, and the submitter's: all serve the setup.
     assert workers["tree_pg_backends"] > baseline["tree_pg_backends"] >= 1
+    # Per process: the submitter (this bench), the worker, each service and each database.
+    expected = {"bench", "w1", "inventory", "shipping", "payment"}
+    expected |= {f"pg {name}" for name in ("sagas", "inventory", "shipping", "payment")}
+    assert set(workers["tree_cpu_by_process"]) == expected
+    by_process = sum(workers["tree_cpu_by_process"].values())
+    assert abs(by_process - workers["tree_cpu_us_per_order"]) < 1  # each rounded to 0.1 µs
     assert list(tmp_path.iterdir()) == []
 
 

@@ -37,7 +37,7 @@ async def test_a_child_process_cpu_counts_in_the_tree() -> None:
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        async with CpuTree(lambda: [child.pid], interval=0.05) as tree:
+        async with CpuTree(lambda: {child.pid: "burner"}, interval=0.05) as tree:
             own = time.process_time()
             assert child.stdout is not None
             assert await child.stdout.readline() == b"done\n"  # it burnt 0.4 s of CPU
@@ -45,6 +45,10 @@ async def test_a_child_process_cpu_counts_in_the_tree() -> None:
         assert tree.pg_backends is None
         # The child's 0.4 s (less what it burnt before the first sample: its start-up only).
         assert tree.seconds - own >= 0.3
+        # Split by process: this one and the child, by its name; together the whole.
+        assert set(tree.by_process) == {"bench", "burner"}
+        assert tree.by_process["burner"] >= 0.3
+        assert abs(sum(tree.by_process.values()) - tree.seconds) < 1e-6
     finally:
         assert child.stdin is not None
         child.stdin.close()
@@ -73,6 +77,7 @@ async def test_backends_serving_the_databases_count(pg_url: str) -> None:
         await conn.close()
     assert tree.pg_backends == 1
     assert tree.seconds - own > 0.05  # the backend counted the series, not this process
+    assert tree.by_process[f"pg {database_of(pg_url)}"] > 0.05
 
 
 async def test_no_database_named_means_no_backend_counted() -> None:
