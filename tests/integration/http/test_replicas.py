@@ -21,7 +21,7 @@ import pytest
 from ordersaga.db import open_database
 from ordersaga.errors import TransportError
 from ordersaga.protocol.messages import Command, Phase, Reply, make_key
-from ordersaga.transport.http import HttpTransport
+from ordersaga.transport.http import HttpSettings, HttpTransport
 from tests.integration.http.conftest import ServiceProcess
 from tests.integration.services.helpers import assert_stock_conserved
 
@@ -66,7 +66,10 @@ async def test_two_replicas_never_oversell(
     replicas = [start_service("inventory", pg_url, wait=False, world=world) for _ in range(2)]
     for replica in replicas:
         replica.wait_healthy()
-    transports = [HttpTransport({"inventory": r.url}) for r in replicas]
+    # Every command its own request, as many in flight as the clients send: the replicas race
+    # command by command (a batch is decided in one transaction: see test_batch.py).
+    single = HttpSettings(max_batch=1)
+    transports = [HttpTransport({"inventory": r.url}, single) for r in replicas]
     granted: list[str] = []
     released: set[str] = set()
     duplicates: list[tuple[Reply, Reply]] = []
