@@ -15,11 +15,9 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ordersaga.errors import StorageError
-from ordersaga.participant.body import BODY_TIMEOUT_SECONDS, parse_json, read_body
 from ordersaga.participant.openapi import (
     REPLY_SCHEMA,
     REQUEST_TIMEOUT,
@@ -63,20 +61,9 @@ def add_batch_route(app: FastAPI, served: Served, max_body_bytes: int) -> None:
 
 
 async def _batch(served: Served, request: Request, limit: int) -> Response:
-    try:
-        raw = await read_body(request, limit)
-    except ClientDisconnect:
-        log.info("%s: a client went away before sending the whole batch", served.name)
-        return served.invalid("the client went away before sending the whole body")
-    except TimeoutError:
-        log.info("%s: a batch did not arrive within %g s", served.name, BODY_TIMEOUT_SECONDS)
-        return served.invalid("the body did not arrive in time", REQUEST_TIMEOUT)
-    if raw is None:
-        return served.invalid(f"request body is larger than {limit} bytes", TOO_LARGE)
-    try:
-        data = parse_json(raw)
-    except ValueError as exc:
-        return served.invalid(f"request body is not JSON: {exc}")
+    data, refused = await served.read_json(request, limit, "batch")
+    if refused is not None:
+        return refused
     try:
         items = parse_batch(served.name, data)
     except OverflowError as exc:

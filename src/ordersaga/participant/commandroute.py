@@ -10,13 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from fastapi import FastAPI, Request, Response
-from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from ordersaga.errors import StorageError
-from ordersaga.participant.body import BODY_TIMEOUT_SECONDS, parse_json, read_body
 from ordersaga.participant.openapi import (
-    REQUEST_TIMEOUT,
     SERVICE_ACTIONS,
     ActionDoc,
     command_responses,
@@ -24,7 +21,7 @@ from ordersaga.participant.openapi import (
 )
 from ordersaga.participant.served import AsciiJson, Served
 from ordersaga.protocol.messages import Command
-from ordersaga.protocol.wire import IDEMPOTENCY_KEY, SENT_AT, TOO_LARGE, decode_key, decode_sent_at
+from ordersaga.protocol.wire import IDEMPOTENCY_KEY, SENT_AT, decode_key, decode_sent_at
 from ordersaga.telemetry.tracing import TRACEPARENT
 
 log = logging.getLogger(__name__)
@@ -81,20 +78,9 @@ async def _command(served: Served, request: Request, action: str, limit: int) ->
         key = decode_key(header)
     except ValueError as exc:
         return served.invalid(str(exc))
-    try:
-        raw = await read_body(request, limit)
-    except ClientDisconnect:
-        log.info("%s: a client went away before sending the whole body", served.name)
-        return served.invalid("the client went away before sending the whole body")
-    except TimeoutError:
-        log.info("%s: a body did not arrive within %g s", served.name, BODY_TIMEOUT_SECONDS)
-        return served.invalid("the body did not arrive in time", REQUEST_TIMEOUT)
-    if raw is None:
-        return served.invalid(f"request body is larger than {limit} bytes", TOO_LARGE)
-    try:
-        payload = parse_json(raw)
-    except ValueError as exc:
-        return served.invalid(f"request body is not JSON: {exc}")
+    payload, refused = await served.read_json(request, limit, "body")
+    if refused is not None:
+        return refused
     sent_at = None
     if (stamp := request.headers.get(SENT_AT)) is not None:
         try:
