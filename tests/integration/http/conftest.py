@@ -16,11 +16,12 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 STARTUP_TIMEOUT = 20.0
 SERVICES = ("inventory", "shipping", "payment")
@@ -173,3 +174,26 @@ def ordersaga_env(**extra: str) -> dict[str, str]:
     env["ORDERSAGA_DATA_KEY"] = TEST_DATA_KEY
     env.update(extra)
     return env
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """``await stub(handler)``: the base URL of a server answering every request with it."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()

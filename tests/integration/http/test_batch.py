@@ -23,7 +23,7 @@ from ordersaga.protocol.batchwire import MAX_BATCH_COMMANDS
 from ordersaga.protocol.messages import Command, KeyState, Phase, Reply, ReplyStatus, make_key
 from ordersaga.transport.faults import FaultInjector, FaultSettings
 from ordersaga.transport.http import HttpSettings, HttpTransport
-from tests.integration.http.conftest import ServiceProcess, free_port, sqlite_url
+from tests.integration.http.conftest import Handler, ServiceProcess, sqlite_url
 
 TOKEN = "batch-test-token"
 
@@ -213,29 +213,6 @@ async def test_faults_strike_each_batched_call(inventory: ServiceProcess) -> Non
 
 def _as_command(item: dict[str, Any]) -> dict[str, Any]:
     return {"action": item["action"], "key": item["key"], "payload": item["payload"]}
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def stub() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """``await stub(handler)``: the base URL of a server answering every request with it."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 _OK = {"status": "ok", "body": {"n": 1}, "reason": None}

@@ -34,7 +34,7 @@ from ordersaga.services.factory import ServiceConfigs, data_dir_urls, open_servi
 from ordersaga.transport.faults import FaultInjector, FaultSettings
 from ordersaga.transport.http import HttpSettings, HttpTransport, check_base_url
 from ordersaga.transport.inprocess import InProcessTransport
-from tests.integration.http.conftest import SERVICES, ServiceProcess, free_port, sqlite_url
+from tests.integration.http.conftest import SERVICES, Handler, ServiceProcess, free_port, sqlite_url
 
 
 @pytest.fixture(scope="module")
@@ -252,29 +252,6 @@ async def test_no_server_is_request_lost() -> None:
             await http.send(Command("shipping", "prepare", "s:r:action", {}))
     finally:
         await http.close()
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def stub() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """``await stub(handler)``: the base URL of a server answering every request with it."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
 
 
 def _answer(status: int, body: Any, content_type: str = "application/json") -> Handler:
