@@ -139,7 +139,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         token=token,
         limits=_limits(args),
     )
-    asyncio.run(serve(settings))
+    from ordersaga.local.tuning import run_loop, tune_gc
+
+    tune_gc()
+    run_loop(serve(settings))
     return EXIT_OK
 
 

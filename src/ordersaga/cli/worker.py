@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -145,5 +144,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         retention=args.retention,
         data_key=data_key(args),
     )
-    asyncio.run(run_worker(settings, sys.stderr))
+    from ordersaga.local.tuning import run_loop, tune_gc
+
+    tune_gc()
+    run_loop(run_worker(settings, sys.stderr))
     return EXIT_OK
