@@ -19,6 +19,7 @@ async def open_database(
     read_only: bool = False,
     quiescent: bool = False,
     pg_settings: Mapping[str, str] | None = None,
+    pipelined: bool = False,
 ) -> Database:
     """Open the database named by ``url``; a bare path is taken as a SQLite file.
 
@@ -27,8 +28,16 @@ async def open_database(
     a reader simply writes nothing. ``quiescent``: the caller makes sure no writer starts
     meanwhile, and then not even a WAL's side files are created (see :mod:`ordersaga.db.sqlite`).
     ``pg_settings``: server settings of every PostgreSQL connection (ignored by SQLite).
+    ``pipelined``: on PostgreSQL, :meth:`Database.pipeline` transactions are pipelined
+    (:mod:`ordersaga.db.pipelined`); SQLite's are plain transactions either way.
     """
     if url.startswith(("postgresql://", "postgres://")):
+        if pipelined:
+            from ordersaga.db.pipelined import PipelinedPostgresDatabase
+
+            return await PipelinedPostgresDatabase.open(
+                url, max_size=pool_size, settings=pg_settings
+            )
         from ordersaga.db.postgres import PostgresDatabase
 
         return await PostgresDatabase.connect(url, max_size=pool_size, settings=pg_settings)

@@ -11,6 +11,12 @@ Two ways to touch data:
 * ``async with db.transaction() as tx:`` opens a write transaction that commits on normal exit
   and rolls back on an exception. On SQLite it is ``BEGIN IMMEDIATE`` with synchronous=FULL in
   WAL mode, so a commit is durable when the block exits.
+* ``async with db.pipeline() as tx:`` is the same, except that ``await tx.write(sql, params,
+  expect)`` may only queue its statement, its error or a row count other than ``expect`` being
+  raised at the next sync point (the next read or ``execute``, or the block's end, before it
+  commits). It does so on PostgreSQL opened with ``pipelined=True``
+  (:mod:`ordersaga.db.pipelined`); elsewhere it is a plain transaction whose ``write`` runs at
+  once.
 
 Foreign errors are translated: a unique-key violation, a deadlock or a busy database raise
 :class:`ordersaga.errors.ConflictError` (re-read and retry); anything else raises
@@ -23,12 +29,34 @@ import abc
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
+from ordersaga.errors import ConflictError
+
 Row = dict[str, Any]
 Dialect = Literal["sqlite", "postgresql"]
 
 
+def stale(sql: str, changed: int, expect: int) -> str:
+    """The message of a write that changed ``changed`` rows where it expected ``expect``."""
+    return f"stale read: {sql.split(' SET ')[0]!r} changed {changed} rows, expected {expect}"
+
+
 class Tx(abc.ABC):
     """An open write transaction."""
+
+    #: Whether :meth:`write` defers its statement (see :meth:`Database.pipeline`).
+    pipelined = False
+
+    async def write(self, sql: str, params: tuple[Any, ...], expect: int | None) -> None:
+        """Run a statement that must change ``expect`` rows (``None``: any number).
+
+        Another count raises :class:`~ordersaga.errors.ConflictError`; the statement's own error
+        is raised as :meth:`execute` raises it. Here the statement runs at once; in a pipelined
+        transaction it is only queued, and its error or a wrong count is raised at the next sync
+        point (the next ``execute`` or read, or the commit) instead.
+        """
+        changed = await self.execute(sql, *params)
+        if expect is not None and changed != expect:
+            raise ConflictError(stale(sql, changed, expect))
 
     @abc.abstractmethod
     async def execute(self, sql: str, *params: Any) -> int:
@@ -46,6 +74,8 @@ class Database(abc.ABC):
 
     dialect: Dialect
     url: str
+    #: Whether :meth:`pipeline` transactions defer their writes (:attr:`Tx.pipelined`).
+    pipelined = False
 
     @abc.abstractmethod
     async def fetchone(self, sql: str, *params: Any) -> Row | None: ...
@@ -56,6 +86,13 @@ class Database(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction; commits (durably) on exit, rolls back on an exception."""
+
+    def pipeline(self) -> AbstractAsyncContextManager[Tx]:
+        """A write transaction whose :meth:`Tx.write` may be deferred to the next sync point.
+
+        By default the same as :meth:`transaction`; see :mod:`ordersaga.db.pipelined`.
+        """
+        return self.transaction()
 
     @abc.abstractmethod
     async def executescript(self, sql: str) -> None:

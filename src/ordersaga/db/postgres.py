@@ -87,6 +87,11 @@ class PostgresDatabase(Database):
         self.url = url
         self._pool = pool
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The asyncpg pool behind it."""
+        return self._pool
+
     @classmethod
     async def connect(
         cls,

@@ -47,13 +47,25 @@ Where a command is decided. By default its read phase runs *inside* the batch's 
 the commands before it: it sees their effects, so the commands of one batch never conflict with
 each other (on SQLite, which holds the write lock for the whole batch, they never conflict at all),
 a repeat of a key applied earlier in the batch replays it, and the version checks still catch
-writers on other connections or in other processes (PostgreSQL, several replicas). On SQLite the
-key is not even looked up first: a failed INSERT undoes only itself there, so the record's INSERT
-tells a repeat, which is then replayed (one read less per command); on PostgreSQL, where a failed
-statement aborts the transaction, the record's INSERT does nothing on a recorded key instead. With
+writers on other connections or in other processes (PostgreSQL, several replicas). The key is not
+even looked up first: the record's INSERT tells a repeat (one read less per command). On SQLite a
+failed INSERT undoes only itself, so the repeat is then replayed in place; in PostgreSQL's
+savepoint run (below) the record's INSERT does nothing on a recorded key instead. With
 :attr:`RunnerOptions.pause` set, the read phase runs outside any transaction as a snapshot read,
 then the pause, then the batch applies the plan: the classic optimistic path, which tests use to
 make in-process writers race for real.
+
+Pipelining (PostgreSQL, :mod:`ordersaga.db.pipelined`). The first, plain run of a batch is a
+pipelined transaction there: a command's writes (its record, its claim, its compare-and-swaps)
+are queued without waiting for their results, and go to the server with the next command's first
+read, or with the end of the batch, where their row counts are checked — before the COMMIT is
+sent, so a stale write still commits nothing. A batch then costs about one round trip per read
+instead of one per statement. The commands decided later in the batch still see the earlier ones'
+effects (their reads are sent after those writes, on the same connection). The record and the
+claim are plain INSERTs on this path: a repeat, or an action on a taken resource, fails its
+statement and with it the batch's transaction — which is then run again with a SAVEPOINT per
+command, unpipelined, where each command gets its precise outcome as described above (a replay,
+the refusal of an existing resource, its own error), even in a batch of one.
 
 :meth:`CommandRunner.apply` runs one already-decided command inside a transaction it is given and
 does not commit.
@@ -166,7 +178,7 @@ class CommandRunner:
         # A command decided in its batch need not look its key or its resource up first: the
         # record's INSERT finds a repeat, the claim's an existing resource (see _apply_job). On
         # SQLite a failed statement undoes only itself; on PostgreSQL, where it would abort the
-        # transaction, both INSERTs do nothing on a taken key instead.
+        # transaction, both INSERTs do nothing on a taken key instead (except when pipelined).
         self._unless_taken = "" if db.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
         self._committer: GroupCommitter[_Job, Reply] = GroupCommitter(
             self._apply_batch,
@@ -242,16 +254,18 @@ class CommandRunner:
         """Run ``jobs`` in one transaction (see the module docstring); one outcome per job.
 
         Commands decided inside the batch almost never fail, so a batch first runs as one plain
-        transaction. Only if a command fails (which rolls everything back) is it run again with a
-        SAVEPOINT around each command, so the failure stays that command's own. Raises only when
-        the transaction itself fails (or the single command of a batch of one does); the
-        committer then runs each command in a transaction of its own.
+        transaction (pipelined where the database can: :meth:`Database.pipeline`). Only if a
+        command fails (which rolls everything back) is it run again with a SAVEPOINT around each
+        command, unpipelined, so the failure stays that command's own. Raises only when the
+        transaction itself fails (or, unpipelined, the single command of a batch of one does);
+        the committer then runs each command in a transaction of its own.
         """
         if len(jobs) == 1 or all(job.plan is None for job in jobs):
             try:
                 return await self._transact(jobs, isolated=False)
             except Exception:
-                if len(jobs) == 1:
+                # Pipelined, even a lone command's repeat or taken resource fails its batch.
+                if len(jobs) == 1 and not self._db.pipelined:
                     raise
         return await self._transact(jobs, isolated=True)
 
@@ -259,7 +273,7 @@ class CommandRunner:
         outcomes: list[Reply | Exception] = []
         applied = replayed = 0
         try:
-            async with self._db.transaction() as tx:
+            async with self._db.transaction() if isolated else self._db.pipeline() as tx:
                 now = self._now()  # one time for the batch: its commands commit together
                 for job in jobs:
                     if isolated:
@@ -294,16 +308,19 @@ class CommandRunner:
         cmd, plan = job.cmd, job.plan
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
-        unless_taken = self._unless_taken
         plan = await cmd.action.decide(tx, cmd.resource, cmd.request, now)
         if plan.claim is None:
             plan = await self._unless_existing(tx, cmd, plan)
         encoded = encode(plan.reply)
+        recording = (cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now)
+        if tx.pipelined:
+            # Plain INSERTs, not waited for: a repeat, or a resource taken, fails the statement
+            # and so the batch, which is then run again isolated (see _apply_batch).
+            await tx.write(RECORD, recording, 1)
+            return await self._write(tx, plan, encoded), True
+        unless_taken = self._unless_taken
         try:
-            recorded = await tx.execute(
-                RECORD + unless_taken,
-                *(cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now),
-            )
+            recorded = await tx.execute(RECORD + unless_taken, *recording)
         except ConflictError:
             recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
@@ -316,7 +333,7 @@ class CommandRunner:
         if plan.claim is not None:
             claim = plan.claim
             try:
-                await self._claim(tx, Write(claim.sql + unless_taken, claim.params, 1))
+                await tx.write(claim.sql + unless_taken, claim.params, 1)
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The INSERT wrote nothing: record the refusal instead.
@@ -352,11 +369,6 @@ class CommandRunner:
             raise ConflictError(f"{self._service}: {cmd.resource}: the resource is taken")
         return refusal
 
-    async def _claim(self, tx: Tx, claim: Write) -> None:
-        changed = await tx.execute(claim.sql, *claim.params)
-        if claim.expect is not None and changed != claim.expect:
-            raise ConflictError(f"{self._service}: the claim changed {changed} rows")
-
     async def apply(self, tx: Tx, cmd: Prepared, plan: Plan) -> Reply:
         """Record ``cmd``'s reply and run its writes inside ``tx``, without committing.
 
@@ -365,23 +377,17 @@ class CommandRunner:
         """
         plan = await self._unless_existing(tx, cmd, plan)
         encoded = encode(plan.reply)
-        await tx.execute(
-            RECORD, cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], self._now()
-        )
+        record = (cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], self._now())
+        await tx.write(RECORD, record, 1)
         return await self._write(tx, plan, encoded)
 
     async def _write(self, tx: Tx, plan: Plan, encoded: Encoded) -> Reply:
         """Run the plan's claim and writes, checking each changed the rows it expects; its reply
         (exactly what a repeat will read back: see :func:`~.records.handed_back`)."""
         if plan.claim is not None:
-            await self._claim(tx, plan.claim)
+            await tx.write(*plan.claim)
         for write in plan.writes:
-            changed = await tx.execute(write.sql, *write.params)
-            if write.expect is not None and changed != write.expect:
-                raise ConflictError(
-                    f"{self._service}: stale read: {write.sql.split(' SET ')[0]!r} changed"
-                    f" {changed} rows, expected {write.expect}"
-                )
+            await tx.write(*write)
         return handed_back(plan.reply, encoded)
 
     async def probe(self, key: str) -> Probe:

@@ -99,7 +99,7 @@ async def open_services(
     members: list[Member] = []
 
     async def open_one(name: str, opener: Callable[[Database], Awaitable[S]]) -> S:
-        db = await open_database(urls[name], durable=durable, pool_size=pool_size)
+        db = await open_database(urls[name], durable=durable, pool_size=pool_size, pipelined=True)
         try:
             return await _claimed(db, name, configs, check_world, opener(db), (known, log, members))
         except BaseException:
@@ -155,7 +155,7 @@ async def open_service(
     if name not in SERVICE_NAMES:
         raise ConfigError(f"unknown service {name!r} (expected one of {', '.join(SERVICE_NAMES)})")
     options = options or RunnerOptions()
-    db = await open_database(url, durable=durable, pool_size=pool_size)
+    db = await open_database(url, durable=durable, pool_size=pool_size, pipelined=True)
     try:
         opening: Awaitable[InventoryService | ShippingService | PaymentService]
         if name == "inventory":

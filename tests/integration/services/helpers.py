@@ -65,21 +65,21 @@ def interleaving_options(seed: int = 0, *, pause: bool = True) -> RunnerOptions:
 async def open_inventory(
     url: str, config: InventoryConfig | None = INVENTORY, **kw: Any
 ) -> InventoryService:
-    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4))
+    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4), pipelined=True)
     return await InventoryService.open(db, config, **kw)
 
 
 async def open_shipping(
     url: str, config: ShippingConfig | None = SHIPPING, **kw: Any
 ) -> ShippingService:
-    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4))
+    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4), pipelined=True)
     return await ShippingService.open(db, config, **kw)
 
 
 async def open_payment(
     url: str, config: PaymentConfig | None = PAYMENT, **kw: Any
 ) -> PaymentService:
-    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4))
+    db = await open_database(url, durable=False, pool_size=kw.pop("pool_size", 4), pipelined=True)
     kw.setdefault("today", lambda: TODAY)
     return await PaymentService.open(db, config, **kw)
 

@@ -51,8 +51,11 @@ class Participant:
         await self.runner.close()
 
 
-async def test_a_connection_lost_inside_the_savepoint_path_is_a_503(pg_url: str) -> None:
-    db = await open_database(pg_url)
+@pytest.mark.parametrize("pipelined", [False, True], ids=["plain", "pipelined"])
+async def test_a_connection_lost_inside_the_savepoint_path_is_a_503(
+    pg_url: str, pipelined: bool
+) -> None:
+    db = await open_database(pg_url, pipelined=pipelined)
     await db.executescript(DDL)
     actions = [
         Action("ok", Phase.ACTION, lambda p: p, _ok),
