@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -59,6 +60,14 @@ _PG_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
+
+
+#: What :meth:`ExecutorRight.verify` reads of the ``executors`` row.
+EXECUTOR_COLUMNS = "mode, epoch, holder"
+#: Selects the ``executors`` row and share-locks it until the commit.
+_SHARED_ROW = "WHERE singleton = 1 FOR SHARE"
+#: A select of the ``executors`` row for a write's first statement (see :mod:`.pgbatch`).
+SHARED_EXECUTORS = f"SELECT {EXECUTOR_COLUMNS} FROM executors {_SHARED_ROW}"
 
 
 def default_holder() -> str:
@@ -114,12 +123,16 @@ class ExecutorRight:
         own text; when it wrote nothing, this call on the database tells why.)
         """
         self.check_local()
-        row = await tx.fetchone(
-            "SELECT mode, epoch, holder FROM executors WHERE singleton = 1 FOR SHARE"
-        )
-        if row is None or int(row["epoch"]) != self.epoch:
+        self.verify(await tx.fetchone(SHARED_EXECUTORS))
+
+    def verify(self, row: Mapping[str, Any] | None) -> None:
+        """Raise :class:`ExecutorFenced` unless ``row`` (:data:`EXECUTOR_COLUMNS` of the
+        ``executors`` row, read ``FOR SHARE`` in the write's transaction) carries our epoch."""
+        if row is None or row["epoch"] is None or int(row["epoch"]) != self.epoch:
             now = (
-                "nobody" if row is None else f"{row['mode']} {row['holder']} (epoch {row['epoch']})"
+                "nobody"
+                if row is None or row["epoch"] is None
+                else f"{row['mode']} {row['holder']} (epoch {row['epoch']})"
             )
             self.lost = f"the saga log {self.url} is executed by {now} now, not by this process"
             raise ExecutorFenced(self.lost)

@@ -218,6 +218,11 @@ def check_update(saga_id: str, current: SagaStatus | None, target: SagaStatus | 
         )
 
 
+#: A saga's ``version`` as created. Every later change of the row bumps it, and step records
+#: are only ever written with such a change: a saga at its first version has no step records.
+FIRST_VERSION = 1
+
+
 @dataclass(slots=True)
 class Head:
     """The mutable columns of a saga row, as a batch replays its writes."""
@@ -233,7 +238,7 @@ class Head:
 
     @classmethod
     def of_create(cls, write: CreateWrite) -> Head:
-        return cls(write.status, write.reason, False, write.at, 1)
+        return cls(write.status, write.reason, False, write.at, FIRST_VERSION)
 
     def apply(self, write: UpdateWrite, saga_id: str) -> None:
         """Check ``write`` against the current status, then apply it (or raise ConflictError)."""

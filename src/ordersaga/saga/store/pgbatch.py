@@ -11,6 +11,11 @@ read and locked in saga id order (``FOR UPDATE``), the sagas inserted and the st
 upserted in the order given (``WITH ORDINALITY``: the identity columns keep the insertion
 order), and an update whose saga changed since its head was read changes nothing and fails the
 batch (``ConflictError``).
+
+Round trips: a batch is two statements between BEGIN and COMMIT, whatever it holds. The heads'
+statement also reads the executors' epoch ``FOR SHARE`` for an executor (see :mod:`.fencing`:
+it used to be a statement of its own), and the INSERT, UPDATE and upsert are one statement (a
+``WITH`` of three data-modifying parts).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 
 from ordersaga.db import Tx
 from ordersaga.errors import ConflictError
+from ordersaga.saga.store.fencing import SHARED_EXECUTORS, ExecutorRight
 from ordersaga.saga.store.model import CreateWrite, Head, StepRow
 from ordersaga.saga.store.sqlbatch import HEAD_COLUMNS, BatchStatements, head_of
 
@@ -28,34 +34,39 @@ _HEADS = (
     f"SELECT {HEAD_COLUMNS} FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
     " ORDER BY saga_id FOR UPDATE"
 )
+# With the executors' row first (share-locked: see :mod:`.fencing`), in the same statement: one
+# row even when none of the ids exists yet (its head columns then NULL).
+_FENCED_HEADS = (
+    f"SELECT e.mode, e.epoch, e.holder, h.* FROM ({SHARED_EXECUTORS}) AS e"
+    f" LEFT JOIN ({_HEADS}) AS h ON true"
+)
 
-_INSERT_SAGAS = (
-    "INSERT INTO sagas (saga_id, definition, input, fingerprint, status, reason,"
-    " needs_attention, created_at, updated_at, version)"
+# The batch's writes in one statement: the sub-statements of a WITH all run, each on its own
+# rows, whether or not the main query reads them (empty arrays: that part changes nothing). No
+# sub-statement writes rows another one reads: the updated sagas existed before the batch, the
+# inserted ones did not; a step record's saga exists once the statement has run, which is when
+# its foreign key is checked.
+_WRITE = (
+    "WITH inserted AS (INSERT INTO sagas (saga_id, definition, input, fingerprint, status,"
+    " reason, needs_attention, created_at, updated_at, version)"
     " SELECT v.saga_id, v.definition, v.input, v.fingerprint, v.status, v.reason,"
     " v.needs_attention, v.created_at, v.updated_at, v.version FROM unnest("
     "CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]),"
     " CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS INTEGER[]),"
     " CAST(? AS DOUBLE PRECISION[]), CAST(? AS DOUBLE PRECISION[]), CAST(? AS BIGINT[]))"
     " WITH ORDINALITY AS v(saga_id, definition, input, fingerprint, status, reason,"
-    " needs_attention, created_at, updated_at, version, n) ORDER BY v.n"
-)
-
-_UPDATE_SAGAS = (
-    "UPDATE sagas SET status = v.status, reason = v.reason, needs_attention = v.needs_attention,"
-    " updated_at = v.updated_at, version = v.version, input = COALESCE(v.input, sagas.input),"
-    " attention_reason = v.attention_reason FROM unnest("
+    " needs_attention, created_at, updated_at, version, n) ORDER BY v.n RETURNING 1),"
+    " updated AS (UPDATE sagas SET status = v.status, reason = v.reason,"
+    " needs_attention = v.needs_attention, updated_at = v.updated_at, version = v.version,"
+    " input = COALESCE(v.input, sagas.input), attention_reason = v.attention_reason FROM unnest("
     "CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS INTEGER[]),"
     " CAST(? AS DOUBLE PRECISION[]), CAST(? AS BIGINT[]), CAST(? AS BIGINT[]),"
     " CAST(? AS TEXT[]), CAST(? AS TEXT[]))"
     " AS v(saga_id, status, reason, needs_attention, updated_at, version, expected, input,"
     " attention_reason)"
-    " WHERE sagas.saga_id = v.saga_id AND sagas.version = v.expected"
-)
-
-_UPSERT_STEPS = (
-    "INSERT INTO saga_steps (saga_id, step, phase, status, result, reason, attempts,"
-    " started_at, ended_at, trail)"
+    " WHERE sagas.saga_id = v.saga_id AND sagas.version = v.expected RETURNING 1),"
+    " stepped AS (INSERT INTO saga_steps (saga_id, step, phase, status, result, reason,"
+    " attempts, started_at, ended_at, trail)"
     " SELECT v.saga_id, v.step, v.phase, v.status, v.result, v.reason, v.attempts,"
     " v.started_at, v.ended_at, v.trail FROM unnest("
     "CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]),"
@@ -66,7 +77,8 @@ _UPSERT_STEPS = (
     " ON CONFLICT (saga_id, step, phase) DO UPDATE"
     " SET status = excluded.status, result = excluded.result, reason = excluded.reason,"
     " attempts = excluded.attempts, started_at = excluded.started_at,"
-    " ended_at = excluded.ended_at, trail = excluded.trail"
+    " ended_at = excluded.ended_at, trail = excluded.trail RETURNING 1)"
+    " SELECT (SELECT count(*) FROM updated) AS updated"
 )
 
 
@@ -78,18 +90,34 @@ def ids_param(ids: Sequence[str]) -> list[str]:
 class ArrayStatements(BatchStatements):
     """:class:`BatchStatements` for PostgreSQL, one fixed text each (see the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, right: ExecutorRight | None = None) -> None:
         super().__init__("FOR UPDATE")
+        #: An executor's right: the heads' statement checks it (no separate round trip).
+        self.right = right
 
     async def fetch_heads(self, tx: Tx, ids: Sequence[str]) -> dict[str, Head]:
-        rows = await tx.fetchall(_HEADS, ids_param(ids))
-        return {row["saga_id"]: head_of(row) for row in rows}
+        right = self.right
+        if right is None:
+            rows = await tx.fetchall(_HEADS, ids_param(ids))
+        else:
+            right.check_local()
+            rows = await tx.fetchall(_FENCED_HEADS, ids_param(ids))
+            right.verify(rows[0] if rows else None)  # before anything is written
+        return {row["saga_id"]: head_of(row) for row in rows if row["saga_id"] is not None}
 
-    async def insert_sagas(self, tx: Tx, new: Sequence[tuple[CreateWrite, Head]]) -> None:
+    async def write(
+        self,
+        tx: Tx,
+        new: Sequence[tuple[CreateWrite, Head]],
+        changed: Sequence[tuple[str, Head, int]],
+        steps: Sequence[tuple[str, StepRow]],
+    ) -> None:
         # A plain INSERT: if another process created one of these ids since we looked, the
         # unique key raises ConflictError and the batch is retried one write at a time.
-        await tx.execute(
-            _INSERT_SAGAS,
+        if not (new or changed or steps):
+            return
+        row = await tx.fetchone(
+            _WRITE,
             [w.saga_id for w, _ in new],
             [w.definition for w, _ in new],
             [w.input for w, _ in new],
@@ -100,11 +128,6 @@ class ArrayStatements(BatchStatements):
             [w.at for w, _ in new],
             [h.updated_at for _, h in new],
             [h.version for _, h in new],
-        )
-
-    async def update_sagas(self, tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> None:
-        count = await tx.execute(
-            _UPDATE_SAGAS,
             [saga_id for saga_id, _, _ in changed],
             [h.status.value for _, h, _ in changed],
             [h.reason for _, h, _ in changed],
@@ -114,24 +137,19 @@ class ArrayStatements(BatchStatements):
             [version for _, _, version in changed],
             [h.input for _, h, _ in changed],
             [h.attention_reason for _, h, _ in changed],
+            [saga_id for saga_id, _ in steps],
+            [r.step for _, r in steps],
+            [r.phase.value for _, r in steps],
+            [r.status.value for _, r in steps],
+            [r.result for _, r in steps],
+            [r.reason for _, r in steps],
+            [r.attempts for _, r in steps],
+            [r.started_at for _, r in steps],
+            [r.ended_at for _, r in steps],
+            [r.trail for _, r in steps],
         )
-        if count != len(changed):
+        if row is None or int(row["updated"]) != len(changed):
             raise ConflictError("a saga changed under a batch (concurrent writer)")
-
-    async def upsert_steps(self, tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
-        await tx.execute(
-            _UPSERT_STEPS,
-            [saga_id for saga_id, _ in rows],
-            [r.step for _, r in rows],
-            [r.phase.value for _, r in rows],
-            [r.status.value for _, r in rows],
-            [r.result for _, r in rows],
-            [r.reason for _, r in rows],
-            [r.attempts for _, r in rows],
-            [r.started_at for _, r in rows],
-            [r.ended_at for _, r in rows],
-            [r.trail for _, r in rows],
-        )
 
 
 ARRAY_STATEMENTS = ArrayStatements()

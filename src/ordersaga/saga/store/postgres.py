@@ -22,6 +22,7 @@ write another record (:mod:`.fencing`, :meth:`PostgresSagaStore.lock_executors`)
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
@@ -29,9 +30,9 @@ from ordersaga.db import Row, Tx
 from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
-from ordersaga.saga.store.fencing import ExecutorRight
-from ordersaga.saga.store.model import Write, record_from_row, step_from_row
-from ordersaga.saga.store.pgbatch import ARRAY_STATEMENTS, ids_param
+from ordersaga.saga.store.fencing import EXECUTOR_COLUMNS, SHARED_EXECUTORS, ExecutorRight
+from ordersaga.saga.store.model import FIRST_VERSION, Write, record_from_row, step_from_row
+from ordersaga.saga.store.pgbatch import ARRAY_STATEMENTS, ArrayStatements, ids_param
 from ordersaga.saga.store.schema import UNFINISHED_SQL
 from ordersaga.saga.store.sql import Reader, SqlSagaStore
 from ordersaga.saga.store.sqlbatch import Outcome
@@ -53,8 +54,8 @@ class PostgresSagaStore(SqlSagaStore):
     _right: ExecutorRight | None = None
 
     async def begin_write(self, tx: Tx) -> None:
-        if self._right is not None:
-            await self._right.check(tx)
+        # The executor's right is checked by the batch's first statement (the heads': see
+        # :mod:`.pgbatch`), under the same share lock a statement of its own took.
         if not self.durable:
             await tx.execute("SET LOCAL synchronous_commit TO OFF")
 
@@ -94,13 +95,27 @@ class PostgresSagaStore(SqlSagaStore):
             params.append(right.epoch)
         sql = _claim_sql(self.saga_columns, include_held, right is not None)
         rows = await self.database.fetchall(sql, *params)
+        if right is not None:  # the executors' row leads every row: nothing claimed, and why?
+            right.verify(rows[0] if rows else None)
+            rows = [row for row in rows if row["saga_id"] is not None]
         if not rows:
-            if right is not None:  # nothing claimed: because the right is gone?
-                await right.check(self.database)
             return []
         # The rows are ours now: only a write carrying our owner id can change their steps.
         rows.sort(key=lambda row: int(row["seq"]))
-        return await self.with_steps(self.database, rows)
+        return await self._with_any_steps(rows)
+
+    async def _with_any_steps(self, rows: Sequence[Row]) -> list[SagaRecord]:
+        """:meth:`with_steps`, reading only the steps of sagas that may have some: every write
+        that records steps changes its saga's row and bumps its ``version``, so a saga still at
+        its first version (as created) has none — the usual claim, of new sagas only, then
+        reads nothing more."""
+        stepped = [row for row in rows if int(row["version"]) > FIRST_VERSION]
+        if not stepped:
+            return [record_from_row(row, ()) for row in rows]
+        if len(stepped) == len(rows):
+            return await self.with_steps(self.database, rows)
+        records = {r.saga_id: r for r in await self.with_steps(self.database, stepped)}
+        return [records.get(row["saga_id"]) or record_from_row(row, ()) for row in rows]
 
     async def renew(self, owner: str, saga_ids: Sequence[str], lease_s: float) -> list[str]:
         """Extend ``owner``'s leases; return the ids it still holds (the others were lost)."""
@@ -138,6 +153,7 @@ class PostgresSagaStore(SqlSagaStore):
         self._right = await ExecutorRight.acquire(
             self.database.url, worker=worker, holder=holder, wait=wait
         )
+        self.batch_statements = ArrayStatements(self._right)
 
     @property
     def executor_right(self) -> ExecutorRight | None:
@@ -172,14 +188,13 @@ class PostgresSagaStore(SqlSagaStore):
         """
         if not saga_ids:
             return []
-        async with self.reading() as reader:
-            rows = await reader.fetchall(
-                f"SELECT {self.saga_columns} FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
-                " AND status = ANY(CAST(? AS TEXT[]))",
-                ids_param(saga_ids),
-                _TERMINAL,
-            )
-            return await self.with_steps(reader, rows)
+        # One statement, so one snapshot: each saga with its steps as one JSON array.
+        sql = _finished_sql(self.saga_columns, self.step_columns)
+        rows = await self.database.fetchall(sql, ids_param(saga_ids), _TERMINAL)
+        return [
+            record_from_row(row, map(step_from_row, json.loads(row["steps_json"] or "[]")))
+            for row in rows
+        ]
 
 
 # The ids among the given ones that the owner holds, locked in saga id order: write batches
@@ -206,18 +221,41 @@ def _steps_sql(step_columns: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
+def _finished_sql(saga_columns: str, step_columns: str) -> str:
+    """The finished ones among the given sagas, each with a JSON array of its step records in
+    the order :func:`_steps_sql` reads them (a float's JSON text reads back the same float)."""
+    return (
+        f"SELECT {saga_columns}, (SELECT json_agg(s ORDER BY s.started_at, s.id) FROM"
+        f" (SELECT id, {step_columns} FROM saga_steps WHERE saga_steps.saga_id = sagas.saga_id)"
+        " AS s) AS steps_json FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
+        " AND status = ANY(CAST(? AS TEXT[]))"
+    )
+
+
+@functools.lru_cache(maxsize=8)
 def _claim_sql(saga_columns: str, include_held: bool, fenced: bool) -> str:
     """One statement: pick unfinished sagas nobody holds (skipping rows another transaction
-    locks), lease them to the owner and return them; ``fenced``: only while the executors'
-    epoch is still the given one (read ``FOR SHARE``, as every write of an executor does)."""
+    locks), lease them to the owner and return them with their ``version``; ``fenced``: only
+    while the executors' epoch is still the given one (read ``FOR SHARE``, as every write of an
+    executor does), and every row, or the only one when nothing was claimed, leads with the
+    executors' row (:data:`~.fencing.EXECUTOR_COLUMNS`), for the claimer to tell why."""
     held = "owner = ? OR " if include_held else ""
     names = [name.strip() for name in saga_columns.split(",")]
     columns = ", ".join(name if " " in name else f"sagas.{name}" for name in names)
-    epoch = " AND (SELECT epoch FROM executors WHERE singleton = 1 FOR SHARE) = ?" if fenced else ""
-    return (
-        f"WITH picked AS (SELECT saga_id FROM sagas WHERE {UNFINISHED_SQL}"
+    epoch = " AND (SELECT epoch FROM executors_row) = ?" if fenced else ""
+    picked = (
+        f"picked AS (SELECT saga_id FROM sagas WHERE {UNFINISHED_SQL}"
         f" AND (owner IS NULL OR {held}lease_until < {_NOW}) ORDER BY seq LIMIT ?"
         " FOR UPDATE SKIP LOCKED)"
-        f" UPDATE sagas SET owner = ?, lease_until = {_NOW} + ? FROM picked"
-        f" WHERE sagas.saga_id = picked.saga_id{epoch} RETURNING {columns}"
+    )
+    update = (
+        f"UPDATE sagas SET owner = ?, lease_until = {_NOW} + ? FROM picked"
+        f" WHERE sagas.saga_id = picked.saga_id{epoch} RETURNING {columns}, sagas.version"
+    )
+    if not fenced:
+        return f"WITH {picked} {update}"
+    executors = ", ".join(f"e.{name}" for name in EXECUTOR_COLUMNS.split(", "))
+    return (
+        f"WITH executors_row AS ({SHARED_EXECUTORS}), {picked}, claimed AS ({update})"
+        f" SELECT {executors}, claimed.* FROM executors_row AS e LEFT JOIN claimed ON true"
     )

@@ -114,6 +114,22 @@ class BatchStatements:
     async def upsert_steps(self, tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
         await upsert_steps(tx, rows)
 
+    async def write(
+        self,
+        tx: Tx,
+        new: Sequence[tuple[CreateWrite, Head]],
+        changed: Sequence[tuple[str, Head, int]],
+        steps: Sequence[tuple[str, StepRow]],
+    ) -> None:
+        """What a batch changes: the new sagas, the changed ones, the step records (each
+        statement only when it has rows; a dialect may do all three in one statement)."""
+        if new:
+            await self.insert_sagas(tx, new)
+        if changed:
+            await self.update_sagas(tx, changed)
+        if steps:
+            await self.upsert_steps(tx, steps)
+
 
 HEAD_COLUMNS = (
     "saga_id, status, reason, needs_attention, updated_at, version, owner, attention_reason"
@@ -167,17 +183,17 @@ async def apply_batch(
         for row in write.steps:
             steps[(write.saga_id, row.step, row.phase)] = row
         outcomes.append(None)
-    if created:
-        await statements.insert_sagas(tx, [(w, heads[saga_id]) for saga_id, w in created.items()])
     changed = [
         (saga_id, heads[saga_id], version)
         for saga_id, version in versions.items()
         if heads[saga_id].version != version
     ]
-    if changed:
-        await statements.update_sagas(tx, changed)
-    if steps:
-        await statements.upsert_steps(tx, [(key[0], row) for key, row in steps.items()])
+    await statements.write(
+        tx,
+        [(w, heads[saga_id]) for saga_id, w in created.items()],
+        changed,
+        [(key[0], row) for key, row in steps.items()],
+    )
     return outcomes
 
 
