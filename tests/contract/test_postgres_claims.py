@@ -115,6 +115,51 @@ async def test_a_claim_by_a_fenced_executor_leases_nothing(pg_url: str) -> None:
     assert set((await _holders(pg_url)).values()) == {(None, None)}
 
 
+async def test_the_write_that_finishes_a_saga_ends_its_lease(
+    pg_store: PostgresSagaStore, pg_url: str
+) -> None:
+    """A finished saga keeps its owner (who ran it) but no lease, without a release: its final
+    write ended the lease, and a renewal that races with that write does not lease it again."""
+    await _sagas(pg_store, 2)
+    assert len(await pg_store.claim("w1", lease_s=30)) == 2
+    await pg_store.update("s000", status=SagaStatus.FAILED, owner="w1")
+    await pg_store.update("s001", status=SagaStatus.CONFIRMING, owner="w1")
+    holders = await _holders(pg_url)
+    assert holders["s000"] == ("w1", None)
+    assert holders["s001"][0] == "w1" and holders["s001"][1] is not None  # still running: leased
+    assert await pg_store.renew("w1", ["s000", "s001"], lease_s=30) == ["s000", "s001"]
+    holders = await _holders(pg_url)
+    assert holders["s000"] == ("w1", None)
+    assert holders["s001"][1] is not None
+    await pg_store.update("s001", status=SagaStatus.CONFIRMED, owner="w1")
+    assert (await _holders(pg_url))["s001"] == ("w1", None)
+
+
+async def test_a_claim_reads_the_steps_of_a_saga_taken_over_only(
+    pg_store: PostgresSagaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A saga still at its first version has no step records: its claim reads none."""
+    await _sagas(pg_store, 3)
+    step = StepRecord("reserve", Phase.ACTION, StepStatus.SUCCEEDED, {"ref": "r1"})
+    await pg_store.update("s001", steps=[step])
+    reads: list[list[str]] = []
+    original = pg_store.with_steps
+
+    async def recording(reader: Any, rows: Any) -> Any:
+        reads.append([row["saga_id"] for row in rows])
+        return await original(reader, rows)
+
+    monkeypatch.setattr(pg_store, "with_steps", recording)
+    claimed = await pg_store.claim("w1", lease_s=30)
+    expected = [("s000", ()), ("s001", (step,)), ("s002", ())]
+    assert [(r.saga_id, r.steps) for r in claimed] == expected
+    assert reads == [["s001"]]
+    await pg_store.update("s000", status=SagaStatus.FAILED, owner="w1")
+    await pg_store.release("w1", ["s001", "s002"])
+    assert [r.saga_id for r in await pg_store.claim("w2", lease_s=30)] == ["s001", "s002"]
+    assert reads == [["s001"], ["s001"]]
+
+
 async def test_batch_statements_have_one_text_whatever_the_batch_size(
     pg_store: PostgresSagaStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,7 +144,7 @@ class Worker:
         self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
         self._done = Notifier(store, DONE_CHANNEL)
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._finished: list[str] = []  # ended sagas whose leases are still to be released
+        self._finished: list[str] = []  # sagas handed back whose leases are still to be released
         self._stopping = False
         self._hurry = asyncio.Event()  # a second stop request: no grace period
         self._renewed_at = self._clock.monotonic()
@@ -274,7 +274,7 @@ class Worker:
                 self.counts.confirmed += 1
             else:
                 self.counts.failed += 1
-            self._finished.append(record.saga_id)
+            # Nothing to release: the write that finished the saga ended its lease.
             self._done.poke()
         # Not finished (a confirmation flagged for attention): the lease lapses, and the saga
         # is claimed again later, by us or another worker.

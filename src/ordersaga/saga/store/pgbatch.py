@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from ordersaga.db import Tx
 from ordersaga.errors import ConflictError
+from ordersaga.saga.store.base import TERMINAL
 from ordersaga.saga.store.fencing import SHARED_EXECUTORS, ExecutorRight
 from ordersaga.saga.store.model import CreateWrite, Head, StepRow
 from ordersaga.saga.store.sqlbatch import HEAD_COLUMNS, BatchStatements, head_of
@@ -41,11 +42,14 @@ _FENCED_HEADS = (
     f" LEFT JOIN ({_HEADS}) AS h ON true"
 )
 
+_TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
+
 # The batch's writes in one statement: the sub-statements of a WITH all run, each on its own
 # rows, whether or not the main query reads them (empty arrays: that part changes nothing). No
 # sub-statement writes rows another one reads: the updated sagas existed before the batch, the
 # inserted ones did not; a step record's saga exists once the statement has run, which is when
-# its foreign key is checked.
+# its foreign key is checked. The write that finishes a saga also ends its lease (a finished
+# saga is never claimed: its lease would hold nothing), keeping its owner: who ran it.
 _WRITE = (
     "WITH inserted AS (INSERT INTO sagas (saga_id, definition, input, fingerprint, status,"
     " reason, needs_attention, created_at, updated_at, version)"
@@ -58,7 +62,9 @@ _WRITE = (
     " needs_attention, created_at, updated_at, version, n) ORDER BY v.n RETURNING 1),"
     " updated AS (UPDATE sagas SET status = v.status, reason = v.reason,"
     " needs_attention = v.needs_attention, updated_at = v.updated_at, version = v.version,"
-    " input = COALESCE(v.input, sagas.input), attention_reason = v.attention_reason FROM unnest("
+    " input = COALESCE(v.input, sagas.input), attention_reason = v.attention_reason,"
+    f" lease_until = CASE WHEN v.status IN ({_TERMINAL}) THEN NULL ELSE sagas.lease_until END"
+    " FROM unnest("
     "CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS INTEGER[]),"
     " CAST(? AS DOUBLE PRECISION[]), CAST(? AS BIGINT[]), CAST(? AS BIGINT[]),"
     " CAST(? AS TEXT[]), CAST(? AS TEXT[]))"

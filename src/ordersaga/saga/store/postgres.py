@@ -39,6 +39,7 @@ from ordersaga.saga.store.sqlbatch import Outcome
 
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 _TERMINAL = [s.value for s in TERMINAL]
+_TERMINAL_SQL = ", ".join(repr(s) for s in _TERMINAL)
 
 
 class PostgresSagaStore(SqlSagaStore):
@@ -130,7 +131,8 @@ class PostgresSagaStore(SqlSagaStore):
         """Give up ``owner``'s leases on ``saga_ids`` (ids it does not hold are ignored).
 
         A finished saga keeps ``owner`` (with no lease): who ran it, for operators. No claim
-        ever looks at a finished saga, so it holds nothing.
+        ever looks at a finished saga, so it holds nothing; the write that finished it already
+        ended its lease, so its worker need not release it.
         """
         if not saga_ids:
             return
@@ -204,10 +206,14 @@ _MINE = (
     "SELECT saga_id FROM sagas WHERE owner = ? AND saga_id = ANY(CAST(? AS TEXT[]))"
     " ORDER BY saga_id FOR UPDATE"
 )
-_RENEW = f"UPDATE sagas SET lease_until = {_NOW} + ? WHERE saga_id IN ({_MINE}) RETURNING saga_id"
+# A finished saga stays held (its task may still be ending) but leased no more: its final write
+# ended the lease (see :mod:`.pgbatch`) and a renewal racing with that write must not restore it.
+_RENEW = (
+    f"UPDATE sagas SET lease_until = CASE WHEN status IN ({_TERMINAL_SQL}) THEN NULL"
+    f" ELSE {_NOW} + CAST(? AS DOUBLE PRECISION) END WHERE saga_id IN ({_MINE}) RETURNING saga_id"
+)
 _RELEASE = (
-    "UPDATE sagas SET owner = CASE WHEN status IN"
-    f" ({', '.join(repr(s) for s in _TERMINAL)}) THEN owner END,"
+    f"UPDATE sagas SET owner = CASE WHEN status IN ({_TERMINAL_SQL}) THEN owner END,"
     f" lease_until = NULL WHERE saga_id IN ({_MINE})"
 )
 
