@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
 
+from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConfigError, ConflictError, ExecutorFenced
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
@@ -213,3 +215,47 @@ async def test_a_terminated_lock_session_stops_the_writer(pg_url: str) -> None:
             await successor.close()
     finally:
         await worker.close()
+
+
+async def test_a_submitters_creates_commit_in_one_statement(
+    pg_store: PostgresSagaStore, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of creates only, from a store that executes nothing, is one INSERT that commits
+    by itself; an id that exists is not created again, and the rows are a batch's rows."""
+    transactions: list[str] = []
+    original = PostgresDatabase.transaction
+
+    def counting(self: PostgresDatabase) -> Any:
+        transactions.append("write")
+        return original(self)
+
+    monkeypatch.setattr(PostgresDatabase, "transaction", counting)
+    await pg_store.create("dup", "order", {"n": 1}, "fp1")
+    results = await asyncio.gather(
+        pg_store.create("c1", "order", {"n": 2}, "fp2"),
+        pg_store.create("dup", "order", {"n": 3}, "fp3"),
+        pg_store.create("c2", "order", {}, "fp4", status=SagaStatus.FAILED, reason="invalid"),
+    )
+    assert [created for _, created in results] == [True, False, True]
+    assert results[1][0].fingerprint == "fp1" and results[1][0].input == {"n": 1}
+    assert transactions == [] and pg_store.stats.commits == 2
+    # The same id twice in one batch: the batch path (the second create finds the first).
+    twice = await asyncio.gather(*(pg_store.create("t1", "order", {}, "fp") for _ in range(2)))
+    assert [created for _, created in twice] == [True, False]
+    assert transactions == ["write"]
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT saga_id, status, reason, needs_attention, version, owner, lease_until,"
+            " updated_at = created_at AS same FROM sagas ORDER BY seq"
+        )
+    finally:
+        await conn.close()
+    assert [tuple(row) for row in rows] == [
+        ("dup", "running", None, 0, 1, None, None, True),
+        ("c1", "running", None, 0, 1, None, None, True),
+        ("c2", "failed", "invalid", 0, 1, None, None, True),
+        ("t1", "running", None, 0, 1, None, None, True),
+    ]
+    loaded = await pg_store.load("c2")
+    assert loaded is not None and loaded.status is SagaStatus.FAILED and loaded.steps == ()

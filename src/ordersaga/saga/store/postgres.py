@@ -31,8 +31,20 @@ from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
 from ordersaga.saga.store.fencing import EXECUTOR_COLUMNS, SHARED_EXECUTORS, ExecutorRight
-from ordersaga.saga.store.model import FIRST_VERSION, Write, record_from_row, step_from_row
-from ordersaga.saga.store.pgbatch import ARRAY_STATEMENTS, ArrayStatements, ids_param
+from ordersaga.saga.store.model import (
+    FIRST_VERSION,
+    CreateWrite,
+    Write,
+    record_from_row,
+    step_from_row,
+)
+from ordersaga.saga.store.pgbatch import (
+    ARRAY_STATEMENTS,
+    ArrayStatements,
+    create_sagas,
+    creates_only,
+    ids_param,
+)
 from ordersaga.saga.store.schema import UNFINISHED_SQL
 from ordersaga.saga.store.sql import Reader, SqlSagaStore
 from ordersaga.saga.store.sqlbatch import Outcome
@@ -162,6 +174,9 @@ class PostgresSagaStore(SqlSagaStore):
         return self._right
 
     async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
+        creates = self._plain_creates(writes)
+        if creates is not None:
+            return list(await create_sagas(self.database, creates))
         try:
             return await super()._apply(writes)
         except (ExecutorFenced, ConflictError):
@@ -172,6 +187,14 @@ class PostgresSagaStore(SqlSagaStore):
             if right is not None and await right.confirm_lost():
                 raise ExecutorFenced(right.lost or str(exc)) from exc
             raise
+
+    def _plain_creates(self, writes: Sequence[Write]) -> Sequence[CreateWrite] | None:
+        """``writes`` when they can go as one statement of their own (:func:`.create_sagas`):
+        only creates, from a store that is no executor (the submitters'), with durable commits
+        and no crash points between a batch and its commit."""
+        if self._right is not None or not self.durable or self.crash_points.armed:
+            return None
+        return creates_only(writes)
 
     async def close(self) -> None:
         try:

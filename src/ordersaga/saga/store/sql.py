@@ -154,6 +154,10 @@ class SqlSagaStore(SagaStore):
         return self._db
 
     @property
+    def crash_points(self) -> CrashPoints:
+        return self._crash
+
+    @property
     def max_batch(self) -> int:
         return self._committer.max_batch
 
