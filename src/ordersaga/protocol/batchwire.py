@@ -40,6 +40,7 @@ from ordersaga.protocol.wire import CODE_OF_STATUS, STATUS_OF_CODE, UNAVAILABLE
 __all__ = [
     "BATCH_PATH",
     "MAX_BATCH_COMMANDS",
+    "WIRE_JSON",
     "BatchItem",
     "batch_body",
     "encode_item",
@@ -54,15 +55,27 @@ BATCH_PATH = "/commands"
 MAX_BATCH_COMMANDS = 512
 
 
+#: Compact ASCII JSON without NaN or infinities: the encoding of the wire's JSON.
+WIRE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def encode_item(command: Command, payload: bytes, traceparent: str | None) -> bytes:
-    """One command as a batch item (ASCII JSON), around its ``payload`` already encoded."""
-    head: dict[str, Any] = {"action": command.action, "key": command.key}
+    """One command as a batch item (ASCII JSON), around its ``payload`` already encoded.
+
+    The text of ``{"action", "key", "sent_at", "traceparent", "payload"}`` as :data:`WIRE_JSON`
+    encodes it, put together from its values' encodings (one encoder call per command instead
+    of a dict and a whole encoding); ValueError for a ``sent_at`` that is not finite.
+    """
+    encode = WIRE_JSON.encode
+    text = f'{{"action":{encode(command.action)},"key":{encode(command.key)}'
     if command.sent_at is not None:
-        head["sent_at"] = float(command.sent_at)
+        sent_at = float(command.sent_at)
+        if not math.isfinite(sent_at):
+            raise ValueError(f"sent_at is not a finite number: {sent_at!r}")
+        text += f',"sent_at":{sent_at!r}'  # what the encoder writes for a finite float
     if traceparent is not None:
-        head["traceparent"] = traceparent
-    text = json.dumps(head, separators=(",", ":"), allow_nan=False).encode("ascii")
-    return text[:-1] + b',"payload":' + payload + b"}"
+        text += f',"traceparent":{encode(traceparent)}'
+    return text.encode("ascii") + b',"payload":' + payload + b"}"
 
 
 def batch_body(items: Sequence[bytes]) -> bytes:

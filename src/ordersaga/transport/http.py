@@ -59,6 +59,7 @@ from ordersaga.errors import (
 from ordersaga.protocol.batchwire import (
     BATCH_PATH,
     MAX_BATCH_COMMANDS,
+    WIRE_JSON,
     batch_body,
     encode_item,
     read_replies,
@@ -199,7 +200,7 @@ class HttpTransport(Transport):
         payload = command.payload
         try:
             data = dict(payload) if isinstance(payload, Mapping) else payload
-            body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode("ascii")
+            body = WIRE_JSON.encode(data).encode("ascii")
         except (TypeError, ValueError, RecursionError):
             # Not JSON data (NaN, a set, a cycle, ...): it cannot even be put on the wire. This is
             # what the service answers such a payload.

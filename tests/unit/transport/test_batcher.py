@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -140,3 +142,35 @@ def test_a_batch_round_trips_through_the_wire_format() -> None:
     assert read_replies(answer, 2) == [replies[0], None]
     with pytest.raises(ValueError):
         read_replies(answer, 3)
+
+
+@pytest.mark.parametrize(
+    ("key", "sent_at", "traceparent"),
+    [
+        ("o-1:reserve:action", 1767225600.123, None),
+        ('k"\\\n\u2028ü', None, "00-trace"),
+        ("k", 12, None),
+        ("k", 0.1 + 0.2, "00-trace"),
+        ("k", -0.0, None),
+        ("k", 5e-324, None),
+        ("k", 1e300, None),
+    ],
+)
+def test_an_item_is_the_json_of_its_fields(
+    key: str, sent_at: float | None, traceparent: str | None
+) -> None:
+    """An item is put together from its values' encodings: the very text of its dict."""
+    command = Command("inventory", "réserve", key, {"a": 1}, sent_at)
+    head: dict[str, Any] = {"action": command.action, "key": key}
+    if sent_at is not None:
+        head["sent_at"] = float(sent_at)
+    if traceparent is not None:
+        head["traceparent"] = traceparent
+    expected = json.dumps({**head, "payload": {"a": 1}}, separators=(",", ":"))
+    assert encode_item(command, b'{"a":1}', traceparent) == expected.encode("ascii")
+
+
+@pytest.mark.parametrize("sent_at", [math.nan, math.inf, -math.inf])
+def test_an_item_with_a_sent_at_that_is_no_number_is_refused(sent_at: float) -> None:
+    with pytest.raises(ValueError):
+        encode_item(Command("inventory", "reserve", "k", {}, sent_at), b"{}", None)
