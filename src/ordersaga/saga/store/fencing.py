@@ -38,7 +38,6 @@ from typing import Any
 
 import asyncpg
 
-from ordersaga.db import Database, Tx
 from ordersaga.errors import ExecutorBusy, ExecutorFenced, UnavailableError
 
 _EXECUTOR_LOCK = 0x6F73_6167  # pg advisory lock key ("osag")
@@ -116,18 +115,13 @@ class ExecutorRight:
         if self.lost is not None:
             raise ExecutorFenced(self.lost)
 
-    async def check(self, tx: Tx | Database) -> None:
+    def verify(self, row: Mapping[str, Any] | None) -> None:
         """Inside a write transaction: refuse to write unless the right is still ours.
 
-        (A statement that writes by itself, like a claim, reads the epoch ``FOR SHARE`` in its
-        own text; when it wrote nothing, this call on the database tells why.)
+        ``row`` is the ``executors`` row (:data:`EXECUTOR_COLUMNS`, None if there is none) as
+        the write's first statement read it, ``FOR SHARE`` (:data:`SHARED_EXECUTORS`: a batch's
+        heads, a claim). Raises :class:`ExecutorFenced` unless it carries our epoch.
         """
-        self.check_local()
-        self.verify(await tx.fetchone(SHARED_EXECUTORS))
-
-    def verify(self, row: Mapping[str, Any] | None) -> None:
-        """Raise :class:`ExecutorFenced` unless ``row`` (:data:`EXECUTOR_COLUMNS` of the
-        ``executors`` row, read ``FOR SHARE`` in the write's transaction) carries our epoch."""
         if row is None or row["epoch"] is None or int(row["epoch"]) != self.epoch:
             now = (
                 "nobody"

@@ -1,16 +1,19 @@
 """The saga log in PostgreSQL, shared by any number of orchestrator workers.
 
 Dialect hooks: a batch locks the saga rows it changes (``FOR UPDATE``, in saga id order, so two
-workers' batches cannot deadlock on each other); reads that span two statements run in one
-``REPEATABLE READ`` snapshot, so a saga and its step records always match; ``durable=False``
-turns off ``synchronous_commit`` for the store's own transactions.
+workers' batches cannot deadlock on each other) and is two statements (:mod:`.pgbatch`); a
+submitter's batch of creates only is one INSERT that commits by itself; reads that span two
+statements run in one ``REPEATABLE READ`` snapshot, so a saga and its step records always
+match; ``durable=False`` turns off ``synchronous_commit`` for the store's own transactions.
 
 Leases (the distributed setup): :meth:`PostgresSagaStore.claim` hands a worker unfinished sagas
 that nobody holds, or whose holder's lease expired, skipping rows another worker is claiming at
 that very moment (``FOR UPDATE SKIP LOCKED``), in one statement that also leases them (and reads
-the executors' epoch ``FOR SHARE``, like every write of an executor); the claimed sagas' steps
-are read after it, when no other writer can change them any more. A renewal extends all of a
-worker's leases in one statement. Lease times come from the database clock, so the
+the executors' epoch ``FOR SHARE``, like every write of an executor, returning it even when it
+claims nothing); the steps of the claimed sagas that have any (past their first version) are
+read after it, when no other writer can change them any more. A renewal extends all of a
+worker's leases in one statement; the write that finishes a saga ends its lease, so a worker
+releases only what it hands back unfinished. Lease times come from the database clock, so the
 workers' clocks need not agree. The engine must renew a lease well within ``lease_s`` and stop
 working on a saga whose renewal failed; what makes a lapsed lease safe is fencing: a worker's
 writes carry its owner id (``update(owner=...)``) and are refused, under the batch's row lock,
