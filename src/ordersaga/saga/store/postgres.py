@@ -131,7 +131,10 @@ class PostgresSagaStore(SqlSagaStore):
         if len(stepped) == len(rows):
             return await self.with_steps(self.database, rows)
         records = {r.saga_id: r for r in await self.with_steps(self.database, stepped)}
-        return [records.get(row["saga_id"]) or record_from_row(row, ()) for row in rows]
+        return [
+            records[row["saga_id"]] if row["saga_id"] in records else record_from_row(row, ())
+            for row in rows
+        ]
 
     async def renew(self, owner: str, saga_ids: Sequence[str], lease_s: float) -> list[str]:
         """Extend ``owner``'s leases; return the ids it still holds (the others were lost)."""
