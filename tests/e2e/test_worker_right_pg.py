@@ -54,6 +54,23 @@ async def _terminate_lock_sessions(store_url: str) -> int:
     return sum(bool(r["done"]) for r in rows)
 
 
+async def _workers_admitted(store_url: str) -> int:
+    """How many sessions hold the shared executor lock (a worker's lock session: see fencing)."""
+    name = urlsplit(store_url).path.lstrip("/")
+    conn = await asyncpg.connect(pg_server_url())
+    try:
+        count = await conn.fetchval(
+            "SELECT count(DISTINCT l.pid) FROM pg_locks l"
+            " JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ShareLock'"
+            " AND d.datname = $1",
+            name,
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
 async def _mid_stream(store_url: str, prefix: str) -> bool:
     """Every order is in the log, some are claimed by the workers, some still unfinished."""
     conn = await asyncpg.connect(store_url)
@@ -140,13 +157,23 @@ async def _trials(store: str, processes: dict[str, ServiceProcess], tmp_path: Pa
         assert submitter.stdin is not None
         submitter.stdin.write(orders.encode())
         submitter.stdin.close()
+        # Both workers hold their lock sessions before any is terminated: a worker slow to start
+        # would otherwise take its lock after the termination and never be told to stop.
+        for _ in range(3000):
+            if await _workers_admitted(store) == len(workers):
+                break
+            exited = [w.returncode for w, _ in workers if w.poll() is not None]
+            assert not exited, f"a worker exited before it was admitted: {exited}"
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the workers never took their lock sessions")
         for _ in range(1500):
             if await _mid_stream(store, f"t{trial}-"):
                 break
             await asyncio.sleep(0.02)
         else:
             raise AssertionError("the workers never got under way")
-        assert await _terminate_lock_sessions(store) >= 1
+        assert await _terminate_lock_sessions(store) >= len(workers)
         for worker, log in workers:
             code = await asyncio.to_thread(worker.wait, 60)
             text = log.read_text()
