@@ -59,17 +59,17 @@ class Envelope:
             if view is not plain:
                 text = canonical_json(dict(view))
         return Prepared(
-            key=command.key,
-            resource=f"{saga_id}:{step}",
-            fingerprint=hashlib.sha256(f"{head}{text}}}".encode()).hexdigest(),
-            action=action,
-            request=action.parse(plain),
+            command.key,
+            f"{saga_id}:{step}",  # the resource
+            hashlib.sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
+            action,
+            action.parse(plain),
         )
 
     def _canonical_payload(self, payload: Mapping[str, Any]) -> str:
         """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
         try:
-            text = canonical_json(dict(payload))
+            text = canonical_json(payload if type(payload) is dict else dict(payload))
             if not text.isascii():
                 text.encode()  # a lone surrogate has no UTF-8 form: it could not be stored
         except UnicodeEncodeError:

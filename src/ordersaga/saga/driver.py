@@ -80,6 +80,7 @@ class Driver:
         self._clock = clock
         self._settings = settings
         self._crash = crash
+        self._armed = crash.armed  # read once, as the caller does: crash points name each call
         self._stats = stats
         self._owner = owner
 
@@ -291,7 +292,7 @@ class Driver:
         call = self.caller.call(
             command,
             policy,
-            f"{step.name}:{phase}",
+            f"{step.name}:{phase}" if self._armed else "",  # only crash points read it
             on_slow=flag,
             slow_after=slow_after,
             deadline=deadline,

@@ -16,6 +16,7 @@ import pytest
 from ordersaga.db import open_database
 from ordersaga.errors import ConflictError
 from ordersaga.participant.kit import LockingPolicy, RunnerOptions, _is_canonical
+from ordersaga.participant.records import _round_trips
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import KeyState, ReplyStatus
 from ordersaga.services.inventory import InventoryService
@@ -157,3 +158,25 @@ def test_a_reply_body_is_handed_back_as_is_only_when_it_is_canonical() -> None:
     assert not _is_canonical({"a": (1,)})
     # Another mapping, even a sorted one, is read back: the caller gets a plain dict, as a repeat.
     assert not _is_canonical(OrderedDict(a=1)) and not _is_canonical(Counter(a=1))
+
+
+def test_a_nested_reply_body_round_trips_only_when_every_level_is_json_as_is() -> None:
+    line = {"item_id": "A", "price_cents": 100, "quantity": 2}
+    assert _round_trips({"items_cents": 200, "lines": [line, dict(line)], "weight_kg": "1"})
+    assert _round_trips({"a": [], "b": {}, "c": [[1, "x"], {"d": None, "e": True}]})
+    assert not _round_trips({"lines": [{"quantity": 2, "item_id": "A"}]})  # a line not sorted
+    assert not _round_trips({"lines": [line, (1, 2)]})  # a tuple reads back as a list
+    assert not _round_trips({"lines": [[1.5]]})  # a float, two levels down
+    assert not _round_trips({"a": {1: "x"}})  # a key that is not a string
+    assert not _round_trips({"a": [OrderedDict(b=1)]})  # another mapping reads back as a dict
+    assert not _round_trips({"b": 1, "a": [1]})
+
+
+async def test_a_nested_reply_handed_back_is_what_a_repeat_reads_back(
+    inventory: InventoryService,
+) -> None:
+    first = await inventory.handle(reserve("s1", ("B", 1), ("A", 2)))
+    again = await inventory.handle(reserve("s1", ("B", 1), ("A", 2)))
+    assert first.status is ReplyStatus.OK and again == first
+    assert first.body_text() == again.body_text()
+    assert [type(line) for line in first.body["lines"]] == [dict, dict]
