@@ -157,10 +157,12 @@ async def _trials(store: str, processes: dict[str, ServiceProcess], tmp_path: Pa
         assert submitter.stdin is not None
         submitter.stdin.write(orders.encode())
         submitter.stdin.close()
-        # Both workers hold their lock sessions before any is terminated: a worker slow to start
-        # would otherwise take its lock after the termination and never be told to stop.
+        # Both workers are ready (their lock sessions held, their start-up done) before any lock
+        # session is terminated: a worker slow to start would otherwise take its lock after the
+        # termination and never be told to stop.
         for _ in range(3000):
-            if await _workers_admitted(store) == len(workers):
+            ready = all("ready (" in log.read_text() for _, log in workers)
+            if ready and await _workers_admitted(store) == len(workers):
                 break
             exited = [w.returncode for w, _ in workers if w.poll() is not None]
             assert not exited, f"a worker exited before it was admitted: {exited}"

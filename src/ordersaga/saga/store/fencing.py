@@ -99,6 +99,9 @@ class ExecutorRight:
             if not await _lock(conn, worker, wait):
                 raise ExecutorBusy(await _busy_message(conn, url, worker))
             mode, epoch = await _enter(conn, worker, holder or default_holder())
+        except _PG_ERRORS as exc:  # the lock session lost while starting (terminated, cut)
+            conn.terminate()
+            raise UnavailableError(f"postgresql unavailable: {exc}") from exc
         except BaseException:
             conn.terminate()
             raise
