@@ -37,38 +37,30 @@ TRIALS = 5
 ORDERS = 40
 
 
-async def _terminate_lock_sessions(store_url: str) -> int:
-    """Terminate the sessions holding an advisory lock in the saga log's database (only it)."""
-    name = urlsplit(store_url).path.lstrip("/")
+async def _lock_holders(store_url: str, what: str, only: str = "") -> list[asyncpg.Record]:
+    """``SELECT what`` over the other sessions holding an advisory lock in the saga log's
+    database (only it), narrowed by the condition ``only``."""
     conn = await asyncpg.connect(pg_server_url())
     try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(l.pid) AS done FROM pg_locks l"
-            " JOIN pg_database d ON d.oid = l.database"
+        return await conn.fetch(
+            f"SELECT {what} FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
             " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1"
-            " AND l.pid <> pg_backend_pid()",
-            name,
+            f" AND l.pid <> pg_backend_pid() {only}",
+            urlsplit(store_url).path.lstrip("/"),
         )
     finally:
         await conn.close()
+
+
+async def _terminate_lock_sessions(store_url: str) -> int:
+    """Terminate the sessions holding an advisory lock in the saga log's database."""
+    rows = await _lock_holders(store_url, "pg_terminate_backend(l.pid) AS done")
     return sum(bool(r["done"]) for r in rows)
 
 
 async def _workers_admitted(store_url: str) -> int:
     """How many sessions hold the shared executor lock (a worker's lock session: see fencing)."""
-    name = urlsplit(store_url).path.lstrip("/")
-    conn = await asyncpg.connect(pg_server_url())
-    try:
-        count = await conn.fetchval(
-            "SELECT count(DISTINCT l.pid) FROM pg_locks l"
-            " JOIN pg_database d ON d.oid = l.database"
-            " WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ShareLock'"
-            " AND d.datname = $1",
-            name,
-        )
-    finally:
-        await conn.close()
-    return int(count)
+    return len(await _lock_holders(store_url, "DISTINCT l.pid", "AND l.mode = 'ShareLock'"))
 
 
 async def _mid_stream(store_url: str, prefix: str) -> bool:
