@@ -286,22 +286,15 @@ class PaymentService(KitService):
         card = card_refusal(req.card_number, req.expiry, self._today())
         if card is not None:
             return self._decline(ref, req, now, card)
-        writes: list[Write] = []
         account = await reader.fetchone("SELECT * FROM accounts WHERE user_id = ?", req.user_id)
+        new = account is None
         if account is None:
-            # Created lazily; the version-0 CAS below fails if a concurrent writer got there first.
+            # Created lazily, with this authorization in it: one statement, not an INSERT and a
+            # CAS. Inserting only if absent is the compare-and-swap on "no account yet": if a
+            # concurrent writer created it first, no row changes and the plan is decided again.
             limit = self.credit_limit_cents(req.user_id)
             account = {"user_id": req.user_id, "credit_limit_cents": limit, "version": 0}
             account |= {"authorized_cents": 0, "captured_cents": 0}
-            writes.append(
-                Write(
-                    "INSERT INTO accounts (user_id, credit_limit_cents, authorized_cents,"
-                    " captured_cents, version) VALUES (?, ?, 0, 0, 0)"
-                    " ON CONFLICT (user_id) DO NOTHING",
-                    (req.user_id, limit),
-                    expect=None,
-                )
-            )
         used = account["authorized_cents"] + account["captured_cents"]
         if used + req.amount_cents > account["credit_limit_cents"]:
             reason = (
@@ -311,12 +304,20 @@ class PaymentService(KitService):
             )
             return self._decline(ref, req, now, reason)
         authorized = account["authorized_cents"] + req.amount_cents
-        writes.append(
-            _account_update(account, authorized=authorized, captured=account["captured_cents"])
-        )
+        if new:
+            write = Write(
+                "INSERT INTO accounts (user_id, credit_limit_cents, authorized_cents,"
+                " captured_cents, version) VALUES (?, ?, ?, 0, 1)"
+                " ON CONFLICT (user_id) DO NOTHING",
+                (req.user_id, account["credit_limit_cents"], authorized),
+            )
+        else:
+            write = _account_update(
+                account, authorized=authorized, captured=account["captured_cents"]
+            )
         claim = self._insert(ref, req, now, "authorized", None)
         body = {"amount_cents": req.amount_cents, "state": "authorized"}
-        return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
+        return Plan(Reply(ReplyStatus.OK, body), (write,), claim)
 
     def _decline(self, ref: str, req: AuthorizeRequest, now: float, reason: str) -> Plan:
         return Plan(Reply.refused(reason), claim=self._insert(ref, req, now, "declined", reason))
