@@ -119,7 +119,9 @@ def _from_reply(command: Command, reply: Reply, state: Attempts, probed: bool) -
         None if ok else f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     )
     trail = () if state.trail is None else state.trail.done()
-    body = dict(reply.body)
+    body = reply.body
+    if type(body) is not dict:  # a reply's own dict is not copied (nothing changes it)
+        body = dict(body)
     return CallOutcome(status, body, reason, state.attempts, probed, False, trail, reply.body_json)
 
 

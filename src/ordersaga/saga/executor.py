@@ -75,6 +75,7 @@ class SagaEngine:
         self._settings = settings or EngineSettings()
         self.breakers = breakers or Breakers(self._clock)
         self._crash = crash
+        self._armed = crash.armed  # read once, as the driver does
         self.caller = Caller(
             transport,
             self.breakers,
@@ -207,7 +208,8 @@ class SagaEngine:
         if not created:
             return await self._existing(record, fingerprint)
         self.stats.started += 1
-        self._crash.hit("saga.created")
+        if self._armed:  # (tests) a disarmed point costs no call
+            self._crash.hit("saga.created")
         return await self._driver.drive(Run(record, definition, on_decided=on_decided, fresh=True))
 
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
