@@ -143,24 +143,28 @@ class LogWriter:
         if armed:
             crash.hit("log.after:" + what)
         # Keep the in-memory record in step with the log.
-        merged = {(r.step, r.phase): r for r in run.record.steps}
-        merged.update({(r.step, r.phase): r for r in steps})
-        run.record = SagaRecord(
-            run.record.saga_id,
-            run.record.definition,
+        record = run.record
+        kept = record.steps
+        if steps:
+            merged = {(r.step, r.phase): r for r in kept}
+            for r in steps:
+                merged[r.step, r.phase] = r
+            kept = tuple(merged.values())
+        run.record = record = SagaRecord(
+            record.saga_id,
+            record.definition,
             input,
-            run.record.fingerprint,
-            status or run.record.status,
-            tuple(merged.values()),
-            reason if reason is not None else run.record.reason,
-            run.record.needs_attention if attention is None else attention,
-            run.record.created_at,
+            record.fingerprint,
+            status or record.status,
+            kept,
+            reason if reason is not None else record.reason,
+            record.needs_attention if attention is None else attention,
+            record.created_at,
             self._clock.time(),
-            attention_reason=(
-                run.record.attention_reason if attention is None else attention_reason
-            ),
+            None,
+            record.attention_reason if attention is None else attention_reason,
         )
-        self._observer.logged(run.record, what, steps)
+        self._observer.logged(record, what, steps)
 
     async def attention(self, run: Run, reason: str) -> None:
         """Flag the saga for a person, saying why (a step that keeps failing, and how)."""

@@ -18,6 +18,7 @@ from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Phase, canonical_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
+    TERMINAL,
     Attempt,
     Compacted,
     SagaRecord,
@@ -170,9 +171,9 @@ def make_create(
     return CreateWrite(
         saga_id,
         definition,
-        canonical_json(dict(input)),
+        canonical_json(input if type(input) is dict else dict(input)),
         fingerprint,
-        SagaStatus(status),
+        status if type(status) is SagaStatus else SagaStatus(status),
         reason,
         at,
     )
@@ -242,7 +243,11 @@ class Head:
 
     def apply(self, write: UpdateWrite, saga_id: str) -> None:
         """Check ``write`` against the current status, then apply it (or raise ConflictError)."""
-        check_update(saga_id, self.status, write.status)
+        current, target = self.status, write.status
+        if current in TERMINAL or (
+            target is not None and target not in ALLOWED_TRANSITIONS[current]
+        ):
+            check_update(saga_id, current, target)  # raises, saying why
         if write.owner is not None and write.owner != self.owner:
             raise ConflictError(
                 f"saga {saga_id!r} is not held by {write.owner!r} (held by {self.owner!r})"

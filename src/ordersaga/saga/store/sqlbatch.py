@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ordersaga.db import Tx
 from ordersaga.errors import ConflictError
 from ordersaga.saga.store.base import SagaStatus
-from ordersaga.saga.store.model import CreateWrite, Head, StepRow, UpdateWrite, Write, check_update
+from ordersaga.saga.store.model import CreateWrite, Head, StepRow, Write, check_update
 
 #: Rows per multi-row statement: stays far below both dialects' limits on bound parameters.
 CHUNK_ROWS = 200
@@ -136,10 +136,16 @@ HEAD_COLUMNS = (
 )
 
 
+#: Statuses by their stored text: a dict lookup where ``SagaStatus(text)`` runs the enum's
+#: Python-level constructor (it stays the fallback, raising for a text that is no status).
+_STATUS_OF: dict[str, SagaStatus] = {status.value: status for status in SagaStatus}
+
+
 def head_of(row: Any) -> Head:
     """A saga's :class:`Head` from a row of :data:`HEAD_COLUMNS`."""
+    text = row["status"]
     return Head(
-        SagaStatus(row["status"]),
+        _STATUS_OF.get(text) or SagaStatus(text),
         row["reason"],
         bool(row["needs_attention"]),
         float(row["updated_at"]),
@@ -167,21 +173,26 @@ async def apply_batch(
     steps: dict[tuple[str, str, str], StepRow] = {}
     outcomes: list[Outcome | Exception] = []
     for write in writes:
+        saga_id = write.saga_id
         if isinstance(write, CreateWrite):
-            if write.saga_id in heads:
+            if saga_id in heads:
                 outcomes.append(False)
             else:
-                heads[write.saga_id] = Head.of_create(write)
-                created[write.saga_id] = write
+                heads[saga_id] = Head.of_create(write)
+                created[saga_id] = write
                 outcomes.append(True)
             continue
+        head = heads.get(saga_id)
         try:
-            _apply_update(heads.get(write.saga_id), write)
+            if head is None:
+                check_update(saga_id, None, write.status)  # raises: unknown saga
+            else:
+                head.apply(write, saga_id)
         except ConflictError as exc:
             outcomes.append(exc)
             continue
         for row in write.steps:
-            steps[(write.saga_id, row.step, row.phase)] = row
+            steps[(saga_id, row.step, row.phase)] = row
         outcomes.append(None)
     changed = [
         (saga_id, heads[saga_id], version)
@@ -195,13 +206,6 @@ async def apply_batch(
         [(key[0], row) for key, row in steps.items()],
     )
     return outcomes
-
-
-def _apply_update(head: Head | None, write: UpdateWrite) -> None:
-    if head is None:
-        check_update(write.saga_id, None, write.status)  # raises: unknown saga
-        return
-    head.apply(write, write.saga_id)
 
 
 async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
