@@ -23,10 +23,10 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from ordersaga.db.base import Database, Row, Tx
 from ordersaga.errors import (
@@ -41,6 +41,16 @@ BUSY_TIMEOUT_MS = 10_000
 INCREMENTAL = 2  # PRAGMA auto_vacuum
 #: Prepared statements kept per connection (the saga log's multi-row statements vary in size).
 STATEMENT_CACHE = 512
+
+# Binding a parameter that is not exactly an int, float, str or bytes (None, a bool) makes
+# CPython's sqlite3 look for an adapter: it misses the adapter table, then fails two attribute
+# lookups (``__adapt__``, ``__conform__``), each raising and clearing an AttributeError, before it
+# binds the value as it is. The services and the saga log bind many ``None``s and a few bools;
+# these adapters make each a dict hit and a C call that gives the same value SQLite binds anyway
+# (``{}.get(None)`` is ``None``: NULL; ``int(True)`` is 1). Process-wide, and harmless for any
+# other user of the module: the bound values do not change.
+sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
+sqlite3.register_adapter(bool, int)
 
 
 #: sqlite3 messages that mean the file cannot be read or written: an I/O error (exit 74).
