@@ -104,27 +104,34 @@ _Names = dict[str, list[str]]
 
 
 def _names(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> list[str]:
-    names = cache.get(sql)
-    if names is None:
-        if len(cache) >= 4096:
-            cache.clear()
-        names = cache[sql] = [d[0] for d in cursor.description or ()]
+    """The column names of ``cursor``'s result, read afresh and cached for ``sql``."""
+    if len(cache) >= 4096:
+        cache.clear()
+    names = cache[sql] = [d[0] for d in cursor.description or ()]
     return names
 
 
+# The names are looked up inline and matched to the row by length, not with
+# ``zip(strict=True)``: a keyword argument sends the call down the slow path (~1.5k instructions
+# per row). A row of another width (``SELECT *`` after a schema change) reads them afresh.
 def _rows(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> list[Row]:
     rows = cursor.fetchall()
     if not rows:
         return []
-    names = _names(cache, sql, cursor)
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    names = cache.get(sql)
+    if names is None or len(names) != len(rows[0]):
+        names = _names(cache, sql, cursor)
+    return [dict(zip(names, row)) for row in rows]  # noqa: B905 - widths matched above
 
 
 def _first(cache: _Names, sql: str, cursor: sqlite3.Cursor) -> Row | None:
     row = cursor.fetchone()
     if row is None:
         return None
-    return dict(zip(_names(cache, sql, cursor), row, strict=True))
+    names = cache.get(sql)
+    if names is None or len(names) != len(row):
+        names = _names(cache, sql, cursor)
+    return dict(zip(names, row))  # noqa: B905 - widths matched above
 
 
 class _SqliteTx(Tx):
