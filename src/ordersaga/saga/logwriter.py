@@ -19,6 +19,7 @@ from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
 from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.result import DecisionCallback, EngineStats
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
+from ordersaga.saga.store.records import build_saga_record, build_step_record
 
 _STEP_STATUS = {
     CallStatus.SUCCEEDED: StepStatus.SUCCEEDED,
@@ -81,7 +82,7 @@ class LogWriter:
     def step_record(
         self, step: Step, phase: Phase, outcome: CallOutcome, started: float
     ) -> StepRecord:
-        return StepRecord(
+        return build_step_record(
             step.name,
             phase,
             _STEP_STATUS[outcome.status],
@@ -150,7 +151,7 @@ class LogWriter:
             for r in steps:
                 merged[r.step, r.phase] = r
             kept = tuple(merged.values())
-        run.record = record = SagaRecord(
+        run.record = record = build_saga_record(
             record.saga_id,
             record.definition,
             input,

@@ -26,6 +26,7 @@ from ordersaga.saga.store.base import (
     StepRecord,
     StepStatus,
 )
+from ordersaga.saga.store.records import build_saga_record
 
 UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 
@@ -130,7 +131,7 @@ class CreateWrite(NamedTuple):
 
     def record(self) -> SagaRecord:
         """The record this write creates (what ``create`` returns when it inserted)."""
-        return SagaRecord(
+        return build_saga_record(
             self.saga_id,
             self.definition,
             json.loads(self.input),
@@ -141,6 +142,8 @@ class CreateWrite(NamedTuple):
             False,
             self.at,
             self.at,
+            None,
+            None,
         )
 
 
