@@ -43,10 +43,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -65,7 +65,8 @@ __all__ = ["MAX_PREPARED", "PipelinedPostgresDatabase", "libpq_url"]
 MAX_PREPARED = 256
 
 _CONFLICTS = frozenset({b"23505", b"40P01", b"40001"})  # unique, deadlock, serialization
-_DONE = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)
+_COMMAND_OK = int(ExecStatus.COMMAND_OK)
+_TUPLES_OK = int(ExecStatus.TUPLES_OK)
 _ERRORS = (psycopg.Error, OSError)
 
 
@@ -83,8 +84,38 @@ def _error(result: PGresult) -> StorageError:
     return StorageError(f"postgresql: {message}")
 
 
+def _decimal_text(value: Any) -> bytes:
+    return str(value).encode()
+
+
+def _float_text(value: Any) -> bytes:
+    return repr(value).encode()
+
+
+def _bool_text(value: Any) -> bytes:
+    return b"1" if value else b"0"
+
+
+def _none_text(value: Any) -> None:
+    return None
+
+
+#: How each parameter type is written (by exact type: one dict lookup per parameter).
+_TEXT: dict[type, Callable[[Any], bytes | None]] = {
+    str: str.encode,
+    int: _decimal_text,
+    Decimal: _decimal_text,
+    float: _float_text,
+    bool: _bool_text,
+    type(None): _none_text,
+}
+
+
 def _text(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text format (its type is the one the statement infers)."""
+    """A parameter in PostgreSQL's text format (its type is the one the statement infers).
+
+    The exact types are looked up in :data:`_TEXT`; this is the way for their subclasses.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -98,15 +129,10 @@ def _text(value: Any) -> bytes | None:
     raise TypeError(f"no text format for a parameter of type {type(value).__name__}")
 
 
-class _Sent(NamedTuple):
-    """A statement sent since the last sync: its SQL, and the rows it must change (or None).
-
-    ``parse``: the preparation of the statement named ``sql``, not the statement.
-    """
-
-    sql: str
-    expect: int | None = None
-    parse: bool = False
+#: A statement sent since the last sync: its SQL, the rows it must change (or None), and
+#: whether it is the preparation of the statement named ``sql`` rather than the statement.
+#: A plain tuple: one is built per statement.
+_Sent = tuple[str, int | None, bool]
 
 
 class _Link:
@@ -128,11 +154,12 @@ class _Link:
         pg, prepared = self.pg, self.prepared
         try:
             name = prepared.get(sql)
-            values = [_text(p) for p in params]
+            text = _TEXT.get
+            values = [text(type(p), _text)(p) for p in params]
             if name is None and len(prepared) < MAX_PREPARED:
                 name = prepared[sql] = f"ordersaga_{next(self._names)}".encode()
                 pg.send_prepare(name, to_dollar_params(sql).encode())
-                self.sent.append(_Sent(sql, parse=True))
+                self.sent.append((sql, None, True))
             if name is None:
                 pg.send_query_params(to_dollar_params(sql).encode(), values)
             else:
@@ -140,7 +167,7 @@ class _Link:
         except _ERRORS as exc:
             self.clean = False
             raise _unavailable(exc) from exc
-        self.sent.append(_Sent(sql, expect))
+        self.sent.append((sql, expect, False))
 
     async def sync(self) -> list[PGresult]:
         """Send what is queued and a Sync; the statements' results, their counts checked.
@@ -152,15 +179,29 @@ class _Link:
         self.clean = False
         results: list[PGresult] = []
         error: StorageError | None = None
+        pg = self.pg
         try:
-            self.pg.pipeline_sync()
+            pg.pipeline_sync()
             await self._flush()
-            for entry in sent:
-                result = await self._result()
+            # Each statement's results end with None; a result is read without a coroutine of
+            # its own (they are many), waiting only while libpq has not got the whole of it.
+            for sql, expect, parse in sent:
+                while pg.is_busy():
+                    await self._ready(write=False)
+                    pg.consume_input()
+                result = pg.get_result()
+                if result is None:
+                    raise StorageError("postgresql: the pipeline is out of step")
+                while True:
+                    while pg.is_busy():
+                        await self._ready(write=False)
+                        pg.consume_input()
+                    if pg.get_result() is None:
+                        break
                 status = result.status
-                if status not in _DONE:
-                    if entry.parse:
-                        del self.prepared[entry.sql]  # not prepared: the next use prepares it
+                if status != _COMMAND_OK and status != _TUPLES_OK:
+                    if parse:
+                        del self.prepared[sql]  # not prepared: the next use prepares it
                     if error is None:
                         error = (
                             _error(result)
@@ -170,12 +211,12 @@ class _Link:
                             )
                         )
                     continue
-                if entry.parse:
+                if parse:
                     continue
-                if entry.expect is not None and error is None:
+                if expect is not None and error is None:
                     changed = int(result.command_tuples or 0)
-                    if changed != entry.expect:
-                        error = ConflictError(stale(entry.sql, changed, entry.expect))
+                    if changed != expect:
+                        error = ConflictError(stale(sql, changed, expect))
                 results.append(result)
             end = await self._next()
         except _ERRORS as exc:
@@ -186,15 +227,6 @@ class _Link:
         if error is not None:
             raise error
         return results
-
-    async def _result(self) -> PGresult:
-        """The next statement's result (libpq ends each statement's results with None)."""
-        result = await self._next()
-        if result is None:
-            raise StorageError("postgresql: the pipeline is out of step")
-        while await self._next() is not None:
-            pass
-        return result
 
     async def _next(self) -> PGresult | None:
         pg = self.pg
@@ -234,8 +266,12 @@ class _Link:
         names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
         loader = self.loader
         loader.set_pgresult(result)
+        # The names come from the same result as the values, so the widths match: no strict
+        # check (its keyword argument sends zip down the slow call path).
         return loader.load_rows(
-            0, result.ntuples, lambda values: dict(zip(names, values, strict=True))
+            0,
+            result.ntuples,
+            lambda values: dict(zip(names, values)),  # noqa: B905 - widths match (above)
         )
 
 
