@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Mapping
+import os
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -56,6 +56,7 @@ from psycopg.pq import Conninfo, DiagnosticField, ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGconn, PGresult
 
 from ordersaga.db.base import Row, Tx, stale
+from ordersaga.db.pgtext import TEXT, text_of
 from ordersaga.db.postgres import PostgresDatabase, to_dollar_params
 from ordersaga.errors import ConflictError, StorageError, UnavailableError
 
@@ -84,51 +85,6 @@ def _error(result: PGresult) -> StorageError:
     return StorageError(f"postgresql: {message}")
 
 
-def _decimal_text(value: Any) -> bytes:
-    return str(value).encode()
-
-
-def _float_text(value: Any) -> bytes:
-    return repr(value).encode()
-
-
-def _bool_text(value: Any) -> bytes:
-    return b"1" if value else b"0"
-
-
-def _none_text(value: Any) -> None:
-    return None
-
-
-#: How each parameter type is written (by exact type: one dict lookup per parameter).
-_TEXT: dict[type, Callable[[Any], bytes | None]] = {
-    str: str.encode,
-    int: _decimal_text,
-    Decimal: _decimal_text,
-    float: _float_text,
-    bool: _bool_text,
-    type(None): _none_text,
-}
-
-
-def _text(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text format (its type is the one the statement infers).
-
-    The exact types are looked up in :data:`_TEXT`; this is the way for their subclasses.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bool):
-        return b"1" if value else b"0"
-    if isinstance(value, int | Decimal):
-        return str(value).encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    raise TypeError(f"no text format for a parameter of type {type(value).__name__}")
-
-
 #: A statement sent since the last sync: its SQL, the rows it must change (or None), and
 #: whether it is the preparation of the statement named ``sql`` rather than the statement.
 #: A plain tuple: one is built per statement.
@@ -148,14 +104,24 @@ class _Link:
         self.loader = Transformer(conn)
         #: False while a sync is under way: a link left so (cancelled, lost) is not reused.
         self.clean = True
+        # The socket is watched for reading for the link's whole life, not at each wait (two
+        # epoll_ctl calls and a selector update a round trip). It is watched through a copy of
+        # its descriptor that only this link closes, after unwatching it: libpq closes its own
+        # when the connection is lost, and the number could be reused by a new socket while
+        # still registered with the loop.
+        self._loop = asyncio.get_running_loop()
+        self._fd = os.dup(self.pg.socket)
+        self._waiter: asyncio.Future[None] | None = None
+        self._watching = True
+        self._loop.add_reader(self._fd, self._wake)
 
     def send(self, sql: str, params: tuple[Any, ...], expect: int | None = None) -> None:
         """Queue ``sql`` (prepared the first time) with ``params``; nothing is waited for."""
         pg, prepared = self.pg, self.prepared
         try:
             name = prepared.get(sql)
-            text = _TEXT.get
-            values = [text(type(p), _text)(p) for p in params]
+            text = TEXT.get
+            values = [text(type(p), text_of)(p) for p in params]
             if name is None and len(prepared) < MAX_PREPARED:
                 name = prepared[sql] = f"ordersaga_{next(self._names)}".encode()
                 pg.send_prepare(name, to_dollar_params(sql).encode())
@@ -244,23 +210,43 @@ class _Link:
 
     async def _ready(self, *, write: bool) -> None:
         """Until the socket can be read (or, with ``write``, read or written)."""
-        loop = asyncio.get_running_loop()
-        fd = self.pg.socket
-        ready: asyncio.Future[None] = loop.create_future()
-
-        def wake() -> None:
-            if not ready.done():
-                ready.set_result(None)
-
-        loop.add_reader(fd, wake)
+        if not self._watching:
+            raise UnavailableError("postgresql unavailable: the connection is lost")
+        loop, fd = self._loop, self._fd
+        waiter = self._waiter = loop.create_future()
         if write:
-            loop.add_writer(fd, wake)
+            loop.add_writer(fd, self._wake)
         try:
-            await ready
+            await waiter
         finally:
-            loop.remove_reader(fd)
+            self._waiter = None
             if write:
                 loop.remove_writer(fd)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        # Readable while nothing waits (a notice, the server closing the connection): read it
+        # now, or a level-triggered selector would call again at once, and again.
+        try:
+            self.pg.consume_input()
+        except _ERRORS:
+            self.clean = False
+            self._unwatch()
+
+    def _unwatch(self) -> None:
+        if self._watching:
+            self._watching = False
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+
+    async def close(self) -> None:
+        """Stop watching the socket, then close the connection."""
+        self._unwatch()
+        await self.conn.close()
 
     def rows(self, result: PGresult) -> list[Row]:
         names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
@@ -334,14 +320,23 @@ class _Links:
     @asynccontextmanager
     async def link(self) -> AsyncIterator[_Link]:
         async with self._room:
-            link = self._idle.pop() if self._idle else await self._open()
+            link = await self._take()
             try:
                 yield link
             finally:
                 if link.clean and link.pg.transaction_status == TransactionStatus.IDLE:
                     self._idle.append(link)
                 else:
-                    await link.conn.close()
+                    await link.close()
+
+    async def _take(self) -> _Link:
+        """An idle link (one found lost while idle is closed instead), or a new one."""
+        while self._idle:
+            link = self._idle.pop()
+            if link.clean:
+                return link
+            await link.close()
+        return await self._open()
 
     async def _open(self) -> _Link:
         try:
@@ -352,7 +347,7 @@ class _Links:
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for link in idle:
-            await link.conn.close()
+            await link.close()
 
 
 class PipelinedPostgresDatabase(PostgresDatabase):

@@ -9,6 +9,7 @@ prepared again.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from urllib.parse import parse_qs
@@ -18,7 +19,7 @@ import pytest
 from ordersaga.db import Database, open_database
 from ordersaga.db import pipelined as pipelined_module
 from ordersaga.db.pipelined import libpq_url
-from ordersaga.errors import ConflictError, StorageError
+from ordersaga.errors import ConflictError, StorageError, UnavailableError
 
 pytestmark = pytest.mark.pg
 
@@ -211,3 +212,53 @@ def test_libpq_url_moves_server_settings_into_options() -> None:
         "options": ["-c search_path=s1 -c statement_timeout=5\\ s"],
     }
     assert libpq_url("postgresql://u@h/db", {}) == "postgresql://u@h/db"
+
+
+async def test_a_connection_lost_mid_transaction_is_unavailable_and_replaced(
+    db: Database,
+) -> None:
+    async with db.pipeline() as tx:
+        pid = (await tx.fetchone(PID) or {})["pid"]
+    with pytest.raises(UnavailableError):
+        async with db.pipeline() as tx:
+            await tx.write(INSERT, ("a", 1), 1)
+            await tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    async with db.pipeline() as tx:
+        assert (await tx.fetchone(PID) or {})["pid"] != pid
+        await tx.write(INSERT, ("b", 1), 1)
+    assert await _keys(db) == ["b"]
+
+
+async def test_a_connection_lost_while_idle_is_replaced_before_its_next_use(
+    db: Database,
+) -> None:
+    """The server ends an idle pipelined connection: the link notices (its socket is watched
+    all along, and read when nothing waits), and the next transaction gets a new one."""
+    async with db.pipeline() as tx:
+        pid = (await tx.fetchone(PID) or {})["pid"]
+    assert await db.fetchone("SELECT pg_terminate_backend(?) AS ended", pid) == {"ended": True}
+    for _ in range(50):  # until the end of the connection reaches the idle link
+        await asyncio.sleep(0.01)
+    async with db.pipeline() as tx:
+        assert (await tx.fetchone(PID) or {})["pid"] != pid
+        await tx.write(INSERT, ("a", 1), 1)
+    assert await _keys(db) == ["a"]
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+async def test_closing_leaves_no_descriptor_behind(pg_schema_url: str) -> None:
+    before = _open_fds()
+    database = await open_database(pg_schema_url, pool_size=2, pipelined=True)
+    await database.executescript(DDL)
+    for i in range(2):
+        async with database.pipeline() as tx:
+            await tx.write(INSERT, (f"k{i}", 1), 1)
+    with pytest.raises(UnavailableError):
+        async with database.pipeline() as tx:
+            await tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+    await database.close()
+    assert _open_fds() == before

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ordersaga.db.pipelined import _TEXT, _text
+from ordersaga.db.pgtext import TEXT as _TEXT
+from ordersaga.db.pgtext import text_of as _text
 
 
 class _Str(str):
