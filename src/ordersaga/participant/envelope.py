@@ -47,7 +47,9 @@ class Envelope:
             raise BadPayload(str(exc)) from None
         if phase is not action.phase:
             raise BadPayload(f"action {action.name!r} needs a {action.phase} key, not {phase}")
-        payload = mapping(command.payload, "payload")
+        payload = command.payload
+        if type(payload) is not dict:
+            payload = mapping(payload, "payload")
         text = self._canonical_payload(payload)
         # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse`` checks
         # each value's type and copies what it keeps. Any other mapping is read back from JSON.

@@ -78,6 +78,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ordersaga.db import Database, Tx
+from ordersaga.db.base import stale
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
 from ordersaga.participant.age import expired
@@ -180,6 +181,7 @@ class CommandRunner:
         # SQLite a failed statement undoes only itself; on PostgreSQL, where it would abort the
         # transaction, both INSERTs do nothing on a taken key instead (except when pipelined).
         self._unless_taken = "" if db.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
+        self._record = RECORD + self._unless_taken
         self._committer: GroupCommitter[_Job, Reply] = GroupCommitter(
             self._apply_batch,
             _BatchCounters(),
@@ -218,9 +220,11 @@ class CommandRunner:
         A command older than the message-age limit gets ``expired`` before anything else is
         looked at (:func:`ordersaga.participant.retention.expired`).
         """
-        late = expired(command, self._options.max_message_age, self._now())
-        if late is not None:
-            return late
+        limit = self._options.max_message_age
+        if limit is not None and command.sent_at is not None:
+            late = expired(command, limit, self._now())
+            if late is not None:
+                return late
         try:
             return self._envelope.prepare(command)
         except BadPayload as exc:
@@ -308,11 +312,13 @@ class CommandRunner:
         cmd, plan = job.cmd, job.plan
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
-        plan = await cmd.action.decide(tx, cmd.resource, cmd.request, now)
-        if plan.claim is None:
+        action = cmd.action
+        plan = await action.decide(tx, cmd.resource, cmd.request, now)
+        if plan.claim is None and action.phase is Phase.ACTION:
             plan = await self._unless_existing(tx, cmd, plan)
-        encoded = encode(plan.reply)
-        recording = (cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], now)
+        reply = plan.reply
+        encoded = encode(reply)
+        recording = (cmd.key, cmd.fingerprint, str(reply.status), encoded[1], now)
         if tx.pipelined:
             # Plain INSERTs, not waited for: a repeat, or a resource taken, fails the statement
             # and so the batch, which is then run again isolated (see _apply_batch).
@@ -320,7 +326,7 @@ class CommandRunner:
             return await self._write(tx, plan, encoded), True
         unless_taken = self._unless_taken
         try:
-            recorded = await tx.execute(RECORD + unless_taken, *recording)
+            recorded = await tx.execute(self._record, *recording)
         except ConflictError:
             recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
@@ -330,10 +336,13 @@ class CommandRunner:
             if record is None:
                 raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
             return replay(cmd.key, cmd.fingerprint, record), False
-        if plan.claim is not None:
-            claim = plan.claim
+        claim = plan.claim
+        if claim is not None:
+            sql = claim.sql + unless_taken
             try:
-                await tx.write(claim.sql + unless_taken, claim.params, 1)
+                changed = await tx.execute(sql, *claim.params)
+                if changed != 1:
+                    raise ConflictError(stale(sql, changed, 1))
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The INSERT wrote nothing: record the refusal instead.
@@ -346,8 +355,12 @@ class CommandRunner:
                     cmd.key,
                 )
                 return handed_back(refusal, encoded), True
-            return await self._write(tx, Plan(plan.reply, plan.writes), encoded), True
-        return await self._write(tx, plan, encoded), True
+        # Unpipelined, Tx.write runs at once: the same here, without a coroutine of its own.
+        for sql, params, expect in plan.writes:
+            changed = await tx.execute(sql, *params)
+            if expect is not None and changed != expect:
+                raise ConflictError(stale(sql, changed, expect))
+        return handed_back(reply, encoded), True
 
     async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
         """``plan``, or the refusal of an action whose resource exists: looked up for an action

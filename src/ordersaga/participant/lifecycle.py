@@ -32,7 +32,7 @@ from typing import Protocol
 
 from ordersaga.db import Row
 from ordersaga.participant.kit import Plan, Reader, Write
-from ordersaga.protocol.messages import Reply, ReplyStatus
+from ordersaga.protocol.messages import Reply, ReplyStatus, canonical_json
 
 __all__ = ["Effects", "Lifecycle"]
 
@@ -59,14 +59,33 @@ class Lifecycle:
     confirm_verb: str
     #: Terminal states besides confirmed/cancelled; compensating them is a no-op success.
     other_terminal: frozenset[str] = field(default_factory=frozenset)
+    # Derived once from the fields above (the statements, and each state's reply body as
+    # canonical JSON, attached to every such reply so it is never encoded again).
+    _load: str = field(init=False, repr=False, compare=False)
+    _transition: str = field(init=False, repr=False, compare=False)
+    _state_json: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The table name comes from this frozen spec, never from input.
+        table = self.table
+        derived = {
+            "_load": f"SELECT * FROM {table} WHERE ref = ?",
+            "_transition": f"UPDATE {table} SET state = ?, version = version + 1, updated_at = ?"
+            " WHERE ref = ? AND version = ?",
+            "_state_json": {
+                state: canonical_json({"state": state})
+                for state in (self.initial, self.confirmed, self.cancelled, *self.other_terminal)
+            },
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     def cancelled_reply(self) -> Reply:
         """The refusal of an action whose resource was cancelled before it arrived."""
         return Reply.refused(f"{self.noun} cancelled")
 
     async def load(self, reader: Reader, ref: str) -> Row | None:
-        # The table name comes from this frozen spec, never from input.
-        return await reader.fetchone(f"SELECT * FROM {self.table} WHERE ref = ?", ref)
+        return await reader.fetchone(self._load, ref)
 
     async def cancelled_action(self, reader: Reader, ref: str) -> Reply | None:
         """The refusal a late action on ``ref`` gets if a tombstone is there, else ``None``."""
@@ -87,11 +106,7 @@ class Lifecycle:
 
     def transition(self, row: Row, state: str, now: float) -> Write:
         """Move ``row`` to ``state`` if nobody changed it since it was read."""
-        return Write(
-            f"UPDATE {self.table} SET state = ?, version = version + 1, updated_at = ?"
-            " WHERE ref = ? AND version = ?",
-            (state, now, row["ref"], row["version"]),
-        )
+        return Write(self._transition, (state, now, row["ref"], row["version"]))
 
     def tombstone(self, ref: str, order_id: str, now: float) -> Write:
         # A plain INSERT: if the action commits first, the primary key makes this conflict and
@@ -107,7 +122,7 @@ class Lifecycle:
         self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects
     ) -> Plan:
         """Plan the compensation of ``ref`` (see the module docstring for the rules)."""
-        row = await self.load(reader, ref)
+        row = await reader.fetchone(self._load, ref)
         if row is None:
             return Plan(self._state(self.cancelled), (self.tombstone(ref, order_id, now),))
         if row["order_id"] != order_id:
@@ -124,7 +139,7 @@ class Lifecycle:
         self, reader: Reader, ref: str, order_id: str | None, now: float, effects: Effects
     ) -> Plan:
         """Plan the confirmation of ``ref``; ``order_id`` is checked when given."""
-        row = await self.load(reader, ref)
+        row = await reader.fetchone(self._load, ref)
         if row is None:
             return Plan(Reply.refused(f"no {self.noun} {ref!r} to {self.confirm_verb}"))
         if order_id is not None and row["order_id"] != order_id:
@@ -138,7 +153,7 @@ class Lifecycle:
         return Plan(self._illegal(state, self.confirm_verb))
 
     def _state(self, state: str) -> Reply:
-        return Reply(ReplyStatus.OK, {"state": state})
+        return Reply(ReplyStatus.OK, {"state": state}, None, self._state_json.get(state))
 
     def _illegal(self, state: str, verb: str) -> Reply:
         return Reply.refused(f"illegal transition: {self.noun} is {state}, cannot {verb}")

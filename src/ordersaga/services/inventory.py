@@ -157,6 +157,8 @@ def _item_update(item: Row, *, available: int, held: int, sold: int) -> Write:
 
 
 _ITEM = "SELECT * FROM items WHERE item_id = ?"
+#: The lookup of n items (built once per n).
+_ITEMS: dict[int, str] = {}
 
 
 async def _items(reader: Reader, item_ids: Iterable[str]) -> dict[str, Row]:
@@ -165,7 +167,12 @@ async def _items(reader: Reader, item_ids: Iterable[str]) -> dict[str, Row]:
         return {}
     # One lookup per item in one statement: for an IN list of more than one value SQLite builds
     # a temporary table on every run (a reservation names a few items, a UNION ALL costs less).
-    rows = await reader.fetchall(" UNION ALL ".join([_ITEM] * len(ids)), *ids)
+    sql = _ITEMS.get(len(ids))
+    if sql is None:
+        sql = " UNION ALL ".join([_ITEM] * len(ids))
+        if len(ids) <= 64:  # the usual sizes; an order of very many items is built each time
+            _ITEMS[len(ids)] = sql
+    rows = await reader.fetchall(sql, *ids)
     return {row["item_id"]: row for row in rows}
 
 
@@ -222,17 +229,19 @@ class InventoryService(KitService):
             # Keys in sorted order: the reply is then its own JSON round trip (handed back as is).
             line = {"item_id": item_id, "price_cents": item["price_cents"], "quantity": quantity}
             lines.append(line)
+        lines_json = canonical_json(lines)
         claim = Write(
             "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
             " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
-            (ref, req.order_id, canonical_json(lines), now, now),
+            (ref, req.order_id, lines_json, now, now),
         )
-        body = {  # keys in sorted order, like the lines' (see above)
-            "items_cents": sum(line["quantity"] * line["price_cents"] for line in lines),
-            "lines": lines,
-            "weight_kg": _total_weight(items, req.lines),
-        }
-        return Plan(Reply(ReplyStatus.OK, body), tuple(writes), claim)
+        cents = sum(line["quantity"] * line["price_cents"] for line in lines)
+        weight = _total_weight(items, req.lines)
+        body = {"items_cents": cents, "lines": lines, "weight_kg": weight}  # keys sorted
+        # The body's canonical JSON, put together from the lines' (encoded once): an int, and
+        # a plain decimal string (digits and a point: nothing to escape).
+        text = f'{{"items_cents":{cents},"lines":{lines_json},"weight_kg":"{weight}"}}'
+        return Plan(Reply(ReplyStatus.OK, body, None, text), tuple(writes), claim)
 
     async def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
         return await LIFECYCLE.compensate(reader, ref, order_id, now, _restock)

@@ -128,17 +128,19 @@ def parse_authorize(payload: Mapping[str, Any]) -> AuthorizeRequest:
     )
 
 
+#: What a doubled digit adds to a Luhn sum (its digits' sum): ``d * 2``, less 9 above 4.
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+
 def luhn_valid(number: str) -> bool:
     """The Luhn checksum of a string of ASCII digits (anything else fails)."""
     if not number or not (number.isascii() and number.isdigit()):
         return False
-    total = 0
-    for position, char in enumerate(reversed(number)):
-        digit = int(char)
-        if position % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
+    # From the right: the digits in odd positions count as they are, the others doubled.
+    digits = number[::-1]
+    kept = sum(map(int, digits[0::2]))
+    doubled = sum(map(_DOUBLED.__getitem__, map(int, digits[1::2])))
+    return (kept + doubled) % 10 == 0
 
 
 def card_refusal(card_number: str | None, expiry: str | None, today: date) -> str | None:
@@ -187,7 +189,7 @@ def _without_card(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     card = payload.get("card_number")
     if not isinstance(card, str):
         return payload
-    last_four = "".join(c for c in card if c.isdigit())[-4:]
+    last_four = "".join(filter(str.isdigit, card))[-4:]
     return {**payload, "card_number": f"****{last_four}"}
 
 
@@ -316,8 +318,12 @@ class PaymentService(KitService):
                 account, authorized=authorized, captured=account["captured_cents"]
             )
         claim = self._insert(ref, req, now, "authorized", None)
-        body = {"amount_cents": req.amount_cents, "state": "authorized"}
-        return Plan(Reply(ReplyStatus.OK, body), (write,), claim)
+        amount = req.amount_cents
+        body = {"amount_cents": amount, "state": "authorized"}
+        # The body's canonical JSON alongside it (an int and a fixed word: nothing to escape;
+        # an int subclass from an in-process caller is left to the kit to encode).
+        text = f'{{"amount_cents":{amount},"state":"authorized"}}' if type(amount) is int else None
+        return Plan(Reply(ReplyStatus.OK, body, None, text), (write,), claim)
 
     def _decline(self, ref: str, req: AuthorizeRequest, now: float, reason: str) -> Plan:
         return Plan(Reply.refused(reason), claim=self._insert(ref, req, now, "declined", reason))

@@ -222,7 +222,9 @@ class ShippingService(KitService):
                 now,
             ),
         )
-        return Plan(Reply(ReplyStatus.OK, {"cost_cents": cost}), claim=insert)
+        # The body with its canonical JSON (an int: nothing to escape), never encoded again.
+        reply = Reply(ReplyStatus.OK, {"cost_cents": cost}, None, f'{{"cost_cents":{cost}}}')
+        return Plan(reply, claim=insert)
 
     async def _cancel(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
         return await LIFECYCLE.compensate(reader, ref, order_id, now, _no_effects)

@@ -27,7 +27,9 @@ class InProcessTransport(Transport):
             raise ConfigError(f"no service named {name!r}") from None
 
     async def send(self, command: Command) -> Reply:
-        service = self._service(command.service)
+        service = self._services.get(command.service)
+        if service is None:
+            service = self._service(command.service)  # raises
         try:
             return await service.handle(command)
         except StorageError as exc:

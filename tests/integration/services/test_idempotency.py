@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from ordersaga.participant.service import KitService
-from ordersaga.protocol.messages import Command, KeyState, Reply, ReplyStatus
+from ordersaga.protocol.messages import Command, KeyState, Reply, ReplyStatus, canonical_json
 from ordersaga.services.inventory import InventoryService
 from tests.integration.services.helpers import (
     Case,
@@ -203,3 +203,36 @@ async def test_compensating_a_refused_action_is_harmless(inventory: InventorySer
     assert (await inventory.handle(release("s1"))).ok
     stock = await items(inventory.db)
     assert stock["C"]["available"] == 0 and stock["C"]["held"] == 0
+
+
+async def test_every_reply_carries_its_bodys_canonical_json_and_the_record_the_replys(
+    case: Case, service: KitService
+) -> None:
+    """Services attach a body's JSON they put together themselves (and the life cycle its
+    states'): it must be the canonical JSON of the body, byte for byte, and the record must
+    store the canonical JSON of the whole reply (repeats and the saga log compare them)."""
+    commands = [
+        case.action("s1"),
+        case.confirm("s1"),
+        case.action("s2"),
+        case.compensate("s2"),
+        case.compensate("s3"),  # a tombstone
+        case.action("s3"),  # refused: cancelled
+    ]
+    for command in commands:
+        reply = await service.handle(command)
+        assert reply.body_text() == canonical_json(dict(reply.body)), command
+        row = await service.db.fetchone("SELECT reply FROM idempotency WHERE key = ?", command.key)
+        assert row is not None and row["reply"] == canonical_json(reply.to_json()), command
+        assert await service.handle(command) == reply
+
+
+async def test_a_reservation_of_several_items_carries_its_bodys_canonical_json(
+    inventory: InventoryService,
+) -> None:
+    reply = await inventory.handle(reserve("s1", ("B", 3), ("A", 1), ("B", 2)))
+    assert reply.ok, reply
+    assert reply.body["weight_kg"] == "6.5"
+    assert reply.body_text() == canonical_json(dict(reply.body))
+    row = await inventory.db.fetchone("SELECT lines FROM reservations WHERE ref = 's1:inventory'")
+    assert row is not None and row["lines"] == canonical_json(reply.body["lines"])
