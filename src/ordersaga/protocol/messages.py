@@ -38,6 +38,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
@@ -125,7 +126,11 @@ class Command:
         }
 
 
-@dataclass(frozen=True, slots=True)
+#: The default body of a reply: a new empty dict each time (see Reply.__init__).
+_NO_BODY: Mapping[str, JSON] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Reply:
     """A service's definite answer to a command."""
 
@@ -136,6 +141,21 @@ class Reply:
     #: service encodes each reply once, and the engine logs that very text as the step's
     #: result), else ``None``.
     body_json: str | None = field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self,
+        status: ReplyStatus,
+        body: Mapping[str, JSON] = _NO_BODY,
+        reason: str | None = None,
+        body_json: str | None = None,
+    ) -> None:
+        # What the generated __init__ does (a body defaults to a new dict), with each field set
+        # through its slot: several replies per order, and the generic frozen __init__ costs
+        # twice as much.
+        _set_status(self, status)
+        _set_body(self, {} if body is _NO_BODY else body)
+        _set_reason(self, reason)
+        _set_body_json(self, body_json)
 
     @property
     def ok(self) -> bool:
@@ -165,6 +185,18 @@ class Reply:
     @classmethod
     def invalid(cls, reason: str) -> Reply:
         return cls(ReplyStatus.INVALID, {}, reason)
+
+
+def _reply_slot(name: str) -> Callable[[Reply, Any], None]:
+    """The ``__set__`` of the slot descriptor of ``Reply``'s field ``name``."""
+    setter: Callable[[Reply, Any], None] = vars(Reply)[name].__set__
+    return setter
+
+
+_set_status = _reply_slot("status")
+_set_body = _reply_slot("body")
+_set_reason = _reply_slot("reason")
+_set_body_json = _reply_slot("body_json")
 
 
 @dataclass(frozen=True, slots=True)
