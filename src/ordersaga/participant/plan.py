@@ -14,6 +14,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from ordersaga.db import Row
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
+from ordersaga.slots import slot_setter
 
 __all__ = ["Action", "Cancelled", "Existing", "Plan", "Prepared", "Reader", "Write"]
 
@@ -71,15 +72,9 @@ class Plan:
         _set_claim(self, claim)
 
 
-def _slot_setter(name: str) -> Callable[[Plan, Any], None]:
-    """The ``__set__`` of the slot descriptor of ``Plan``'s field ``name``."""
-    setter: Callable[[Plan, Any], None] = vars(Plan)[name].__set__
-    return setter
-
-
-_set_reply = _slot_setter("reply")
-_set_writes = _slot_setter("writes")
-_set_claim = _slot_setter("claim")
+_set_reply = slot_setter(Plan, "reply")
+_set_writes = slot_setter(Plan, "writes")
+_set_claim = slot_setter(Plan, "claim")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,8 @@ from json.encoder import encode_basestring
 from types import MappingProxyType
 from typing import Any
 
+from ordersaga.slots import slot_setter
+
 __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_MESSAGE_AGE",
@@ -187,16 +189,10 @@ class Reply:
         return cls(ReplyStatus.INVALID, {}, reason)
 
 
-def _reply_slot(name: str) -> Callable[[Reply, Any], None]:
-    """The ``__set__`` of the slot descriptor of ``Reply``'s field ``name``."""
-    setter: Callable[[Reply, Any], None] = vars(Reply)[name].__set__
-    return setter
-
-
-_set_status = _reply_slot("status")
-_set_body = _reply_slot("body")
-_set_reason = _reply_slot("reason")
-_set_body_json = _reply_slot("body_json")
+_set_status = slot_setter(Reply, "status")
+_set_body = slot_setter(Reply, "body")
+_set_reason = slot_setter(Reply, "reason")
+_set_body_json = slot_setter(Reply, "body_json")
 
 
 @dataclass(frozen=True, slots=True)
