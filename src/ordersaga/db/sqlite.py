@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from ordersaga.db.base import Database, Row, Tx
+from ordersaga.db.base import Database, Row, Tx, stale
 from ordersaga.errors import (
     ConflictError,
     ForeignDatabase,
@@ -153,6 +153,16 @@ class _SqliteTx(Tx):
             return self._run(sql, params).rowcount
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
+
+    async def write(self, sql: str, params: tuple[Any, ...], expect: int | None) -> None:
+        # Tx.write's contract, run here rather than through ``execute``: one coroutine a write
+        # instead of two (the services make several writes a command).
+        try:
+            changed = self._run(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        if expect is not None and changed != expect:
+            raise ConflictError(stale(sql, changed, expect))
 
     async def fetchone(self, sql: str, *params: Any) -> Row | None:
         try:

@@ -78,7 +78,6 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ordersaga.db import Database, Tx
-from ordersaga.db.base import stale
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
 from ordersaga.participant.age import expired
@@ -338,11 +337,8 @@ class CommandRunner:
             return replay(cmd.key, cmd.fingerprint, record), False
         claim = plan.claim
         if claim is not None:
-            sql = claim.sql + unless_taken
             try:
-                changed = await tx.execute(sql, *claim.params)
-                if changed != 1:
-                    raise ConflictError(stale(sql, changed, 1))
+                await tx.write(claim.sql + unless_taken, claim.params, 1)
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The INSERT wrote nothing: record the refusal instead.
@@ -355,11 +351,8 @@ class CommandRunner:
                     cmd.key,
                 )
                 return handed_back(refusal, encoded), True
-        # Unpipelined, Tx.write runs at once: the same here, without a coroutine of its own.
-        for sql, params, expect in plan.writes:
-            changed = await tx.execute(sql, *params)
-            if expect is not None and changed != expect:
-                raise ConflictError(stale(sql, changed, expect))
+        for write in plan.writes:
+            await tx.write(*write)
         return handed_back(reply, encoded), True
 
     async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
