@@ -22,6 +22,7 @@ from ordersaga.orders.order_saga import ORDER_SAGA_NAME
 from ordersaga.orders.parse import Parsed, Rejected, Skip, Unreadable, parse_line
 from ordersaga.orders.vault import CardVault
 from ordersaga.saga.executor import DecisionCallback, SagaResult
+from ordersaga.slots import slot_twin
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,40 @@ class Outcome:
     @property
     def status(self) -> str:
         return "confirmed" if self.confirmed else "failed"
+
+
+_OutcomeSlots = slot_twin(Outcome)
+_new = object.__new__
+
+
+def _build_outcome(
+    lineno: int,
+    order_id: str,
+    confirmed: bool,
+    reason: str | None,
+    retries: int,
+    compensations: int,
+    replayed: bool,
+    latency: float,
+    step: str | None,
+    cause: str | None,
+) -> Outcome:
+    """``Outcome(...)`` with every field given, built without the frozen ``__init__`` (one per
+    order; see :mod:`ordersaga.slots`)."""
+    outcome: Any = _new(_OutcomeSlots)
+    outcome.lineno = lineno
+    outcome.order_id = order_id
+    outcome.confirmed = confirmed
+    outcome.reason = reason
+    outcome.retries = retries
+    outcome.compensations = compensations
+    outcome.replayed = replayed
+    outcome.latency = latency
+    outcome.step = step
+    outcome.cause = cause
+    outcome.__class__ = Outcome
+    built: Outcome = outcome  # (typed: no cast call on this path)
+    return built
 
 
 class Decider(Protocol):
@@ -174,7 +209,7 @@ class Pipeline:
         early: list[SagaResult] = []
 
         def outcome_of(result: SagaResult) -> Outcome:
-            return Outcome(
+            return _build_outcome(
                 lineno,
                 order_id,
                 result.confirmed,  # a saga still confirming is decided: it can only end confirmed

@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from ordersaga.orders.vault import CardVault, SealedCardError, redact
-from ordersaga.saga.definition import Invocation, SagaContext, SagaDefinition, Step, StepKind
+from ordersaga.saga.definition import (
+    Invocation,
+    SagaContext,
+    SagaDefinition,
+    Step,
+    StepKind,
+    invocation,
+)
 
 ORDER_SAGA_NAME = "order"
 
@@ -42,7 +49,7 @@ def _order_id(ctx: SagaContext) -> dict[str, Any]:
 
 def reserve(ctx: SagaContext) -> Invocation:
     items = [{"item_id": i["item_id"], "quantity": i["quantity"]} for i in ctx.input["items"]]
-    return Invocation(INVENTORY, "reserve", {"order_id": ctx.input["order_id"], "items": items})
+    return invocation(INVENTORY, "reserve", {"order_id": ctx.input["order_id"], "items": items})
 
 
 def prepare_shipment(ctx: SagaContext) -> Invocation:
@@ -51,7 +58,7 @@ def prepare_shipment(ctx: SagaContext) -> Invocation:
         "address": dict(ctx.input["shipping_address"]),
         "weight_kg": ctx.results["reserve"]["weight_kg"],
     }
-    return Invocation(SHIPPING, "prepare", payload)
+    return invocation(SHIPPING, "prepare", payload)
 
 
 def authorizer(vault: CardVault | None) -> Callable[[SagaContext], Invocation]:
@@ -74,14 +81,14 @@ def authorizer(vault: CardVault | None) -> Callable[[SagaContext], Invocation]:
             "card_number": card_number,
             "expiry": expiry,
         }
-        return Invocation(PAYMENT, "authorize", payload)
+        return invocation(PAYMENT, "authorize", payload)
 
     return authorize_payment
 
 
 def _call(service: str, action: str) -> Any:
     def build(ctx: SagaContext) -> Invocation:
-        return Invocation(service, action, _order_id(ctx))
+        return invocation(service, action, _order_id(ctx))
 
     build.__name__ = f"{service}_{action}"
     return build

@@ -31,6 +31,7 @@ from typing import Any
 
 from ordersaga.errors import DefinitionError
 from ordersaga.saga.retry import RetryPolicy
+from ordersaga.slots import slot_twin
 
 
 class StepKind(enum.StrEnum):
@@ -50,6 +51,22 @@ class Invocation:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
 
+_InvocationSlots = slot_twin(Invocation)
+_new = object.__new__
+
+
+def invocation(service: str, action: str, payload: Mapping[str, Any]) -> Invocation:
+    """``Invocation(service, action, payload)`` built without the frozen ``__init__`` (see
+    :mod:`ordersaga.slots`): for step builders, which make one per step call."""
+    built: Any = _new(_InvocationSlots)
+    built.service = service
+    built.action = action
+    built.payload = payload
+    built.__class__ = Invocation
+    made: Invocation = built  # (typed: no cast call on this path)
+    return made
+
+
 @dataclass(frozen=True, slots=True)
 class SagaContext:
     """What a step's call builder may read: the saga's input and earlier steps' results."""
@@ -57,6 +74,23 @@ class SagaContext:
     saga_id: str
     input: Mapping[str, Any]
     results: Mapping[str, Mapping[str, Any]]
+
+
+_ContextSlots = slot_twin(SagaContext)
+
+
+def saga_context(
+    saga_id: str, input: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]
+) -> SagaContext:
+    """``SagaContext(saga_id, input, results)`` built without the frozen ``__init__`` (see
+    :mod:`ordersaga.slots`): the engine makes one per saga run."""
+    built: Any = _new(_ContextSlots)
+    built.saga_id = saga_id
+    built.input = input
+    built.results = results
+    built.__class__ = SagaContext
+    made: SagaContext = built  # (typed: no cast call on this path)
+    return made
 
 
 Builder = Callable[[SagaContext], Invocation]

@@ -52,9 +52,15 @@ from ordersaga.saga.definition import Step
 from ordersaga.saga.logwriter import LogWriter, Run, cancelled, cancelled_blind
 from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.outcome import CANCELLED_REASON, failure_of
-from ordersaga.saga.result import EngineSettings, EngineStats, SagaResult
+from ordersaga.saga.result import EngineSettings, EngineStats, SagaResult, build_saga_result
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaStatus, SagaStore, StepRecord, StepStatus
+from ordersaga.slots import slot_twin
+
+#: A step call's command is built on this plain twin of :class:`Command` (see
+#: :mod:`ordersaga.slots`): six per order.
+_CommandSlots = slot_twin(Command)
+_new = object.__new__
 
 
 class Driver:
@@ -130,15 +136,17 @@ class Driver:
             failure = failure_of(run.record)  # resumed from the log: decided before
             if failure is not None:
                 run.failed_step, run.cause = failure.step, failure.cause
-        return SagaResult(
+        return build_saga_result(
             run.saga_id,
             status,
             reason,
-            retries=run.attempts - run.calls,
-            compensations=run.compensations,
-            fingerprint=run.record.fingerprint,
-            step=run.failed_step,
-            cause=run.cause,
+            run.attempts - run.calls,
+            run.compensations,
+            False,
+            False,
+            run.record.fingerprint,
+            run.failed_step,
+            run.cause,
         )
 
     async def _forward(self, run: Run) -> tuple[SagaStatus, str | None]:
@@ -274,13 +282,14 @@ class Driver:
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
         invocation = builder(run.context())
-        command = Command(
-            invocation.service,
-            invocation.action,
-            make_key(run.saga_id, step.key_name(), phase),
-            invocation.payload,
-            self._clock.time(),  # its first send: retries carry this stamp
-        )
+        built: Any = _new(_CommandSlots)  # Command(...) without its frozen __init__
+        built.service = invocation.service
+        built.action = invocation.action
+        built.key = make_key(run.saga_id, step.key_name(), phase)
+        built.payload = invocation.payload
+        built.sent_at = self._clock.time()  # its first send: retries carry this stamp
+        built.__class__ = Command
+        command: Command = built
 
         flag, slow_after = on_retry, 0.0  # an action's: at its first retry
         if policy.unlimited:

@@ -15,7 +15,7 @@ from ordersaga.clock import Clock
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.calls import CallOutcome, CallStatus
 from ordersaga.saga.crash import CrashPoints
-from ordersaga.saga.definition import SagaContext, SagaDefinition, Step
+from ordersaga.saga.definition import SagaContext, SagaDefinition, Step, saga_context
 from ordersaga.saga.observe import SagaObserver
 from ordersaga.saga.result import DecisionCallback, EngineStats
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, SagaStore, StepRecord, StepStatus
@@ -55,7 +55,7 @@ class Run:
         the run's own dict, updated in place)."""
         context = self._context
         if context is None or context.input is not self.record.input:
-            context = self._context = SagaContext(self.saga_id, self.record.input, self.results)
+            context = self._context = saga_context(self.saga_id, self.record.input, self.results)
         return context
 
 

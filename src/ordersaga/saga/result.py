@@ -6,15 +6,23 @@ Plain values, no behaviour: the executor (:mod:`ordersaga.saga.executor`) fills 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ordersaga.errors import ConfigError
 from ordersaga.protocol.messages import MAX_MESSAGE_AGE
 from ordersaga.saga.outcome import compensations_of, failure_of, retries_of
 from ordersaga.saga.retry import ACTION_POLICY, FOREVER_POLICY, PROBE_POLICY, RetryPolicy
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
+from ordersaga.slots import slot_twin
 
-__all__ = ["MISMATCH_REASON", "DecisionCallback", "EngineSettings", "EngineStats", "SagaResult"]
+__all__ = [
+    "MISMATCH_REASON",
+    "DecisionCallback",
+    "EngineSettings",
+    "EngineStats",
+    "SagaResult",
+    "build_saga_result",
+]
 
 #: The reason given to a request whose saga id is already used with other input.
 MISMATCH_REASON = "saga id already used with different input"
@@ -83,6 +91,40 @@ class SagaResult:
         """Decided to confirm: confirmed, or confirming (a confirmation is still outstanding and
         the saga flagged for attention; it can only end confirmed)."""
         return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
+
+
+_ResultSlots = slot_twin(SagaResult)
+_new = object.__new__
+
+
+def build_saga_result(
+    saga_id: str,
+    status: SagaStatus,
+    reason: str | None,
+    retries: int,
+    compensations: int,
+    replayed: bool,
+    mismatch: bool,
+    fingerprint: str,
+    step: str | None,
+    cause: str | None,
+) -> SagaResult:
+    """``SagaResult(...)`` with every field given, built without the frozen ``__init__`` (see
+    :mod:`ordersaga.slots`): the driver makes one or two per saga."""
+    result: Any = _new(_ResultSlots)
+    result.saga_id = saga_id
+    result.status = status
+    result.reason = reason
+    result.retries = retries
+    result.compensations = compensations
+    result.replayed = replayed
+    result.mismatch = mismatch
+    result.fingerprint = fingerprint
+    result.step = step
+    result.cause = cause
+    result.__class__ = SagaResult
+    built: SagaResult = result  # (typed: no cast call on this path)
+    return built
 
 
 class DecisionCallback(Protocol):

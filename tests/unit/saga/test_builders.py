@@ -1,0 +1,109 @@
+"""The engine's per-order values built on slot twins (``ordersaga.slots``) are the very values
+their public constructors make: same type, eq, hash, repr, replace, pickling, immutability."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+import random
+from typing import Any
+
+import pytest
+
+from ordersaga.local.pipeline import Outcome, _build_outcome
+from ordersaga.protocol.messages import Command, Probe, Reply
+from ordersaga.saga.definition import (
+    Invocation,
+    SagaContext,
+    SagaDefinition,
+    Step,
+    StepKind,
+    invocation,
+    saga_context,
+)
+from ordersaga.saga.executor import SagaEngine
+from ordersaga.saga.result import SagaResult, build_saga_result
+from ordersaga.saga.store.base import SagaStatus
+from ordersaga.saga.store.memory import MemoryStore
+from ordersaga.saga.testing import FakeClock
+from ordersaga.slots import slot_twin
+from ordersaga.transport.base import Transport
+
+RESULT_ARGS = ("s1", SagaStatus.FAILED, "why", 2, 1, False, True, "f" * 64, "pay", "business")
+OUTCOME_ARGS = (7, "o-7", False, "refused", 2, 1, True, 0.25, "pay", "business")
+
+
+def same_value(built: Any, made: Any) -> None:
+    assert type(built) is type(made)
+    assert built == made and made == built
+    assert repr(built) == repr(made)
+    assert dataclasses.astuple(built) == dataclasses.astuple(made)
+    assert copy.copy(built) == made
+    assert pickle.loads(pickle.dumps(built)) == made
+    fields = dataclasses.fields(made)
+    # Every field given, in order (a new field must reach the builder too).
+    assert [getattr(built, f.name) for f in fields] == [getattr(made, f.name) for f in fields]
+    name = fields[0].name
+    assert dataclasses.replace(built, **{name: "x"}) == dataclasses.replace(made, **{name: "x"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(built, name, "x")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        delattr(built, name)
+
+
+@pytest.mark.parametrize(
+    ("built", "made"),
+    [
+        (build_saga_result(*RESULT_ARGS), SagaResult(*RESULT_ARGS)),
+        (_build_outcome(*OUTCOME_ARGS), Outcome(*OUTCOME_ARGS)),
+        (invocation("svc", "act", {"n": 1}), Invocation("svc", "act", {"n": 1})),
+        (saga_context("s1", {"x": 1}, {"a": {}}), SagaContext("s1", {"x": 1}, {"a": {}})),
+    ],
+    ids=["SagaResult", "Outcome", "Invocation", "SagaContext"],
+)
+def test_built_values_are_the_constructed_ones(built: Any, made: Any) -> None:
+    same_value(built, made)
+
+
+def test_built_values_hash_like_the_constructed_ones() -> None:
+    built, made = build_saga_result(*RESULT_ARGS), SagaResult(*RESULT_ARGS)
+    assert hash(built) == hash(made) and {built: 1}[made] == 1
+    assert hash(_build_outcome(*OUTCOME_ARGS)) == hash(Outcome(*OUTCOME_ARGS))
+
+
+def test_a_twin_has_the_slots_and_nothing_else() -> None:
+    twin = slot_twin(SagaResult)
+    assert twin.__slots__ == SagaResult.__slots__ and twin.__bases__ == (object,)
+    assert not hasattr(twin(), "__dict__")
+
+
+class _Recording(Transport):
+    """Answers every command ok, keeping what was sent."""
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    async def send(self, command: Command) -> Reply:
+        self.commands.append(command)
+        return Reply.from_json({"status": "ok", "body": {"n": len(self.commands)}})
+
+    async def probe(self, service: str, key: str) -> Probe:  # pragma: no cover - never asked
+        raise AssertionError("no probe expected")
+
+
+async def test_a_step_calls_command_is_a_plain_command() -> None:
+    transport = _Recording()
+    clock = FakeClock(5_000.0)
+
+    def build(ctx: Any) -> Invocation:
+        return invocation("svc", "do", {"input": dict(ctx.input)})
+
+    steps = (Step("a", StepKind.PIVOT, build, build),)
+    engine = SagaEngine(
+        MemoryStore(), transport, [SagaDefinition("one", steps)], clock=clock, rng=random.Random(1)
+    )
+    result = await engine.start("one", "s1", {"x": 1}, "fp")
+    assert result.status is SagaStatus.CONFIRMED
+    (command,) = transport.commands
+    same_value(command, Command("svc", "do", "s1:a:action", {"input": {"x": 1}}, 5_000.0))
