@@ -40,6 +40,9 @@ class CallOutcome(NamedTuple):
     body_json: str | None = None  # the body's canonical JSON, when the reply carried it
 
 
+_tuple_new = tuple.__new__
+
+
 def outcome_of(
     command: Command,
     reply: Reply,
@@ -57,4 +60,7 @@ def outcome_of(
     body = reply.body
     if type(body) is not dict:  # a reply's own dict is not copied (nothing changes it)
         body = dict(body)
-    return CallOutcome(status, body, reason, attempts, probed, False, trail, reply.body_json)
+    # tuple.__new__ itself: a named tuple's own __new__ is a Python function in between.
+    return _tuple_new(
+        CallOutcome, (status, body, reason, attempts, probed, False, trail, reply.body_json)
+    )

@@ -36,6 +36,11 @@ UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 COMPACTED_PREFIX = "["
 
 
+#: Building the write values: ``tuple.__new__`` itself (a named tuple's own ``__new__`` is a
+#: Python function in between; every field is given here).
+_tuple_new = tuple.__new__
+
+
 class StepRow(NamedTuple):
     """A :class:`StepRecord` with its result (and its trail of attempts) already serialised.
 
@@ -60,16 +65,19 @@ class StepRow(NamedTuple):
         text = record.result_json
         if text is None:
             text = canonical_json(result if type(result) is dict else dict(result))
-        return cls(
-            record.step,
-            phase if type(phase) is Phase else Phase(phase),
-            status if type(status) is StepStatus else StepStatus(status),
-            text,
-            record.reason,
-            int(record.attempts),
-            float(record.started_at),
-            float(record.ended_at),
-            trail_json(record.trail) if record.trail else None,
+        return _tuple_new(
+            cls,
+            (
+                record.step,
+                phase if type(phase) is Phase else Phase(phase),
+                status if type(status) is StepStatus else StepStatus(status),
+                text,
+                record.reason,
+                int(record.attempts),
+                float(record.started_at),
+                float(record.ended_at),
+                trail_json(record.trail) if record.trail else None,
+            ),
         )
 
     def to_record(self) -> StepRecord:
@@ -86,6 +94,7 @@ class StepRow(NamedTuple):
         )
 
 
+_step_row = StepRow.of
 _dump_text = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -171,14 +180,17 @@ def make_create(
     reason: str | None,
     at: float,
 ) -> CreateWrite:
-    return CreateWrite(
-        saga_id,
-        definition,
-        canonical_json(input if type(input) is dict else dict(input)),
-        fingerprint,
-        status if type(status) is SagaStatus else SagaStatus(status),
-        reason,
-        at,
+    return _tuple_new(
+        CreateWrite,
+        (
+            saga_id,
+            definition,
+            canonical_json(input if type(input) is dict else dict(input)),
+            fingerprint,
+            status if type(status) is SagaStatus else SagaStatus(status),
+            reason,
+            at,
+        ),
     )
 
 
@@ -193,16 +205,19 @@ def make_update(
     input: Mapping[str, Any] | None = None,
     attention_reason: str | None = None,
 ) -> UpdateWrite:
-    return UpdateWrite(
-        saga_id,
-        tuple(StepRow.of(s) for s in steps),
-        status if status is None or type(status) is SagaStatus else SagaStatus(status),
-        reason,
-        needs_attention,
-        at,
-        owner,
-        None if input is None else canonical_json(dict(input)),
-        attention_reason,
+    return _tuple_new(
+        UpdateWrite,
+        (
+            saga_id,
+            tuple([_step_row(s) for s in steps]),
+            status if status is None or type(status) is SagaStatus else SagaStatus(status),
+            reason,
+            needs_attention,
+            at,
+            owner,
+            None if input is None else canonical_json(dict(input)),
+            attention_reason,
+        ),
     )
 
 
