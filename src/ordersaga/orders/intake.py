@@ -15,11 +15,12 @@ from typing import Any
 from ordersaga.orders.parse import Parsed, Rejected
 from ordersaga.orders.vault import CardVault
 from ordersaga.protocol.messages import fingerprint
+from ordersaga.slots import slot_setter
 
 __all__ = ["SagaRequest", "saga_request"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SagaRequest:
     """What to create in the saga log for one order request."""
 
@@ -27,6 +28,21 @@ class SagaRequest:
     input: dict[str, Any]
     fingerprint: str
     failed: str | None  # the reason of an invalid order (created already failed), else None
+
+    def __init__(
+        self, order_id: str, input: dict[str, Any], fingerprint: str, failed: str | None
+    ) -> None:
+        # Each field through its slot: one request per order (see ordersaga.slots).
+        _set_order_id(self, order_id)
+        _set_input(self, input)
+        _set_fingerprint(self, fingerprint)
+        _set_failed(self, failed)
+
+
+_set_order_id = slot_setter(SagaRequest, "order_id")
+_set_input = slot_setter(SagaRequest, "input")
+_set_fingerprint = slot_setter(SagaRequest, "fingerprint")
+_set_failed = slot_setter(SagaRequest, "failed")
 
 
 def saga_request(vault: CardVault, request: Parsed | Rejected) -> SagaRequest:

@@ -26,26 +26,36 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ordersaga.protocol.messages import fingerprint as json_fingerprint
+from ordersaga.slots import slot_setter
 
 __all__ = ["Address", "LineItem", "Order", "PaymentInfo", "merge_items"]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LineItem:
     item_id: str
     quantity: int
+
+    def __init__(self, item_id: str, quantity: int) -> None:
+        _set_item_id(self, item_id)
+        _set_quantity(self, quantity)
 
     def to_json(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "quantity": self.quantity}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Address:
     street: str
     city: str
     country: str
+
+    def __init__(self, street: str, city: str, country: str) -> None:
+        _set_street(self, street)
+        _set_city(self, city)
+        _set_country(self, country)
 
     def to_json(self) -> dict[str, Any]:
         return {"street": self.street, "city": self.city, "country": self.country}
@@ -62,11 +72,18 @@ class Address:
         return self.country
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PaymentInfo:
     method: str
     card_number: str | None = None
     expiry: str | None = None
+
+    def __init__(
+        self, method: str, card_number: str | None = None, expiry: str | None = None
+    ) -> None:
+        _set_method(self, method)
+        _set_card_number(self, card_number)
+        _set_expiry(self, expiry)
 
     def to_json(self) -> dict[str, Any]:
         return {"method": self.method, "card_number": self.card_number, "expiry": self.expiry}
@@ -75,13 +92,27 @@ class PaymentInfo:
         return " ".join(p for p in (self.method, self.card_number, self.expiry) if p is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Order:
     order_id: str
     user_id: int
     items: tuple[LineItem, ...]
     payment: PaymentInfo
     address: Address
+
+    def __init__(
+        self,
+        order_id: str,
+        user_id: int,
+        items: tuple[LineItem, ...],
+        payment: PaymentInfo,
+        address: Address,
+    ) -> None:
+        _set_order_id(self, order_id)
+        _set_user_id(self, user_id)
+        _set_items(self, items)
+        _set_payment(self, payment)
+        _set_address(self, address)
 
     def normalized(self) -> Order:
         """The same order with repeated items summed and items sorted by item id."""
@@ -152,6 +183,23 @@ class Order:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an order in canonical JSON form: {exc!r}") from None
+
+
+# Each class's own __init__ stores its fields through their slots (see ordersaga.slots): the
+# parser builds several of these values per order line.
+_set_item_id = slot_setter(LineItem, "item_id")
+_set_quantity = slot_setter(LineItem, "quantity")
+_set_street = slot_setter(Address, "street")
+_set_city = slot_setter(Address, "city")
+_set_country = slot_setter(Address, "country")
+_set_method = slot_setter(PaymentInfo, "method")
+_set_card_number = slot_setter(PaymentInfo, "card_number")
+_set_expiry = slot_setter(PaymentInfo, "expiry")
+_set_order_id = slot_setter(Order, "order_id")
+_set_user_id = slot_setter(Order, "user_id")
+_set_items = slot_setter(Order, "items")
+_set_payment = slot_setter(Order, "payment")
+_set_address = slot_setter(Order, "address")
 
 
 def merge_items(pairs: Iterable[tuple[str, int]]) -> tuple[LineItem, ...]:

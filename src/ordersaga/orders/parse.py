@@ -34,6 +34,7 @@ from ordersaga.orders.jsonform import read_json_form
 from ordersaga.orders.model import Order
 from ordersaga.orders.rules import NoOrderId, RejectedOrder
 from ordersaga.orders.textform import address_from_text, read_text_form
+from ordersaga.slots import slot_setter
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -60,11 +61,17 @@ class Skip:
     """A blank or comment line: no outcome at all."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Parsed:
     """A valid order."""
 
     order: Order
+
+    def __init__(self, order: Order) -> None:
+        _set_order(self, order)  # through its slot: one per order line (see ordersaga.slots)
+
+
+_set_order = slot_setter(Parsed, "order")
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -115,3 +116,24 @@ def test_json_line_leaves_out_null_card_fields() -> None:
 
 def test_merge_items_keeps_first_appearance() -> None:
     assert merge_items([("B", 1), ("A", 1), ("B", 2)]) == (LineItem("B", 3), LineItem("A", 1))
+
+
+def test_the_values_own_inits_keep_the_dataclass_behaviour() -> None:
+    # Each class stores its fields through their slots (ordersaga.slots): keywords, defaults,
+    # equality, replace and immutability stay those of a frozen dataclass.
+    by_keywords = Order(
+        order_id="123",
+        user_id=456,
+        items=(LineItem(item_id="B", quantity=1), LineItem("A", quantity=2)),
+        payment=PaymentInfo(method="CreditCard", card_number="4111111111111111", expiry="12/30"),
+        address=Address(street="1 Main St", city="Springfield", country="US"),
+    )
+    assert by_keywords == ORDER and hash(by_keywords.items) == hash(ORDER.items)
+    assert PaymentInfo("Cash") == PaymentInfo("Cash", None, None)
+    assert dataclasses.replace(ORDER, user_id=7).user_id == 7
+    for value in (ORDER, ORDER.items[0], ORDER.payment, ORDER.address):
+        name = dataclasses.fields(value)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(value, name, "x")
+    with pytest.raises(TypeError):
+        LineItem("A")  # type: ignore[call-arg]
