@@ -157,10 +157,11 @@ class Driver:
             if step.name in run.results:
                 continue
             policy = step.retry or self._settings.action_policy
-            started = self._clock.time()
+            started = self._clock.time()  # the record's start, the command's stamp
+            deadline = self._deadline(run, started)
             progress = self._progress(run, held) if held else None
             outcome = await self._call(
-                run, step, Phase.ACTION, policy, self._deadline(run), on_retry=progress
+                run, step, Phase.ACTION, policy, started, deadline, on_retry=progress
             )
             record = self.log.step_record(step, Phase.ACTION, outcome, started)
             if outcome.status is CallStatus.SUCCEEDED:
@@ -231,7 +232,8 @@ class Driver:
             if action is None or action.status in (StepStatus.REFUSED, StepStatus.UNDELIVERED):
                 continue
             started = self._clock.time()
-            outcome = await self._call(run, step, Phase.COMPENSATE, self._settings.forever_policy)
+            policy = self._settings.forever_policy
+            outcome = await self._call(run, step, Phase.COMPENSATE, policy, started)
             if outcome.status is not CallStatus.SUCCEEDED:
                 await self.log.attention(run, f"compensating {step.name}: {outcome.reason}")
                 return SagaStatus.COMPENSATING
@@ -252,7 +254,8 @@ class Driver:
         done: list[StepRecord] = []
         for step in run.definition.retriable_steps:
             started = self._clock.time()
-            outcome = await self._call(run, step, Phase.CONFIRM, self._settings.forever_policy)
+            policy = self._settings.forever_policy
+            outcome = await self._call(run, step, Phase.CONFIRM, policy, started)
             if outcome.status is not CallStatus.SUCCEEDED:
                 await self.log.attention(run, f"confirming {step.name}: {outcome.reason}")
                 return SagaStatus.CONFIRMING
@@ -264,9 +267,10 @@ class Driver:
 
     # ------------------------------------------------------------------------ helpers
 
-    def _deadline(self, run: Run) -> float:
-        """The order's deadline on the monotonic clock (it counts from the saga's creation)."""
-        left = run.record.created_at + self._settings.order_deadline - self._clock.time()
+    def _deadline(self, run: Run, now: float) -> float:
+        """The order's deadline on the monotonic clock (it counts from the saga's creation);
+        ``now``: the wall-clock time just read."""
+        left = run.record.created_at + self._settings.order_deadline - now
         return self._clock.monotonic() + left
 
     async def _call(
@@ -275,10 +279,13 @@ class Driver:
         step: Step,
         phase: Phase,
         policy: RetryPolicy,
+        sent_at: float,
         deadline: float | None = None,
         *,
         on_retry: Callable[[str], Awaitable[None]] | None = None,
     ) -> CallOutcome:
+        """The step call of ``step``'s ``phase``, its command stamped ``sent_at`` (its first send:
+        the wall-clock time the step record starts at, read once by the caller)."""
         builder = step.action if phase is not Phase.COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
         invocation = builder(run.context())
@@ -287,7 +294,7 @@ class Driver:
         built.action = invocation.action
         built.key = make_key(run.saga_id, step.key_name(), phase)
         built.payload = invocation.payload
-        built.sent_at = self._clock.time()  # its first send: retries carry this stamp
+        built.sent_at = sent_at  # its first send: retries carry this stamp
         built.__class__ = Command
         command: Command = built
 
