@@ -227,8 +227,18 @@ class Pipeline:
             early.append(result)
             self._deliver(seq, outcome_of(result), window)
 
+        # The saga of the request (see orders.intake), decided here rather than in a coroutine
+        # of its own: every suspension of the saga resumes through each coroutine level.
         try:
-            result = await self._decide(request, decided)
+            saga = saga_request(self.vault, request)
+            if saga.failed is not None:
+                result = await self.engine.record_failed(
+                    ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, saga.failed
+                )
+            else:
+                result = await self.engine.start(
+                    ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, on_decided=decided
+                )
         except Exception as exc:  # the log or a database failed: stop the run, keep the data
             if self._failure is None:
                 self._failure = exc
@@ -243,16 +253,6 @@ class Pipeline:
             self.counts.compensations += result.compensations - early[0].compensations
         else:
             self._deliver(seq, outcome_of(result), window)
-
-    async def _decide(self, request: Parsed | Rejected, on_decided: DecisionCallback) -> SagaResult:
-        saga = saga_request(self.vault, request)
-        if saga.failed is not None:
-            return await self.engine.record_failed(
-                ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, saga.failed
-            )
-        return await self.engine.start(
-            ORDER_SAGA_NAME, saga.order_id, saga.input, saga.fingerprint, on_decided=on_decided
-        )
 
     def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
         self.counts.add(outcome)

@@ -99,7 +99,26 @@ class Driver:
         """
         try:
             with self.observer.driving(run.record):
-                return await self._drive_owned(run)
+                # (Driving itself is written out here, not a coroutine of its own: every
+                # suspension of the saga resumes through each coroutine level.)
+                for record in run.record.steps:
+                    if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
+                        run.results[record.step] = record.result
+                status = run.record.status
+                reason = run.record.reason
+                if status is SagaStatus.RUNNING:
+                    status, reason = await self._forward(run)
+                    if status is SagaStatus.CONFIRMING and run.on_decided is not None:
+                        run.on_decided(self._result(run, status, reason))
+                if status is SagaStatus.CONFIRMING:
+                    status = await _shielded(self._confirm(run))
+                elif status is SagaStatus.COMPENSATING:
+                    status = await _shielded(self._compensate(run, reason))
+                if status is SagaStatus.CONFIRMED:
+                    self._stats.confirmed += 1
+                elif status is SagaStatus.FAILED:
+                    self._stats.failed += 1
+                return self._result(run, status, reason)
         except ConflictError as exc:
             stored = await self.store.load(run.saga_id)
             if stored is not None and stored.status.terminal:
@@ -109,26 +128,6 @@ class Driver:
                 # while this process drove it, with no lease to fence it off: compensate now.
                 return await self.drive(Run(stored, run.definition))
             raise OwnershipLost(f"saga {run.saga_id!r}: {exc}") from exc
-
-    async def _drive_owned(self, run: Run) -> SagaResult:
-        for record in run.record.steps:
-            if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
-                run.results[record.step] = record.result
-        status = run.record.status
-        reason = run.record.reason
-        if status is SagaStatus.RUNNING:
-            status, reason = await self._forward(run)
-            if status is SagaStatus.CONFIRMING and run.on_decided is not None:
-                run.on_decided(self._result(run, status, reason))
-        if status is SagaStatus.CONFIRMING:
-            status = await _shielded(self._confirm(run))
-        elif status is SagaStatus.COMPENSATING:
-            status = await _shielded(self._compensate(run, reason))
-        if status is SagaStatus.CONFIRMED:
-            self._stats.confirmed += 1
-        elif status is SagaStatus.FAILED:
-            self._stats.failed += 1
-        return self._result(run, status, reason)
 
     @staticmethod
     def _result(run: Run, status: SagaStatus, reason: str | None) -> SagaResult:

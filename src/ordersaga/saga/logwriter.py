@@ -7,7 +7,7 @@ the saga's :class:`Run` in step with the log. What is written when is :mod:`.dri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,27 @@ class LogWriter:
             outcome.body_json,
         )
 
-    async def create(
+    def create(
+        self,
+        saga_id: str,
+        definition: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        status: SagaStatus,
+        reason: str | None,
+    ) -> Awaitable[tuple[SagaRecord, bool]]:
+        """Create the saga's log record (see :meth:`SagaStore.create`), between crash points.
+
+        Disarmed, the points cost nothing: the store's own coroutine is the creation (no
+        coroutine of this writer's around it, every saga makes one).
+        """
+        if not self._armed:
+            return self.store.create(
+                saga_id, definition, input, fingerprint, status=status, reason=reason
+            )
+        return self._create_between_points(saga_id, definition, input, fingerprint, status, reason)
+
+    async def _create_between_points(
         self,
         saga_id: str,
         definition: str,
@@ -104,7 +124,6 @@ class LogWriter:
         status: SagaStatus,
         reason: str | None,
     ) -> tuple[SagaRecord, bool]:
-        """Create the saga's log record (see :meth:`SagaStore.create`), between crash points."""
         self._crash.hit("log.before:create")
         result = await self.store.create(
             saga_id, definition, input, fingerprint, status=status, reason=reason

@@ -1,5 +1,6 @@
-"""The engine's per-order values built on slot twins (``ordersaga.slots``) are the very values
-their public constructors make: same type, eq, hash, repr, replace, pickling, immutability."""
+"""The engine's hot paths keep their meaning: the per-order values built on slot twins
+(``ordersaga.slots``) are the very values their public constructors make (same type, eq, hash,
+repr, replace, pickling, immutability), and the creation's crash points stay around it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from ordersaga.local.pipeline import Outcome, _build_outcome
 from ordersaga.protocol.messages import Command, Probe, Reply
+from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import (
     Invocation,
     SagaContext,
@@ -107,3 +109,28 @@ async def test_a_step_calls_command_is_a_plain_command() -> None:
     assert result.status is SagaStatus.CONFIRMED
     (command,) = transport.commands
     same_value(command, Command("svc", "do", "s1:a:action", {"input": {"x": 1}}, 5_000.0))
+
+
+async def test_armed_points_around_the_creation_are_hit_in_order() -> None:
+    # Disarmed, the creation is the store's own coroutine; armed, the points come around it.
+    store = MemoryStore()
+    seen: list[tuple[str, bool]] = []
+
+    class Seen(CrashPoints):
+        def hit(self, name: str) -> None:
+            seen.append((name, "s1" in store._sagas))  # what the log held at the point
+
+    def build(ctx: Any) -> Invocation:
+        return invocation("svc", "do", {})
+
+    steps = (Step("a", StepKind.PIVOT, build, build),)
+    engine = SagaEngine(
+        store, _Recording(), [SagaDefinition("one", steps)], clock=FakeClock(), crash=Seen()
+    )
+    result = await engine.start("one", "s1", {"x": 1}, "fp")
+    assert result.status is SagaStatus.CONFIRMED
+    assert seen[:3] == [
+        ("log.before:create", False),
+        ("log.after:create", True),
+        ("saga.created", True),
+    ]
