@@ -55,6 +55,7 @@ from ordersaga.protocol.messages import (
     Phase,
     Probe,
     Reply,
+    ReplyStatus,
     parse_key,
 )
 from ordersaga.saga.attempts import Attempts, CallStats, Counting, Crashing, Flagging, Observer
@@ -178,7 +179,7 @@ class Caller:
                 breaker.release()
                 raise
             else:
-                if reply.status.definite:
+                if reply.status not in _INDEFINITE:  # (.definite: a property call)
                     breaker.record_success()
                     return outcome_of(command, reply)
                 first = reply
@@ -400,6 +401,10 @@ class Caller:
         if task is not None:
             self.stalled[task] = service
         return task
+
+
+#: The reply statuses that are no definite answer (``in_flight``, ``expired``).
+_INDEFINITE = frozenset(status for status in ReplyStatus if not status.definite)
 
 
 def _definite(reply: Reply) -> bool:

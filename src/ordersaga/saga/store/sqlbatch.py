@@ -20,8 +20,15 @@ from typing import Any, TypeVar
 
 from ordersaga.db import Tx
 from ordersaga.errors import ConflictError
-from ordersaga.saga.store.base import SagaStatus
+from ordersaga.protocol.messages import Phase
+from ordersaga.saga.store.base import SagaStatus, StepStatus
 from ordersaga.saga.store.model import CreateWrite, Head, StepRow, Write, check_update
+
+#: The stored text of each status and phase: a dict lookup where ``str(member)`` copies the
+#: member into a new plain str (what the drivers bind) through the enum's ``__str__``.
+_TEXT: dict[str, str] = {
+    member: member.value for kind in (SagaStatus, StepStatus, Phase) for member in kind
+}
 
 #: Rows per multi-row statement: stays far below both dialects' limits on bound parameters.
 CHUNK_ROWS = 200
@@ -110,7 +117,7 @@ class BatchStatements:
             params: list[Any] = []
             for write, head in chunk:
                 params += (write.saga_id, write.definition, write.input, write.fingerprint)
-                params += (str(head.status), head.reason, int(head.needs_attention))
+                params += (_TEXT[head.status], head.reason, int(head.needs_attention))
                 params += (write.at, head.updated_at, head.version)
             await tx.execute(_INSERT_SAGAS + ", ".join([_SAGA_VALUES] * len(chunk)), *params)
 
@@ -120,13 +127,13 @@ class BatchStatements:
             if any(h.reason is not None or h.attention_reason is not None for _, h, _ in chunk):
                 values = _UPDATE_VALUES
                 for saga_id, head, version in chunk:
-                    params += (saga_id, str(head.status), head.reason, int(head.needs_attention))
+                    params += (saga_id, _TEXT[head.status], head.reason, int(head.needs_attention))
                     params += (head.updated_at, head.version, version, head.input)
                     params.append(head.attention_reason)
             else:
                 values = _UPDATE_VALUES_NO_REASONS
                 for saga_id, head, version in chunk:
-                    params += (saga_id, str(head.status), int(head.needs_attention))
+                    params += (saga_id, _TEXT[head.status], int(head.needs_attention))
                     params += (head.updated_at, head.version, version, head.input)
             sql = _UPDATE_SAGAS.format(rows=", ".join([values] * len(chunk)))
             if await tx.execute(sql, *params) != len(chunk):
@@ -172,7 +179,8 @@ def head_of(row: Any) -> Head:
         float(row["updated_at"]),
         int(row["version"]),
         row["owner"],
-        attention_reason=row["attention_reason"],
+        None,  # input: none replaced yet (positional: a keyword takes the slower call path)
+        row["attention_reason"],
     )
 
 
@@ -235,12 +243,12 @@ async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
         if any(row.reason is not None or row.trail is not None for _, row in chunk):
             values = _STEP_VALUES
             for saga_id, row in chunk:
-                params += (saga_id, row.step, str(row.phase), str(row.status), row.result)
+                params += (saga_id, row.step, _TEXT[row.phase], _TEXT[row.status], row.result)
                 params += (row.reason, row.attempts, row.started_at, row.ended_at, row.trail)
         else:
             values = _STEP_VALUES_BARE
             for saga_id, row in chunk:
-                params += (saga_id, row.step, str(row.phase), str(row.status), row.result)
+                params += (saga_id, row.step, _TEXT[row.phase], _TEXT[row.status], row.result)
                 params += (row.attempts, row.started_at, row.ended_at)
         sql = _UPSERT_STEPS.format(rows=", ".join([values] * len(chunk)))
         await tx.execute(sql, *params)
