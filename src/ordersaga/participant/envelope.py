@@ -15,9 +15,38 @@ from typing import Any
 
 from ordersaga.participant.fields import BadPayload, mapping
 from ordersaga.participant.plan import Action, Prepared
-from ordersaga.protocol.messages import Command, canonical_json, parse_key
+from ordersaga.protocol.messages import (
+    MAX_KEY_LENGTH,
+    Command,
+    Phase,
+    canonical_json,
+    parse_key,
+)
 
 __all__ = ["Envelope"]
+
+_sha256 = hashlib.sha256
+
+
+def _resource(key: Any, phase: Phase, action: str) -> str:
+    """The resource (``<saga id>:<step>``) of ``key``, a well-formed key of ``phase``; else
+    BadPayload, with :func:`~ordersaga.protocol.messages.parse_key`'s reason or the phase's.
+
+    The usual key is told by the checks parse_key makes, without its list and tuple (a key per
+    command); anything else goes through parse_key itself.
+    """
+    if type(key) is str and len(key) <= MAX_KEY_LENGTH and key.isprintable() and " " not in key:
+        resource, _, tail = key.rpartition(":")
+        saga_id, _, step = resource.rpartition(":")
+        if tail == phase and saga_id and step:  # a saga id implies the colon before the step
+            return resource
+    try:
+        saga_id, step, kind = parse_key(key)
+    except ValueError as exc:
+        raise BadPayload(str(exc)) from None
+    if kind is not phase:
+        raise BadPayload(f"action {action!r} needs a {phase} key, not {kind}")
+    return f"{saga_id}:{step}"
 
 
 class Envelope:
@@ -27,10 +56,9 @@ class Envelope:
         self, service: str, actions: Sequence[Action[Any]], max_payload_bytes: int
     ) -> None:
         self._service = service
-        self._actions = {a.name: a for a in actions}
-        # What every fingerprint of an action starts with (see prepare).
-        self._fingerprint_heads = {
-            a.name: f'{{"action":{canonical_json(a.name)},"payload":' for a in actions
+        # Each action with what every fingerprint of it starts with (see prepare).
+        self._actions = {
+            a.name: (a, f'{{"action":{canonical_json(a.name)},"payload":') for a in actions
         }
         self._max_payload_bytes = max_payload_bytes
 
@@ -38,32 +66,30 @@ class Envelope:
         """The command, validated and parsed (BadPayload with the reason when it is not)."""
         if command.service != self._service:
             raise BadPayload(f"command for service {command.service!r} sent to {self._service!r}")
-        action = self._actions.get(command.action) if isinstance(command.action, str) else None
-        if action is None:
-            raise BadPayload(f"unknown action {command.action!r} for service {self._service!r}")
-        try:
-            saga_id, step, phase = parse_key(command.key)
-        except ValueError as exc:
-            raise BadPayload(str(exc)) from None
-        if phase is not action.phase:
-            raise BadPayload(f"action {action.name!r} needs a {action.phase} key, not {phase}")
+        name = command.action
+        known = self._actions.get(name) if isinstance(name, str) else None
+        if known is None:
+            raise BadPayload(f"unknown action {name!r} for service {self._service!r}")
+        action, head = known
+        resource = _resource(command.key, action.phase, action.name)
         payload = command.payload
-        if type(payload) is not dict:
-            payload = mapping(payload, "payload")
-        text = self._canonical_payload(payload)
-        # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse`` checks
-        # each value's type and copies what it keeps. Any other mapping is read back from JSON.
-        plain: Mapping[str, Any] = payload if type(payload) is dict else json.loads(text)
+        if type(payload) is dict:
+            # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse``
+            # checks each value's type and copies what it keeps.
+            plain: Mapping[str, Any] = payload
+            text = self._canonical_payload(payload)
+        else:  # any other mapping is read back from JSON
+            text = self._canonical_payload(mapping(payload, "payload"))
+            plain = json.loads(text)
         # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
-        head = self._fingerprint_heads[action.name]
         if action.fingerprinted is not None:
             view = action.fingerprinted(plain)
             if view is not plain:
                 text = canonical_json(dict(view))
         return Prepared(
             command.key,
-            f"{saga_id}:{step}",  # the resource
-            hashlib.sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
+            resource,
+            _sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
             action,
             action.parse(plain),
         )

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ordersaga.db import Database, Tx
 from ordersaga.db.groupcommit import GroupCommitter
@@ -145,11 +145,9 @@ class _NothingToCommit(Exception):
     """Raised inside a batch's transaction that applied nothing, to roll it back."""
 
 
-class _Job(NamedTuple):
-    """One command's write phase in a batch; without a plan it is decided inside the batch."""
-
-    cmd: Prepared
-    plan: Plan | None
+#: One command's write phase in a batch: the command, and its plan unless it is decided inside
+#: the batch (a plain pair: one per command).
+_Job = tuple[Prepared, Plan | None]
 
 
 async def _answered(reply: Reply) -> Reply:
@@ -220,10 +218,14 @@ class CommandRunner:
         looked at (:func:`ordersaga.participant.retention.expired`).
         """
         limit = self._options.max_message_age
-        if limit is not None and command.sent_at is not None:
-            late = expired(command, limit, self._now())
-            if late is not None:
-                return late
+        sent_at = command.sent_at
+        # Within the limit (the usual case) without a call of expired's own: its own test.
+        if limit is not None and sent_at is not None:
+            now = self._now()
+            if not now - float(sent_at) <= limit:
+                late = expired(command, limit, now)
+                if late is not None:
+                    return late
         try:
             return self._envelope.prepare(command)
         except BadPayload as exc:
@@ -244,7 +246,7 @@ class CommandRunner:
                 plan = await cmd.action.decide(self._db, cmd.resource, cmd.request, self._now())
                 await pause()
             try:
-                return await self._committer.enqueue(_Job(cmd, plan))
+                return await self._committer.enqueue((cmd, plan))
             except ConflictError:
                 self.stats.conflicts += 1
                 if attempt < policy.max_attempts:
@@ -263,7 +265,7 @@ class CommandRunner:
         transaction itself fails (or, unpipelined, the single command of a batch of one does);
         the committer then runs each command in a transaction of its own.
         """
-        if len(jobs) == 1 or all(job.plan is None for job in jobs):
+        if len(jobs) == 1 or all(plan is None for _, plan in jobs):
             try:
                 return await self._transact(jobs, isolated=False)
             except Exception:
@@ -308,7 +310,7 @@ class CommandRunner:
 
     async def _apply_job(self, tx: Tx, job: _Job, now: float) -> tuple[Reply, bool]:
         """One command's part of a batch: its reply, and whether it wrote anything."""
-        cmd, plan = job.cmd, job.plan
+        cmd, plan = job
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
         action = cmd.action

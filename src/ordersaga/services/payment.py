@@ -40,9 +40,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
@@ -107,8 +106,9 @@ LIFECYCLE = Lifecycle(
 _EXPIRY = re.compile(r"([0-9]{2})/([0-9]{2})")
 
 
-@dataclass(frozen=True, slots=True)
-class AuthorizeRequest:
+class AuthorizeRequest(NamedTuple):
+    """A parsed authorization (an immutable value; a named tuple, as ReserveRequest is)."""
+
     order_id: str
     user_id: int
     amount_cents: int
@@ -119,12 +119,12 @@ class AuthorizeRequest:
 
 def parse_authorize(payload: Mapping[str, Any]) -> AuthorizeRequest:
     return AuthorizeRequest(
-        order_id=fields.order_id(payload),
-        user_id=fields.integer(payload, "user_id"),
-        amount_cents=fields.integer(payload, "amount_cents"),
-        method=fields.text(payload, "method", max_length=128),
-        card_number=fields.optional_text(payload, "card_number", max_length=64),
-        expiry=fields.optional_text(payload, "expiry", max_length=16),
+        fields.order_id(payload),
+        fields.integer(payload, "user_id"),
+        fields.integer(payload, "amount_cents"),
+        fields.text(payload, "method", max_length=128),
+        fields.optional_text(payload, "card_number", max_length=64),
+        fields.optional_text(payload, "expiry", max_length=16),
     )
 
 

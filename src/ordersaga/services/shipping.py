@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal, localcontext
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
@@ -81,8 +80,9 @@ LIFECYCLE = Lifecycle(
 _WEIGHT = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
 
 
-@dataclass(frozen=True, slots=True)
-class PrepareRequest:
+class PrepareRequest(NamedTuple):
+    """A parsed shipment (an immutable value; a named tuple, as ReserveRequest is)."""
+
     order_id: str
     street: str
     city: str

@@ -23,7 +23,7 @@ from ordersaga.participant.kit import (
     RunnerOptions,
     Write,
 )
-from ordersaga.protocol.messages import Command, Phase, Reply, ReplyStatus
+from ordersaga.protocol.messages import Command, Phase, Reply, ReplyStatus, parse_key
 
 
 class FakeTx(Tx):
@@ -262,6 +262,67 @@ async def test_a_bad_envelope_is_invalid_with_a_reason_naming_what_is_wrong(
     runner = _runner(db, LockingPolicy(), [])
     assert await runner.handle(command) == Reply.invalid(reason)
     assert db.statements == []
+
+
+class _Key(str):
+    """A key of a str subclass: checked as any other key."""
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "s:x:action",
+        "a:b:c:step:action",
+        _Key("s:x:action"),
+        "s:x:compensate",
+        "s:x:ACTION",
+        "s:x:",
+        "s:x:action:",
+        ":x:action",
+        "s::action",
+        "::action",
+        "x:action",
+        "action",
+        "",
+        "s x:y:action",
+        "s\tx:y:action",
+        "s:y:action\n",
+        "s" * 503 + ":x:action",
+        "s" * 504 + ":x:action",
+        123,
+        None,
+    ],
+)
+def test_a_key_is_checked_as_parse_key_checks_it_then_for_the_action_phase(key: Any) -> None:
+    """The envelope tells the usual key without parse_key; every key gets parse_key's verdict:
+    its reason when malformed, the phase's when of another phase, else its resource."""
+    runner = _runner(FakeDb(0), LockingPolicy(), [])
+    prepared = runner.prepare(Command("svc", "bump", key, {"n": 1}))
+    try:
+        saga_id, step, phase = parse_key(key)
+    except ValueError as exc:
+        assert prepared == Reply.invalid(str(exc))
+        return
+    if phase is not Phase.ACTION:
+        assert prepared == Reply.invalid(f"action 'bump' needs a action key, not {phase}")
+    else:
+        assert not isinstance(prepared, Reply)
+        assert (prepared.key, prepared.resource) == (key, f"{saga_id}:{step}")
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "expired"),
+    [(5.0 - 3600.0, False), (5.0 - 3600.5, True), (float("nan"), True), (1e9, False)],
+)
+def test_a_command_past_the_age_limit_is_expired_and_one_within_it_is_not(
+    sent_at: float, expired: bool
+) -> None:
+    """The limit admits exactly its age (the clock reads 5.0); an age that is not a number is
+    past it; a command from the future is taken as sent now."""
+    runner = _runner(FakeDb(0), LockingPolicy(), [])
+    prepared = runner.prepare(Command("svc", "bump", "s:x:action", {"n": 1}, sent_at))
+    status = prepared.status if isinstance(prepared, Reply) else None
+    assert status is (ReplyStatus.EXPIRED if expired else None)
 
 
 async def test_any_mapping_payload_is_read_as_its_json() -> None:
