@@ -313,30 +313,29 @@ class CommandRunner:
         cmd, plan = job
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
-        action = cmd.action
-        plan = await action.decide(tx, cmd.resource, cmd.request, now)
+        key, resource, fingerprint, action, request = cmd
+        plan = await action.decide(tx, resource, request, now)
         if plan.claim is None and action.phase is Phase.ACTION:
             plan = await self._unless_existing(tx, cmd, plan)
         reply = plan.reply
-        encoded = encode(reply)
-        recording = (cmd.key, cmd.fingerprint, str(reply.status), encoded[1], now)
+        encoded = status, _, text = encode(reply)
         if tx.pipelined:
             # Plain INSERTs, not waited for: a repeat, or a resource taken, fails the statement
             # and so the batch, which is then run again isolated (see _apply_batch).
-            await tx.write(RECORD, recording, 1)
+            await tx.write(RECORD, (key, fingerprint, status, text, now), 1)
             return await self._write(tx, plan, encoded), True
         unless_taken = self._unless_taken
         try:
-            recorded = await tx.execute(self._record, *recording)
+            recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
         except ConflictError:
             recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
             # The key is recorded already: a repeat (PostgreSQL's INSERT waited for a concurrent
             # transaction holding the key to end, and this statement sees its commit).
-            record = await stored(tx, cmd.key)
+            record = await stored(tx, key)
             if record is None:
-                raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
-            return replay(cmd.key, cmd.fingerprint, record), False
+                raise ConflictError(f"{self._service}: {key}: the key is taken")
+            return replay(key, fingerprint, record), False
         claim = plan.claim
         if claim is not None:
             try:
@@ -345,12 +344,9 @@ class CommandRunner:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The INSERT wrote nothing: record the refusal instead.
                 refusal = await self._refusal_of_existing(tx, cmd)
-                encoded = encode(refusal)
+                encoded = status, _, text = encode(refusal)
                 await tx.execute(
-                    "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?",
-                    str(refusal.status),
-                    encoded[1],
-                    cmd.key,
+                    "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?", status, text, key
                 )
                 return handed_back(refusal, encoded), True
         for write in plan.writes:
@@ -384,9 +380,8 @@ class CommandRunner:
         other than the one ``plan`` was decided on; the caller must roll ``tx`` back.
         """
         plan = await self._unless_existing(tx, cmd, plan)
-        encoded = encode(plan.reply)
-        record = (cmd.key, cmd.fingerprint, str(plan.reply.status), encoded[1], self._now())
-        await tx.write(RECORD, record, 1)
+        encoded = status, _, text = encode(plan.reply)
+        await tx.write(RECORD, (cmd.key, cmd.fingerprint, status, text, self._now()), 1)
         return await self._write(tx, plan, encoded)
 
     async def _write(self, tx: Tx, plan: Plan, encoded: Encoded) -> Reply:

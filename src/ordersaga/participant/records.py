@@ -49,8 +49,13 @@ RECORD = (
 _LOOKUP = "SELECT fingerprint, status, reply FROM idempotency WHERE key = ?"
 _SCALARS = (str, int, bool, type(None))
 
-#: A reply's body as canonical JSON, and its record's text (the whole reply).
-Encoded = tuple[str, str]
+#: A reply's status as a plain string (its record's status column), its body as canonical JSON,
+#: and its record's text (the whole reply).
+Encoded = tuple[str, str, str]
+
+#: Each status as a plain str: a StrEnum member is a str subclass, and both ``str()`` of it and
+#: formatting it into the record's text cost a call of their own (a record per command).
+_STATUS_TEXT = {status: str(status) for status in ReplyStatus}
 
 
 def is_canonical(body: Mapping[str, Any]) -> bool:
@@ -94,16 +99,19 @@ def _round_trips(value: Any) -> bool:
 
 
 def encode(reply: Reply) -> Encoded:
-    """``reply``'s body JSON and the text its record stores (the body encoded once)."""
+    """``reply``'s status text, body JSON and the text its record stores (the body encoded
+    once)."""
+    status = _STATUS_TEXT[reply.status]
     body_json = reply.body_text()
-    return body_json, reply_json(reply.status, body_json, reply.reason)
+    return status, body_json, reply_json(status, body_json, reply.reason)
 
 
 def handed_back(reply: Reply, encoded: Encoded) -> Reply:
     """Exactly what a repeat will read from the record, with the body's JSON attached: most
     replies are already in that form, the others are read back from their JSON."""
-    body_json, text = encoded
-    if is_canonical(reply.body) or _round_trips(reply.body):
+    _, body_json, text = encoded
+    body = reply.body
+    if is_canonical(body) or _round_trips(body):
         return reply  # its body's JSON is kept in it (see Reply.body_text)
     read = Reply.from_json(json.loads(text))
     return Reply(read.status, read.body, read.reason, body_json)

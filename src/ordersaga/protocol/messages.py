@@ -231,7 +231,7 @@ def canonical_json(value: JSON) -> str:
     return _encode_canonical(value)
 
 
-def reply_json(status: ReplyStatus, body_json: str, reason: str | None) -> str:
+def reply_json(status: str, body_json: str, reason: str | None) -> str:
     """``canonical_json(Reply(status, body, reason).to_json())`` from the body's canonical JSON
     (the same text, built without encoding the body again: its keys sort as body, reason,
     status)."""

@@ -23,7 +23,15 @@ from ordersaga.participant.kit import (
     RunnerOptions,
     Write,
 )
-from ordersaga.protocol.messages import Command, Phase, Reply, ReplyStatus, parse_key
+from ordersaga.participant.records import encode
+from ordersaga.protocol.messages import (
+    Command,
+    Phase,
+    Reply,
+    ReplyStatus,
+    canonical_json,
+    parse_key,
+)
 
 
 class FakeTx(Tx):
@@ -384,3 +392,15 @@ async def test_a_closed_runner_refuses_commands_naming_its_service() -> None:
     await runner.close()
     with pytest.raises(StorageError, match=r"^the svc service is closed$"):
         await runner.handle(COMMAND)
+
+
+@pytest.mark.parametrize("status", list(ReplyStatus))
+def test_a_record_holds_its_status_as_plain_text_and_the_whole_reply_as_canonical_json(
+    status: ReplyStatus,
+) -> None:
+    reply = Reply(status, {"b": [1, {"z": None, "a": "\u00e9"}], "a": 2}, "why \u00e9")
+    text, body_json, record = encode(reply)
+    assert (type(text), text) == (str, status.value)
+    assert body_json == canonical_json(dict(reply.body))
+    assert record == canonical_json(reply.to_json())
+    assert encode(Reply(status))[2] == canonical_json(Reply(status).to_json())
