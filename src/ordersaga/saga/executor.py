@@ -125,30 +125,9 @@ class SagaEngine:
             result = await asyncio.shield(running)
             return self._as_repeat(result, fingerprint)
         input = self.observer.stamp(saga_id, input)
-        # What _owned does around the saga's creation and run, written out here: every
-        # suspension of the saga resumes through each coroutine level, and this is the path of
-        # every new saga.
-        future = self._own(saga_id)
-        try:
-            record, created = await self._driver.log.create(
-                saga_id, saga_def.name, input, fingerprint, SagaStatus.RUNNING, None
-            )
-            if created:
-                self.stats.started += 1
-                if self._armed:  # (tests) a disarmed point costs no call
-                    self._crash.hit("saga.created")
-                run = Run(record, saga_def, on_decided=on_decided, fresh=True)
-                result = await self._driver.drive(run)
-            else:
-                result = await self._existing(record, fingerprint)
-        except BaseException as exc:
-            _fail(future, exc)
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            del self._inflight[saga_id]
+        return await self._owned(
+            saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint, on_decided)
+        )
 
     async def record_failed(
         self,
@@ -189,18 +168,14 @@ class SagaEngine:
 
     # ----------------------------------------------------------------------- ownership
 
-    def _own(self, saga_id: str) -> asyncio.Future[SagaResult]:
-        """Register this process as the runner of ``saga_id``: the future others wait on."""
+    async def _owned(self, saga_id: str, work: Any) -> SagaResult:
         future: asyncio.Future[SagaResult] = asyncio.get_running_loop().create_future()
         self._inflight[saga_id] = future
-        return future
-
-    async def _owned(self, saga_id: str, work: Any) -> SagaResult:
-        future = self._own(saga_id)
         try:
             result: SagaResult = await work
         except BaseException as exc:
-            _fail(future, exc)
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
         else:
             future.set_result(result)
@@ -219,6 +194,24 @@ class SagaEngine:
         except KeyError:
             raise ConfigError(f"no saga definition named {name!r}") from None
 
+    async def _create_and_run(
+        self,
+        definition: SagaDefinition,
+        saga_id: str,
+        input: Mapping[str, Any],
+        fingerprint: str,
+        on_decided: DecisionCallback | None = None,
+    ) -> SagaResult:
+        record, created = await self._driver.log.create(
+            saga_id, definition.name, input, fingerprint, SagaStatus.RUNNING, None
+        )
+        if not created:
+            return await self._existing(record, fingerprint)
+        self.stats.started += 1
+        if self._armed:  # (tests) a disarmed point costs no call
+            self._crash.hit("saga.created")
+        return await self._driver.drive(Run(record, definition, on_decided=on_decided, fresh=True))
+
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
         if record.fingerprint != fingerprint:
             return _mismatch(record.saga_id)
@@ -228,11 +221,6 @@ class SagaEngine:
         self.stats.resumed += 1
         result = await self._driver.drive(Run(record, self._definition(record.definition)))
         return dataclasses.replace(result, replayed=True)
-
-
-def _fail(future: asyncio.Future[SagaResult], exc: BaseException) -> None:
-    future.set_exception(exc)
-    future.exception()  # mark retrieved: waiters re-raise it, nobody else must
 
 
 def _mismatch(saga_id: str) -> SagaResult:
