@@ -41,6 +41,8 @@ from json.encoder import encode_basestring
 from types import MappingProxyType
 from typing import Any
 
+import orjson
+
 from ordersaga.slots import slot_setter
 
 __all__ = [
@@ -225,10 +227,55 @@ def _canonical_encoder() -> Callable[[JSON], str]:
 
 _encode_canonical = _canonical_encoder()
 
+#: The only types :func:`_plain` lets through to orjson (exact types: no subclass, no enum).
+_SCALARS = frozenset((str, int, bool, type(None)))
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+def _plain(value: JSON) -> bool:
+    """Whether ``value`` is made of exactly dict, list, str, int, bool and None.
+
+    For those orjson writes what the stdlib encoder does (the same escapes, keys sorted by code
+    point), or refuses with ``orjson.JSONEncodeError`` where the stdlib one would still write
+    something: an int beyond 64 bits, a lone surrogate, more than 254 levels, a key that is not
+    exactly a str (the stdlib encoder writes int, float, bool and None keys as strings). Anything
+    else may not come out the same (a float's digits, an enum or a str subclass by its value, a
+    UUID or a dataclass at all instead of an error), so it is left to the stdlib encoder. Keys are
+    not looked at here: orjson checks them itself.
+    """
+    kind = type(value)
+    if kind is dict:
+        value = value.values()
+    elif kind is not list:
+        return kind in _SCALARS
+    for item in value:
+        kind = type(item)
+        if kind not in _SCALARS and not ((kind is dict or kind is list) and _plain(item)):
+            return False
+    return True
+
+
+def _canonical_bytes(value: JSON) -> bytes | None:
+    """The canonical JSON of ``value`` as UTF-8, by orjson, or None when it takes the stdlib
+    encoder (see :func:`_plain`)."""
+    try:
+        if _plain(value):
+            return _dumps(value, option=_SORT_KEYS)
+    except (orjson.JSONEncodeError, RecursionError):  # RecursionError: a cycle, or too deep
+        pass
+    return None
+
 
 def canonical_json(value: JSON) -> str:
-    """JSON with sorted keys and no spaces: equal values give equal strings."""
-    return _encode_canonical(value)
+    """JSON with sorted keys and no spaces: equal values give equal strings.
+
+    Exactly ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    (or its exception; data in a cycle or nested too deep is a ValueError), written by orjson
+    when that gives the same text, which is several times cheaper, else by the stdlib encoder.
+    """
+    data = _canonical_bytes(value)
+    return _encode_canonical(value) if data is None else data.decode()
 
 
 def reply_json(status: str, body_json: str, reason: str | None) -> str:
@@ -241,7 +288,8 @@ def reply_json(status: str, body_json: str, reason: str | None) -> str:
 
 def fingerprint(value: JSON) -> str:
     """A digest of JSON data (its canonical form): equal data, equal fingerprint."""
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    data = _canonical_bytes(value)
+    return hashlib.sha256(_encode_canonical(value).encode() if data is None else data).hexdigest()
 
 
 _PHASES = {str(phase): phase for phase in Phase}
