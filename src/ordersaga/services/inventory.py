@@ -30,7 +30,6 @@ Items are updated in item-id order, so two transactions never wait on each other
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Self
@@ -41,7 +40,7 @@ from ordersaga.participant import fields
 from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
-from ordersaga.protocol.messages import Phase, Reply, ReplyStatus, canonical_json
+from ordersaga.protocol.messages import Phase, Reply, ReplyStatus, canonical_json, read_json
 from ordersaga.services.config import InventoryConfig
 
 __all__ = ["InventoryService", "ReserveRequest", "parse_reserve"]
@@ -276,7 +275,7 @@ def _total_weight(items: Mapping[str, Row], wanted: Mapping[str, int]) -> str:
 def _held_lines(reservation: Row) -> list[tuple[str, int]]:
     """The reservation's (item id, quantity) pairs, in item-id order."""
     return sorted(
-        (line["item_id"], int(line["quantity"])) for line in json.loads(reservation["lines"])
+        (line["item_id"], int(line["quantity"])) for line in read_json(reservation["lines"])
     )
 
 

@@ -1,7 +1,8 @@
-"""canonical_json takes orjson's fast path only where it gives the stdlib's result.
+"""canonical_json and read_json take orjson's fast path only where it gives the stdlib's result.
 
 canonical_json must be ``json.dumps(value, sort_keys=True, separators=(",", ":"),
-ensure_ascii=False)`` to the byte, or raise the same exception type.
+ensure_ascii=False)`` to the byte, or raise the same exception type; read_json must be
+``json.loads`` to the value (int or float, -0.0, NaN included), or raise the same exception type.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordersaga.protocol.messages import canonical_json, fingerprint
+from ordersaga.protocol.messages import canonical_json, fingerprint, read_json
 from tests.hypothesis_profiles import examples
 
 
@@ -193,3 +194,51 @@ def test_what_orjson_alone_would_write_differently_goes_to_the_stdlib() -> None:
     for value in ({"e": Plain.ONE}, {"u": uuid.UUID(int=1)}, {"k": orjson.Fragment(b"1")}):
         with pytest.raises(TypeError):
             canonical_json(value)  # orjson would write these; json refuses them
+
+
+json_texts = st.builds(
+    lambda value, ascii: json.dumps(value, ensure_ascii=ascii),
+    st.recursive(
+        st.one_of(st.none(), st.booleans(), integers, texts, st.floats()),
+        lambda children: st.one_of(
+            st.lists(children, max_size=4), st.dictionaries(texts, children, max_size=4)
+        ),
+        max_leaves=20,
+    ),
+    st.booleans(),
+)
+LITERALS = [
+    "NaN",
+    "[Infinity, -Infinity]",
+    "1e400",
+    "-1e400",
+    "1e-400",
+    "-0",
+    "-0.0",
+    "18446744073709551616",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1" + "0" * 400,
+    '"\\ud800"',
+    '{"a": 1, "a": 2.5}',
+    ' {"a" : [1 , 2]} \n',
+    "[1,]",
+    "01",
+    "\ufeff[]",
+    '"\x1f"',
+    "",
+    "[" * 2000 + "]" * 2000,
+    "[" * 1025 + "]" * 1025,
+    "[" * 990 + "]" * 990,
+]
+
+
+@settings(max_examples=examples(150))
+@given(st.one_of(json_texts, texts, st.sampled_from(LITERALS)))
+def test_read_json_is_json_loads(text: str) -> None:
+    assert outcome(read_json, text) == outcome(json.loads, text)
+
+
+@pytest.mark.parametrize("text", LITERALS)
+def test_read_json_on_what_orjson_reads_differently(text: str) -> None:
+    assert outcome(read_json, text) == outcome(json.loads, text)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ordersaga.errors import ConflictError
-from ordersaga.protocol.messages import Phase, canonical_json
+from ordersaga.protocol.messages import Phase, canonical_json, read_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     TERMINAL,
@@ -143,7 +143,7 @@ class CreateWrite(NamedTuple):
         return build_saga_record(
             self.saga_id,
             self.definition,
-            json.loads(self.input),
+            read_json(self.input),
             self.fingerprint,
             self.status,
             (),
