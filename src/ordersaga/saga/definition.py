@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.errors import DefinitionError
+from ordersaga.protocol.messages import Phase, make_key
 from ordersaga.saga.retry import RetryPolicy
 from ordersaga.slots import slot_twin
 
@@ -113,6 +114,13 @@ class Step:
     #: For a retriable step that confirms what an earlier step did: that step's name. Its calls
     #: then use the earlier step's resource key (``<saga>:<confirmed step>:confirm``).
     confirms: str | None = None
+    #: Each phase's idempotency key less its saga id (``make_key("", key_name, phase)``): a
+    #: call's key is the saga id and this (derived from the fields, made once per step).
+    key_suffixes: Mapping[Phase, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        suffixes = {phase: make_key("", self.key_name(), phase) for phase in Phase}
+        object.__setattr__(self, "key_suffixes", suffixes)
 
     def key_name(self) -> str:
         """The step name used in this step's idempotency keys."""

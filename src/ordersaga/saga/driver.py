@@ -45,7 +45,7 @@ from typing import Any
 
 from ordersaga.clock import Clock
 from ordersaga.errors import ConflictError, OwnershipLost
-from ordersaga.protocol.messages import Command, Phase, make_key
+from ordersaga.protocol.messages import Command, Phase
 from ordersaga.saga.calls import DEADLINE_MARK, Caller, CallOutcome, CallStatus
 from ordersaga.saga.crash import CrashPoints
 from ordersaga.saga.definition import Step
@@ -291,7 +291,7 @@ class Driver:
         built: Any = _new(_CommandSlots)  # Command(...) without its frozen __init__
         built.service = invocation.service
         built.action = invocation.action
-        built.key = make_key(run.saga_id, step.key_name(), phase)
+        built.key = run.saga_id + step.key_suffixes[phase]  # make_key(id, key_name, phase)
         built.payload = invocation.payload
         built.sent_at = sent_at  # its first send: retries carry this stamp
         built.__class__ = Command

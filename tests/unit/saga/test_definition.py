@@ -1,6 +1,7 @@
 import pytest
 
 from ordersaga.errors import DefinitionError
+from ordersaga.protocol.messages import Phase, make_key
 from ordersaga.saga.definition import Invocation, SagaDefinition, Step, StepKind
 
 
@@ -47,3 +48,14 @@ def test_inconsistent_definitions_fail_before_running(
 ) -> None:
     with pytest.raises(DefinitionError, match=message):
         SagaDefinition("order", steps)
+
+
+@pytest.mark.parametrize("saga_id", ["s1", "order:with:colons", ""])
+def test_a_steps_key_suffixes_make_the_protocols_keys(saga_id: str) -> None:
+    plain, confirming = step("a", C), Step("r", R, call, confirms="a")
+    for phase in Phase:
+        assert saga_id + plain.key_suffixes[phase] == make_key(saga_id, "a", phase)
+        assert saga_id + confirming.key_suffixes[phase] == make_key(saga_id, "a", phase)
+    # Derived, not compared: equal steps stay equal and hash alike.
+    assert step("a", C) == plain and hash(step("a", C)) == hash(plain)
+    assert "key_suffixes" not in repr(plain)
