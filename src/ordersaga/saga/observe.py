@@ -107,14 +107,49 @@ _ATTEMPT_INDEX = {CallStatus.SUCCEEDED: 0, CallStatus.REFUSED: 1}
 
 
 class StepMetrics:
-    """One (step, phase)'s call latency, calls by outcome and attempts by result."""
+    """One (step, phase)'s call latency, calls by outcome and attempts by result.
 
-    __slots__ = ("attempts", "calls", "seconds")
+    ``plain`` counts the calls of one attempt that succeeded (nearly all of them) on their own:
+    each is a ``succeeded`` call and an ``ok`` attempt, added to ``calls`` and ``attempts``
+    when they are read (:attr:`calls`, :attr:`attempts`), not on the hot path.
+    """
+
+    __slots__ = ("_attempts", "_calls", "plain", "seconds")
 
     def __init__(self) -> None:
         self.seconds = Histogram(LATENCY_SECONDS)
-        self.calls = [0] * len(CALL_OUTCOMES)
-        self.attempts = [0] * len(ATTEMPT_RESULTS)
+        self.plain = 0
+        self._calls = [0] * len(CALL_OUTCOMES)
+        self._attempts = [0] * len(ATTEMPT_RESULTS)
+
+    @property
+    def calls(self) -> list[int]:
+        """Calls by outcome, in the order of :data:`CALL_OUTCOMES`."""
+        calls = list(self._calls)
+        calls[_OUTCOME_INDEX[CallStatus.SUCCEEDED]] += self.plain
+        return calls
+
+    @property
+    def attempts(self) -> list[int]:
+        """Attempts by result, in the order of :data:`ATTEMPT_RESULTS`."""
+        attempts = list(self._attempts)
+        attempts[_ATTEMPT_INDEX[CallStatus.SUCCEEDED]] += self.plain
+        return attempts
+
+    def add(self, outcome: CallOutcome) -> None:
+        """Count a call that is not plain (see the class)."""
+        status = outcome.status
+        self._calls[_OUTCOME_INDEX[status]] += 1
+        attempts = self._attempts
+        last = None if outcome.probed else _ATTEMPT_INDEX.get(status)
+        if last is None:
+            attempts[2] += outcome.attempts
+        else:
+            attempts[last] += 1
+            attempts[2] += outcome.attempts - 1
+
+
+_SUCCEEDED = CallStatus.SUCCEEDED
 
 
 class EngineMetrics(SagaObserver):
@@ -140,15 +175,10 @@ class EngineMetrics(SagaObserver):
         histogram = metrics.seconds
         histogram.counts[bisect_left(histogram.bounds, seconds)] += 1
         histogram.sum += seconds
-        status = outcome.status
-        metrics.calls[_OUTCOME_INDEX[status]] += 1
-        attempts = metrics.attempts
-        last = None if outcome.probed else _ATTEMPT_INDEX.get(status)
-        if last is None:
-            attempts[2] += outcome.attempts
+        if outcome.status is _SUCCEEDED and outcome.attempts == 1 and not outcome.probed:
+            metrics.plain += 1  # nearly every call: one attempt, answered ok
         else:
-            attempts[last] += 1
-            attempts[2] += outcome.attempts - 1
+            metrics.add(outcome)
 
     def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
         status = record.status

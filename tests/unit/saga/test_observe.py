@@ -12,11 +12,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ordersaga.protocol.messages import Command
+from ordersaga.protocol.messages import Command, Phase
 from ordersaga.saga.breaker import Breakers, BreakerSettings, BreakerState
+from ordersaga.saga.callresult import CallOutcome, CallStatus
 from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import SagaEngine
-from ordersaga.saga.observe import EngineMetrics, Fanout
+from ordersaga.saga.observe import ATTEMPT_RESULTS, CALL_OUTCOMES, EngineMetrics, Fanout
 from ordersaga.saga.spans import SagaSpans
 from ordersaga.saga.store.memory import MemoryStore
 from ordersaga.saga.testing import FakeClock
@@ -165,3 +166,41 @@ async def test_spans_name_the_saga_and_each_call_with_their_ids() -> None:
         "ordersaga.attempts": 1,
     }
     assert spans["a_ok confirm"]["ordersaga.phase"] == "confirm"
+
+
+def _counted_as_before(outcomes: list[CallOutcome]) -> tuple[list[int], list[int]]:
+    """Calls by outcome and attempts by result, each call counted as the metrics always did."""
+    calls, attempts = [0] * len(CALL_OUTCOMES), [0] * len(ATTEMPT_RESULTS)
+    for outcome in outcomes:
+        calls[list(CallStatus).index(outcome.status)] += 1
+        last = {CallStatus.SUCCEEDED: 0, CallStatus.REFUSED: 1}.get(outcome.status)
+        if outcome.probed or last is None:
+            attempts[2] += outcome.attempts
+        else:
+            attempts[last] += 1
+            attempts[2] += outcome.attempts - 1
+    return calls, attempts
+
+
+def test_step_metrics_count_plain_calls_as_every_other_call() -> None:
+    rng = random.Random(7)
+    outcomes = [
+        CallOutcome(rng.choice(list(CallStatus)), attempts=rng.choice([1, 1, 2, 5]), probed=p)
+        for p in (False, True)
+        for _ in range(200)
+    ] + [CallOutcome(CallStatus.SUCCEEDED)] * 50
+    rng.shuffle(outcomes)
+    metrics = EngineMetrics()
+    for outcome in outcomes:
+        metrics.called("s", "a", Phase.ACTION, outcome, 0.002)
+    calls, attempts = _counted_as_before(outcomes)
+    step = metrics.steps["a", Phase.ACTION]
+    assert step.calls == calls and step.attempts == attempts
+    assert step.seconds.count == len(outcomes)
+    assert metrics.step_calls() == {
+        ("a", "action", name): float(n) for name, n in zip(CALL_OUTCOMES, calls, strict=True) if n
+    }
+    by_result = zip(ATTEMPT_RESULTS, attempts, strict=True)
+    assert metrics.step_attempts() == {
+        ("a", "action", name): float(n) for name, n in by_result if n
+    }
