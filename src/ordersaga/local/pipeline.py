@@ -166,6 +166,7 @@ class Pipeline:
         in_flight = asyncio.Semaphore(max(1, self.concurrency))
         window = asyncio.Semaphore(self.window or max(1024, 8 * self.concurrency))
         tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()  # once: asyncio.create_task looks it up every time
         seq = 0
         async for lineno, raw in lines:
             if self._failure is not None:
@@ -185,7 +186,7 @@ class Pipeline:
                 await window.acquire()
             await in_flight.acquire()
             self.counts.in_flight += 1
-            task = asyncio.create_task(self._one(seq, lineno, parsed, in_flight, window))
+            task = loop.create_task(self._one(seq, lineno, parsed, in_flight, window))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             seq += 1

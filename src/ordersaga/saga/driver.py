@@ -337,7 +337,7 @@ async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:
     fenced off its last log write), its error is retrieved here so that it is not reported as
     an exception nobody retrieved: the saga's new owner finishes the job.
     """
-    task = asyncio.ensure_future(work)
+    task = asyncio.get_running_loop().create_task(work)  # (ensure_future: more Python)
     task.add_done_callback(_retrieve)
     return await asyncio.shield(task)
 

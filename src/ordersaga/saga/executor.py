@@ -89,8 +89,9 @@ class SagaEngine:
         self._driver = Driver(
             store, self.caller, self._clock, self._settings, crash, self.stats, owner, self.observer
         )
-        # One runner per saga id in this process: a second request for the same id waits.
-        self._inflight: dict[str, asyncio.Future[SagaResult]] = {}
+        # One runner per saga id in this process: a second request for the same id waits (for
+        # a future made when it comes; see _owned).
+        self._inflight: dict[str, asyncio.Future[SagaResult] | None] = {}
 
     @property
     def running(self) -> Collection[str]:
@@ -120,9 +121,8 @@ class SagaEngine:
         saga has finished.
         """
         saga_def = self._definition(definition)
-        running = self._inflight.get(saga_id)
-        if running is not None:
-            result = await asyncio.shield(running)
+        if saga_id in self._inflight:
+            result = await asyncio.shield(self._waiter(saga_id))
             return self._as_repeat(result, fingerprint)
         input = self.observer.stamp(saga_id, input)
         return await self._owned(
@@ -139,9 +139,8 @@ class SagaEngine:
     ) -> SagaResult:
         """Log a saga that failed before any step ran (e.g. its input was invalid)."""
         self._definition(definition)
-        running = self._inflight.get(saga_id)
-        if running is not None:
-            return self._as_repeat(await asyncio.shield(running), fingerprint)
+        if saga_id in self._inflight:
+            return self._as_repeat(await asyncio.shield(self._waiter(saga_id)), fingerprint)
 
         async def decide() -> SagaResult:
             record, created = await self._driver.log.create(
@@ -159,9 +158,8 @@ class SagaEngine:
 
     async def resume(self, record: SagaRecord) -> SagaResult:
         """Finish an unfinished saga from its log record (recovery)."""
-        running = self._inflight.get(record.saga_id)
-        if running is not None:
-            return await asyncio.shield(running)
+        if record.saga_id in self._inflight:
+            return await asyncio.shield(self._waiter(record.saga_id))
         self.stats.resumed += 1
         run = Run(record, self._definition(record.definition))
         return await self._owned(record.saga_id, self._driver.drive(run))
@@ -169,19 +167,28 @@ class SagaEngine:
     # ----------------------------------------------------------------------- ownership
 
     async def _owned(self, saga_id: str, work: Any) -> SagaResult:
-        future: asyncio.Future[SagaResult] = asyncio.get_running_loop().create_future()
-        self._inflight[saga_id] = future
+        # The id is in flight; a future for its outcome is made only when a second request
+        # comes to wait for it (_waiter): nearly every saga has none.
+        self._inflight[saga_id] = None
         try:
             result: SagaResult = await work
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            future = self._inflight.pop(saga_id)
+            if future is not None:
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: waiters re-raise it, nobody else must
             raise
-        else:
+        future = self._inflight.pop(saga_id)
+        if future is not None:
             future.set_result(result)
-            return result
-        finally:
-            del self._inflight[saga_id]
+        return result
+
+    def _waiter(self, saga_id: str) -> asyncio.Future[SagaResult]:
+        """The outcome of the saga ``saga_id``, which this engine is driving now."""
+        future = self._inflight[saga_id]
+        if future is None:
+            future = self._inflight[saga_id] = asyncio.get_running_loop().create_future()
+        return future
 
     def _as_repeat(self, result: SagaResult, fingerprint: str) -> SagaResult:
         if result.fingerprint != fingerprint:
