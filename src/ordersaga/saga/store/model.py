@@ -215,7 +215,9 @@ def make_update(
             needs_attention,
             at,
             owner,
-            None if input is None else canonical_json(dict(input)),
+            None
+            if input is None
+            else canonical_json(input if type(input) is dict else dict(input)),
             attention_reason,
         ),
     )
