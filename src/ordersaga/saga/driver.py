@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from ordersaga.clock import Clock
@@ -330,18 +331,36 @@ class Driver:
         return outcome
 
 
-async def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> SagaStatus:
+def _shielded(work: Coroutine[Any, Any, SagaStatus]) -> asyncio.Future[SagaStatus]:
     """Run ``work`` to its end even if the caller is cancelled (compensation must finish).
 
-    A cancelled caller leaves ``work`` running on its own; should it then fail (say a new owner
-    fenced off its last log write), its error is retrieved here so that it is not reported as
-    an exception nobody retrieved: the saga's new owner finishes the job.
+    ``asyncio.shield`` of ``work``'s own task, written out for this one use: the caller awaits
+    a future of its own that the task's one done callback (:func:`_relay`) settles, so
+    cancelling the caller cancels that future, never the task. A cancelled caller leaves
+    ``work`` running on its own; should it then fail (say a new owner fenced off its last log
+    write), its error is retrieved there so that it is not reported as an exception nobody
+    retrieved: the saga's new owner finishes the job. (Not a coroutine: the caller awaits the
+    future itself, one level less for every suspension of the saga.)
     """
-    task = asyncio.get_running_loop().create_task(work)  # (ensure_future: more Python)
-    task.add_done_callback(_retrieve)
-    return await asyncio.shield(task)
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work)
+    outer: asyncio.Future[SagaStatus] = loop.create_future()
+    task.add_done_callback(partial(_relay, outer))
+    return outer
 
 
-def _retrieve(task: asyncio.Future[SagaStatus]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _relay(outer: asyncio.Future[SagaStatus], task: asyncio.Future[SagaStatus]) -> None:
+    """``work``'s outcome to its caller's future, as ``asyncio.shield`` hands it over; when the
+    caller left, only retrieved (see :func:`_shielded`)."""
+    if outer.cancelled():
+        if not task.cancelled():
+            task.exception()  # mark retrieved
+        return
+    if task.cancelled():
+        outer.cancel()
+        return
+    exc = task.exception()
+    if exc is not None:
+        outer.set_exception(exc)
+    else:
+        outer.set_result(task.result())

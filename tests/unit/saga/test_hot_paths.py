@@ -4,8 +4,10 @@ repr, replace, pickling, immutability), and the creation's crash points stay aro
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
+import gc
 import pickle
 import random
 from typing import Any
@@ -134,3 +136,54 @@ async def test_armed_points_around_the_creation_are_hit_in_order() -> None:
         ("log.after:create", True),
         ("saga.created", True),
     ]
+
+
+async def test_shielded_work_hands_over_as_asyncio_shield_does() -> None:
+    from ordersaga.saga.driver import _shielded
+
+    async def work(outcome: Any, gate: asyncio.Event | None = None) -> Any:
+        if gate is not None:
+            await gate.wait()
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    assert await _shielded(work(SagaStatus.CONFIRMED)) is SagaStatus.CONFIRMED
+    with pytest.raises(RuntimeError, match="log down"):
+        await _shielded(work(RuntimeError("log down")))
+
+    # A cancelled caller leaves the work running; its later error is retrieved (not reported).
+    seen: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    gate = asyncio.Event()
+    inner: list[asyncio.Task[Any]] = []
+
+    async def caller() -> Any:
+        coro = work(RuntimeError("fenced"), gate)
+        future = _shielded(coro)
+        inner.extend(t for t in asyncio.all_tasks() if t.get_coro() is coro)
+        return await future
+
+    outer = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    outer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await outer
+    (task,) = inner
+    assert not task.done()  # still running on its own
+    gate.set()
+    await asyncio.wait([task])  # (not retrieving its error)
+    await asyncio.sleep(0)  # one turn: its done callback runs
+    del task, outer
+    inner.clear()
+    gc.collect()  # a future nobody retrieved reports itself when collected
+    loop.set_exception_handler(None)
+    assert seen == []
+
+    # The work cancelled itself (the loop shutting down): its caller is cancelled too.
+    async def cancelled_work() -> Any:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await _shielded(cancelled_work())
