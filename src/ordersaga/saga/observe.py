@@ -150,6 +150,8 @@ class StepMetrics:
 
 
 _SUCCEEDED = CallStatus.SUCCEEDED
+#: A finished saga's label of :attr:`EngineMetrics.saga_seconds`.
+_OUTCOME_LABELS = {status: (status.value,) for status in TERMINAL}
 
 
 class EngineMetrics(SagaObserver):
@@ -184,11 +186,12 @@ class EngineMetrics(SagaObserver):
         status = record.status
         if status in TERMINAL:
             self.flagged.discard(record.saga_id)
-            key = (status.value,)
+            key = _OUTCOME_LABELS[status]  # (status.value,): the enum's value is a property
             histogram = self.saga_seconds.get(key)
             if histogram is None:
                 histogram = self.saga_seconds[key] = Histogram(SAGA_SECONDS)
-            histogram.observe(max(0.0, record.updated_at - record.created_at))
+            seconds = record.updated_at - record.created_at
+            histogram.observe(seconds if seconds > 0.0 else 0.0)
         elif record.needs_attention:
             self.flagged.add(record.saga_id)
 
