@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ordersaga.clock import Clock
@@ -38,7 +38,7 @@ class CircuitBreaker:
         self._clock = clock
         self._settings = settings or BreakerSettings()
         self.state = BreakerState.CLOSED
-        self._failures = 0
+        self.failures = 0  # in a row, since the last success
         self._opened_at = 0.0
         self._trial_running = False
         self._changed = asyncio.Event()
@@ -72,7 +72,7 @@ class CircuitBreaker:
             await self._changed.wait()
 
     def record_success(self) -> None:
-        self._failures = 0
+        self.failures = 0
         if self.state is not BreakerState.CLOSED:
             self.state = BreakerState.CLOSED
             self._release_trial()
@@ -80,8 +80,8 @@ class CircuitBreaker:
                 self.listener(self.name, self.state)
 
     def record_failure(self) -> None:
-        self._failures += 1
-        if self.state is BreakerState.HALF_OPEN or self._failures >= self._settings.threshold:
+        self.failures += 1
+        if self.state is BreakerState.HALF_OPEN or self.failures >= self._settings.threshold:
             was_open = self.state is BreakerState.OPEN
             if not was_open:
                 self.opened += 1
@@ -108,6 +108,8 @@ class Breakers:
         self._clock = clock
         self._settings = settings
         self._by_service: dict[str, CircuitBreaker] = {}
+        #: The breakers made so far, by service (read-only: ``breakers[service]`` makes one).
+        self.made: Mapping[str, CircuitBreaker] = self._by_service
         self._listener: BreakerListener | None = None
 
     def listen(self, listener: BreakerListener) -> None:

@@ -118,6 +118,7 @@ class Caller:
         self._transport = transport
         self._max_age = max_message_age
         self._breakers = breakers
+        self._made = breakers.made
         self._clock = clock
         self._rng = rng
         self._crash = crash
@@ -159,7 +160,8 @@ class Caller:
             sent_at = clock.time()
             command = dataclasses.replace(command, sent_at=sent_at)
         started = clock.monotonic()
-        breaker = self._breakers[command.service]
+        # (The breaker made already without a call of Breakers.__getitem__: every call.)
+        breaker = self._made.get(command.service) or self._breakers[command.service]
         first: Reply | TransportError | None = None
         if (
             breaker.state is BreakerState.CLOSED
@@ -180,7 +182,8 @@ class Caller:
                 raise
             else:
                 if reply.status not in _INDEFINITE:  # (.definite: a property call)
-                    breaker.record_success()
+                    if breaker.failures or breaker.state is not BreakerState.CLOSED:
+                        breaker.record_success()  # (else it would change nothing)
                     return outcome_of(command, reply)
                 first = reply
         return await self._call(

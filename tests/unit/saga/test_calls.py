@@ -141,3 +141,16 @@ async def test_a_cancelled_first_attempt_leaves_the_breaker_as_it_was() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert breakers["A"].state is BreakerState.CLOSED and caller.stats.attempts == 1
+
+
+async def test_a_first_attempt_answered_clears_the_breakers_failures_in_a_row() -> None:
+    # Failures in a row open a breaker; a call answered at once in between starts the count anew.
+    caller, breakers = _caller(Script(Reply(ReplyStatus.OK)), threshold=2)
+    breaker = breakers["A"]
+    breaker.record_failure()
+    assert breaker.failures == 1 and breaker.state is BreakerState.CLOSED
+    await caller.call(_command(), RetryPolicy(), "a:action")
+    assert breaker.failures == 0
+    breaker.record_failure()
+    assert breaker.state is BreakerState.CLOSED  # one failure in a row, not two
+    assert breakers.made == {"A": breaker}
