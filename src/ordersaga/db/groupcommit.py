@@ -69,6 +69,8 @@ class GroupCommitter(Generic[W, R]):
         self._name = name
         self._pending: list[tuple[W, asyncio.Future[R]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: The loop the running flusher was started on (see enqueue).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._direct = 0  # unbatched writes in flight (max_batch=1)
         self._direct_idle = asyncio.Event()
@@ -91,10 +93,15 @@ class GroupCommitter(Generic[W, R]):
         self._stats.writes += 1
         if self.max_batch == 1:
             return self._submit_direct(write)
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if self._flusher is None or loop is None:
+            # A new flusher: on the running loop, which later calls share while it runs (on
+            # Python 3.11 asyncio.get_running_loop() makes a getpid() system call each time).
+            # Once it ends, the next call looks the loop up again: a committer may outlive a loop.
+            loop = self._loop = asyncio.get_running_loop()
+            self._flusher = loop.create_task(self._drain(), name=f"{self._name} group commit")
+        future: asyncio.Future[R] = loop.create_future()
         self._pending.append((write, future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._drain(), name=f"{self._name} group commit")
         return future
 
     async def close(self) -> None:

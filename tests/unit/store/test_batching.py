@@ -170,3 +170,21 @@ async def test_close_waits_for_unbatched_writes_too() -> None:
     await asyncio.sleep(0)
     await gc.close()
     assert all(t.done() for t in tasks) and len(db.committed) == 3
+
+
+def test_a_committer_outlives_its_event_loop() -> None:
+    # The loop is captured with each new flusher (not looked up per write): a committer used on
+    # one loop, then on a new one, gives the new loop's futures and flusher.
+    db = FakeDb()
+    gc = committer(db)
+
+    async def burst(tag: str) -> list[str]:
+        futures = [gc.enqueue(f"{tag}{i}") for i in range(3)]
+        loop = asyncio.get_running_loop()
+        assert all(f.get_loop() is loop for f in futures if isinstance(f, asyncio.Future))
+        assert gc._flusher is not None and gc._flusher.get_loop() is loop
+        return list(await asyncio.gather(*futures))
+
+    assert asyncio.run(burst("a")) == ["ok:a0", "ok:a1", "ok:a2"]
+    assert asyncio.run(burst("b")) == ["ok:b0", "ok:b1", "ok:b2"]
+    assert db.transactions == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
