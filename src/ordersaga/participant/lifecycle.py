@@ -46,6 +46,10 @@ class Effects(Protocol):
         ...
 
 
+#: The columns of a resource's row the life cycle itself reads.
+_OWN = ("ref", "order_id", "state", "tombstone", "version")
+
+
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
     """The state machine of one service's resource table (inert data; functions below)."""
@@ -59,6 +63,12 @@ class Lifecycle:
     confirm_verb: str
     #: Terminal states besides confirmed/cancelled; compensating them is a no-op success.
     other_terminal: frozenset[str] = field(default_factory=frozenset)
+    #: The columns of the row a decision reads (:meth:`load`, and what the effects get) besides
+    #: the life cycle's own (``ref``, ``order_id``, ``state``, ``tombstone``, ``version``): those
+    #: the effects read. ``None``: every column (``SELECT *``). A column costs as much to read as
+    #: a small statement's binding (SQLite hands it over, Python makes an object and a dict entry
+    #: of it), so the services name theirs.
+    columns: tuple[str, ...] | None = None
     # Derived once from the fields above (the statements, and each state's reply body as
     # canonical JSON, attached to every such reply so it is never encoded again).
     _load: str = field(init=False, repr=False, compare=False)
@@ -68,8 +78,9 @@ class Lifecycle:
     def __post_init__(self) -> None:
         # The table name comes from this frozen spec, never from input.
         table = self.table
+        columns = "*" if self.columns is None else ", ".join(dict.fromkeys(_OWN + self.columns))
         derived = {
-            "_load": f"SELECT * FROM {table} WHERE ref = ?",
+            "_load": f"SELECT {columns} FROM {table} WHERE ref = ?",
             "_transition": f"UPDATE {table} SET state = ?, version = version + 1, updated_at = ?"
             " WHERE ref = ? AND version = ?",
             "_state_json": {
@@ -85,6 +96,7 @@ class Lifecycle:
         return Reply.refused(f"{self.noun} cancelled")
 
     async def load(self, reader: Reader, ref: str) -> Row | None:
+        """The row of ``ref`` (its :attr:`columns`), if any."""
         return await reader.fetchone(self._load, ref)
 
     async def cancelled_action(self, reader: Reader, ref: str) -> Reply | None:

@@ -101,6 +101,7 @@ LIFECYCLE = Lifecycle(
     compensate_verb="void",
     confirm_verb="capture",
     other_terminal=frozenset({"declined"}),
+    columns=("user_id", "amount_cents"),  # what the authorization moves read
 )
 
 _EXPIRY = re.compile(r"([0-9]{2})/([0-9]{2})")
@@ -201,12 +202,16 @@ def _parse_optional_order(payload: Mapping[str, Any]) -> str | None:
     return None if payload.get("order_id") is None else fields.order_id(payload)
 
 
-def _account_update(account: Row, *, authorized: int, captured: int) -> Write:
-    return Write(
-        "UPDATE accounts SET authorized_cents = ?, captured_cents = ?, version = version + 1"
-        " WHERE user_id = ? AND version = ?",
-        (authorized, captured, account["user_id"], account["version"]),
-    )
+#: What an authorization reads of its user's account (not ``*``: it knows the user).
+_ACCOUNT = (
+    "SELECT credit_limit_cents, authorized_cents, captured_cents, version FROM accounts"
+    " WHERE user_id = ?"
+)
+#: An authorization's compare-and-swap of its account (the captured total stays as read).
+_AUTHORIZE = (
+    "UPDATE accounts SET authorized_cents = ?, version = version + 1"
+    " WHERE user_id = ? AND version = ?"
+)
 
 
 # Moving an authorization on (released, or captured) is a relative update, not a
@@ -288,15 +293,14 @@ class PaymentService(KitService):
         card = card_refusal(req.card_number, req.expiry, self._today())
         if card is not None:
             return self._decline(ref, req, now, card)
-        account = await reader.fetchone("SELECT * FROM accounts WHERE user_id = ?", req.user_id)
+        account = await reader.fetchone(_ACCOUNT, req.user_id)
         new = account is None
         if account is None:
             # Created lazily, with this authorization in it: one statement, not an INSERT and a
             # CAS. Inserting only if absent is the compare-and-swap on "no account yet": if a
             # concurrent writer created it first, no row changes and the plan is decided again.
             limit = self.credit_limit_cents(req.user_id)
-            account = {"user_id": req.user_id, "credit_limit_cents": limit, "version": 0}
-            account |= {"authorized_cents": 0, "captured_cents": 0}
+            account = {"credit_limit_cents": limit, "authorized_cents": 0, "captured_cents": 0}
         used = account["authorized_cents"] + account["captured_cents"]
         if used + req.amount_cents > account["credit_limit_cents"]:
             reason = (
@@ -314,9 +318,7 @@ class PaymentService(KitService):
                 (req.user_id, account["credit_limit_cents"], authorized),
             )
         else:
-            write = _account_update(
-                account, authorized=authorized, captured=account["captured_cents"]
-            )
+            write = Write(_AUTHORIZE, (authorized, req.user_id, account["version"]))
         claim = self._insert(ref, req, now, "authorized", None)
         amount = req.amount_cents
         body = {"amount_cents": amount, "state": "authorized"}

@@ -74,6 +74,7 @@ LIFECYCLE = Lifecycle(
     cancelled="cancelled",
     compensate_verb="cancel",
     confirm_verb="schedule",
+    columns=(),  # its transitions have no effects
 )
 
 # Plain decimal notation only: an exponent ("1E+999999") could make exact arithmetic explode.

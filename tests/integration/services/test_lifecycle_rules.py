@@ -104,3 +104,21 @@ async def test_a_transitions_effects_read_through_the_same_reader(
     assert seen == [(tx, ref), (tx, ref)]
     assert confirm.reply == Reply(ReplyStatus.OK, {"state": lifecycle.confirmed})
     assert compensate.reply == Reply(ReplyStatus.OK, {"state": lifecycle.cancelled})
+
+
+async def test_a_decision_reads_the_life_cycles_columns_and_its_effects(
+    case: Case, service: KitService
+) -> None:
+    """The row a decision reads (and its effects get) holds the life cycle's own columns and
+    those the service names for its effects; a life cycle naming none reads the whole row."""
+    lifecycle = LIFECYCLES[case.name]
+    assert lifecycle.columns is not None
+    assert (await service.handle(case.action("s1"))).ok
+    ref = _ref(case, "s1")
+    row = await lifecycle.load(service.db, ref)
+    assert row is not None and row["ref"] == ref
+    assert set(row) == {"ref", "order_id", "state", "tombstone", "version", *lifecycle.columns}
+    everything = await dataclasses.replace(lifecycle, columns=None).load(service.db, ref)
+    whole = await service.db.fetchone(f"SELECT * FROM {lifecycle.table} WHERE ref = ?", ref)
+    assert everything == whole and everything is not None
+    assert {name: everything[name] for name in row} == row
