@@ -46,8 +46,10 @@ class Effects(Protocol):
         ...
 
 
-#: The columns of a resource's row the life cycle itself reads.
+#: The columns of a resource's row the life cycle reads itself: for :meth:`Lifecycle.load`, and
+#: for a compensation or confirmation (a tombstone's state alone tells it: cancelled).
 _OWN = ("ref", "order_id", "state", "tombstone", "version")
+_DECIDE = ("order_id", "state", "version")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,24 +65,25 @@ class Lifecycle:
     confirm_verb: str
     #: Terminal states besides confirmed/cancelled; compensating them is a no-op success.
     other_terminal: frozenset[str] = field(default_factory=frozenset)
-    #: The columns of the row a decision reads (:meth:`load`, and what the effects get) besides
-    #: the life cycle's own (``ref``, ``order_id``, ``state``, ``tombstone``, ``version``): those
-    #: the effects read. ``None``: every column (``SELECT *``). A column costs as much to read as
-    #: a small statement's binding (SQLite hands it over, Python makes an object and a dict entry
-    #: of it), so the services name theirs.
+    #: The columns of the row the effects read, besides those the life cycle reads itself (a
+    #: compensation or confirmation: ``order_id``, ``state``, ``version``, and ``ref``, which is
+    #: the one it looks up; :meth:`load` adds ``tombstone``). ``None``: every column (``SELECT
+    #: *``). Each column read costs about as much as a bound parameter (SQLite hands it over,
+    #: Python makes an object and a dict entry of it), so the services name theirs.
     columns: tuple[str, ...] | None = None
     # Derived once from the fields above (the statements, and each state's reply body as
     # canonical JSON, attached to every such reply so it is never encoded again).
     _load: str = field(init=False, repr=False, compare=False)
+    _decide: str = field(init=False, repr=False, compare=False)
     _transition: str = field(init=False, repr=False, compare=False)
     _state_json: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The table name comes from this frozen spec, never from input.
         table = self.table
-        columns = "*" if self.columns is None else ", ".join(dict.fromkeys(_OWN + self.columns))
         derived = {
-            "_load": f"SELECT {columns} FROM {table} WHERE ref = ?",
+            "_load": f"SELECT {self._columns(_OWN)} FROM {table} WHERE ref = ?",
+            "_decide": f"SELECT {self._columns(_DECIDE)} FROM {table} WHERE ref = ?",
             "_transition": f"UPDATE {table} SET state = ?, version = version + 1, updated_at = ?"
             " WHERE ref = ? AND version = ?",
             "_state_json": {
@@ -91,12 +94,15 @@ class Lifecycle:
         for name, value in derived.items():
             object.__setattr__(self, name, value)
 
+    def _columns(self, own: tuple[str, ...]) -> str:
+        return "*" if self.columns is None else ", ".join(dict.fromkeys(own + self.columns))
+
     def cancelled_reply(self) -> Reply:
         """The refusal of an action whose resource was cancelled before it arrived."""
         return Reply.refused(f"{self.noun} cancelled")
 
     async def load(self, reader: Reader, ref: str) -> Row | None:
-        """The row of ``ref`` (its :attr:`columns`), if any."""
+        """The row of ``ref``, if any: the life cycle's columns and its effects' (``columns``)."""
         return await reader.fetchone(self._load, ref)
 
     async def cancelled_action(self, reader: Reader, ref: str) -> Reply | None:
@@ -134,9 +140,10 @@ class Lifecycle:
         self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects
     ) -> Plan:
         """Plan the compensation of ``ref`` (see the module docstring for the rules)."""
-        row = await reader.fetchone(self._load, ref)
+        row = await reader.fetchone(self._decide, ref)
         if row is None:
             return Plan(self._state(self.cancelled), (self.tombstone(ref, order_id, now),))
+        row["ref"] = ref  # not read: the one looked up
         if row["order_id"] != order_id:
             return Plan(self._wrong_order(row, order_id))
         state = row["state"]
@@ -151,9 +158,10 @@ class Lifecycle:
         self, reader: Reader, ref: str, order_id: str | None, now: float, effects: Effects
     ) -> Plan:
         """Plan the confirmation of ``ref``; ``order_id`` is checked when given."""
-        row = await reader.fetchone(self._load, ref)
+        row = await reader.fetchone(self._decide, ref)
         if row is None:
             return Plan(Reply.refused(f"no {self.noun} {ref!r} to {self.confirm_verb}"))
+        row["ref"] = ref  # not read: the one looked up
         if order_id is not None and row["order_id"] != order_id:
             return Plan(self._wrong_order(row, order_id))
         state = row["state"]

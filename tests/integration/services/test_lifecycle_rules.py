@@ -109,16 +109,30 @@ async def test_a_transitions_effects_read_through_the_same_reader(
 async def test_a_decision_reads_the_life_cycles_columns_and_its_effects(
     case: Case, service: KitService
 ) -> None:
-    """The row a decision reads (and its effects get) holds the life cycle's own columns and
-    those the service names for its effects; a life cycle naming none reads the whole row."""
+    """The row a compensation or confirmation decides on (and its effects get) holds the columns
+    the life cycle reads, the ref it looked up and those the service names for its effects;
+    ``load`` adds the tombstone flag; a life cycle naming no columns reads the whole row."""
     lifecycle = LIFECYCLES[case.name]
     assert lifecycle.columns is not None
     assert (await service.handle(case.action("s1"))).ok
     ref = _ref(case, "s1")
-    row = await lifecycle.load(service.db, ref)
-    assert row is not None and row["ref"] == ref
-    assert set(row) == {"ref", "order_id", "state", "tombstone", "version", *lifecycle.columns}
-    everything = await dataclasses.replace(lifecycle, columns=None).load(service.db, ref)
     whole = await service.db.fetchone(f"SELECT * FROM {lifecycle.table} WHERE ref = ?", ref)
-    assert everything == whole and everything is not None
-    assert {name: everything[name] for name in row} == row
+    assert whole is not None
+    seen: list[Row] = []
+
+    async def effects(reader: Reader, row: Row) -> Sequence[Write]:
+        seen.append(row)
+        return ()
+
+    for every in (lifecycle, dataclasses.replace(lifecycle, columns=None)):
+        async with service.db.transaction() as tx:
+            await every.confirm(tx, ref, "s1", 9.0, effects)
+            await every.compensate(tx, ref, "s1", 9.0, effects)
+            loaded = await every.load(tx, ref)
+    decided, decided_again, everything, everything_again = seen
+    assert set(decided) == {"ref", "order_id", "state", "version", *lifecycle.columns}
+    assert decided == decided_again == {name: whole[name] for name in decided}
+    assert everything == everything_again == loaded == whole  # columns=None: SELECT *
+    row = await lifecycle.load(service.db, ref)
+    assert row == {name: whole[name] for name in row}
+    assert set(row) == {"ref", "order_id", "state", "tombstone", "version", *lifecycle.columns}
