@@ -27,6 +27,10 @@ __all__ = ["Envelope"]
 
 _sha256 = hashlib.sha256
 
+#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
+#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
+_tuple_new = tuple.__new__
+
 
 def _resource(key: Any, phase: Phase, action: str) -> str:
     """The resource (``<saga id>:<step>``) of ``key``, a well-formed key of ``phase``; else
@@ -86,12 +90,15 @@ class Envelope:
             view = action.fingerprinted(plain)
             if view is not plain:
                 text = canonical_json(dict(view))
-        return Prepared(
-            command.key,
-            resource,
-            _sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
-            action,
-            action.parse(plain),
+        return _tuple_new(
+            Prepared,
+            (
+                command.key,
+                resource,
+                _sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
+                action,
+                action.parse(plain),
+            ),
         )
 
     def _canonical_payload(self, payload: Mapping[str, Any]) -> str:

@@ -45,6 +45,10 @@ from ordersaga.services.config import InventoryConfig
 
 __all__ = ["InventoryService", "ReserveRequest", "parse_reserve"]
 
+#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
+#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
+_tuple_new = tuple.__new__
+
 # A state CHECK is a chain of ORs, not IN (...): SQLite builds a temporary table for an IN list
 # on every INSERT and UPDATE of the row (about 4 µs each), the ORs cost nothing.
 DDL = """
@@ -107,7 +111,7 @@ def parse_reserve(payload: Mapping[str, Any]) -> ReserveRequest:
         except fields.BadPayload as exc:
             raise fields.BadPayload(f"items[{index}]: {exc}") from None
         lines[item_id] = lines.get(item_id, 0) + quantity
-    return ReserveRequest(order_id, lines)
+    return _tuple_new(ReserveRequest, (order_id, lines))
 
 
 def _parse_order(payload: Mapping[str, Any]) -> str:
@@ -155,6 +159,10 @@ def _seed(stored: Mapping[str, Any]) -> list[Write]:
 _HOLD = (
     "UPDATE items SET available = ?, held = held + ?, version = version + 1"
     " WHERE item_id = ? AND version = ?"
+)
+_CLAIM = (
+    "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version, created_at,"
+    " updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)"
 )
 #: What a reservation reads of an item (every column a SQLite row carries costs ~2k
 #: instructions to hand over: not ``*``).
@@ -220,18 +228,13 @@ class InventoryService(KitService):
         lines: list[dict[str, Any]] = []
         for item_id in sorted(req.lines):
             item, quantity = items[item_id], req.lines[item_id]
-            writes.append(
-                Write(_HOLD, (item["available"] - quantity, quantity, item_id, item["version"]))
-            )
+            params = (item["available"] - quantity, quantity, item_id, item["version"])
+            writes.append(_tuple_new(Write, (_HOLD, params, 1)))
             # Keys in sorted order: the reply is then its own JSON round trip (handed back as is).
             line = {"item_id": item_id, "price_cents": item["price_cents"], "quantity": quantity}
             lines.append(line)
         lines_json = canonical_json(lines)
-        claim = Write(
-            "INSERT INTO reservations (ref, order_id, state, lines, tombstone, version,"
-            " created_at, updated_at) VALUES (?, ?, 'held', ?, 0, 1, ?, ?)",
-            (ref, req.order_id, lines_json, now, now),
-        )
+        claim = _tuple_new(Write, (_CLAIM, (ref, req.order_id, lines_json, now, now), 1))
         cents = sum(line["quantity"] * line["price_cents"] for line in lines)
         weight = _total_weight(items, req.lines)
         body = {"items_cents": cents, "lines": lines, "weight_kg": weight}  # keys sorted
@@ -289,9 +292,9 @@ _SELL = "UPDATE items SET held = held - ?, sold = sold + ?, version = version + 
 
 async def _restock(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock goes back to available."""
-    return [Write(_RESTOCK, (q, q, item_id)) for item_id, q in _held_lines(reservation)]
+    return [_tuple_new(Write, (_RESTOCK, (q, q, i), 1)) for i, q in _held_lines(reservation)]
 
 
 async def _sell(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock becomes sold."""
-    return [Write(_SELL, (q, q, item_id)) for item_id, q in _held_lines(reservation)]
+    return [_tuple_new(Write, (_SELL, (q, q, i), 1)) for i, q in _held_lines(reservation)]
