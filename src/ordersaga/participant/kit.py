@@ -221,7 +221,7 @@ class CommandRunner:
         sent_at = command.sent_at
         # Within the limit (the usual case) without a call of expired's own: its own test.
         if limit is not None and sent_at is not None:
-            now = self._now()
+            now = float(self._options.clock.time())  # _now's, without a call of its own
             if not now - float(sent_at) <= limit:
                 late = expired(command, limit, now)
                 if late is not None:
