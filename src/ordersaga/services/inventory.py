@@ -30,7 +30,7 @@ Items are updated in item-id order, so two transactions never wait on each other
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Self
 
@@ -243,11 +243,15 @@ class InventoryService(KitService):
         text = f'{{"items_cents":{cents},"lines":{lines_json},"weight_kg":"{weight}"}}'
         return Plan(Reply(ReplyStatus.OK, body, None, text), tuple(writes), claim)
 
-    async def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
-        return await LIFECYCLE.compensate(reader, ref, order_id, now, _restock)
+    def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Awaitable[Plan]:
+        # The life cycle's coroutine itself, none of its own around it.
+        return LIFECYCLE.compensate(reader, ref, order_id, now, _restock)
 
-    async def _commit(self, reader: Reader, ref: str, order_id: str | None, now: float) -> Plan:
-        return await LIFECYCLE.confirm(reader, ref, order_id, now, _sell)
+    def _commit(
+        self, reader: Reader, ref: str, order_id: str | None, now: float
+    ) -> Awaitable[Plan]:
+        # The life cycle's coroutine itself, none of its own around it.
+        return LIFECYCLE.confirm(reader, ref, order_id, now, _sell)
 
 
 def _refusal(items: Mapping[str, Row], wanted: Mapping[str, int]) -> Reply | None:

@@ -39,7 +39,7 @@ Stored config (``config`` table, service ``payment``)::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, NamedTuple, Self
 
@@ -349,8 +349,12 @@ class PaymentService(KitService):
         params = (ref, order_id, user_id, amount, method, state, reason, now, now)
         return _tuple_new(Write, (_CLAIM, params, 1))
 
-    async def _void(self, reader: Reader, ref: str, order_id: str, now: float) -> Plan:
-        return await LIFECYCLE.compensate(reader, ref, order_id, now, _release_authorization)
+    def _void(self, reader: Reader, ref: str, order_id: str, now: float) -> Awaitable[Plan]:
+        # The life cycle's coroutine itself, none of its own around it.
+        return LIFECYCLE.compensate(reader, ref, order_id, now, _release_authorization)
 
-    async def _capture(self, reader: Reader, ref: str, order_id: str | None, now: float) -> Plan:
-        return await LIFECYCLE.confirm(reader, ref, order_id, now, _capture_authorization)
+    def _capture(
+        self, reader: Reader, ref: str, order_id: str | None, now: float
+    ) -> Awaitable[Plan]:
+        # The life cycle's coroutine itself, none of its own around it.
+        return LIFECYCLE.confirm(reader, ref, order_id, now, _capture_authorization)
