@@ -294,20 +294,6 @@ def fingerprint(value: JSON) -> str:
     return hashlib.sha256(_encode_canonical(value).encode() if data is None else data).hexdigest()
 
 
-def _has_float(value: JSON) -> bool:
-    """Whether parsed JSON holds a float anywhere (object keys are always str)."""
-    kind = type(value)
-    if kind is dict:
-        value = value.values()
-    elif kind is not list:
-        return kind is float
-    for item in value:
-        kind = type(item)
-        if kind is float or ((kind is dict or kind is list) and _has_float(item)):
-            return True
-    return False
-
-
 def read_json(text: str) -> JSON:
     """Exactly ``json.loads(text)`` (or its exception), parsed by orjson when that gives the same
     value, which is several times cheaper.
@@ -316,11 +302,12 @@ def read_json(text: str) -> JSON:
     overflows to infinity, an escaped lone surrogate, more than 1024 levels) and reads an integer
     beyond 64 bits as a float; so its value is kept only when it holds no float at all (floats
     themselves parse to the same value, but one cannot be told from a rounded integer), else the
-    stdlib parser reads the text again. Duplicate keys: both keep the last.
+    stdlib parser reads the text again. Duplicate keys: both keep the last. A parsed value holds
+    only dicts, lists, str, int, bool, None and float, so :func:`_plain` tells it has no float.
     """
     try:
         value = _loads(text)
-        if not _has_float(value):
+        if _plain(value):
             return value
     except (orjson.JSONDecodeError, RecursionError):
         pass
