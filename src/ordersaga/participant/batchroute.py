@@ -35,7 +35,7 @@ from ordersaga.protocol.batchwire import (
 from ordersaga.protocol.messages import Command, Reply
 from ordersaga.protocol.wire import TOO_LARGE, UNAVAILABLE
 
-__all__ = ["add_batch_route"]
+__all__ = ["add_batch_route", "answer_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def add_batch_route(app: FastAPI, served: Served, max_body_bytes: int) -> None:
     """Serve ``POST /commands`` (a plain Starlette route) and document it in the OpenAPI."""
 
     async def run(request: Request) -> Response:
-        return await _batch(served, request, max_body_bytes)
+        return await answer_batch(served, request, max_body_bytes)
 
     app.add_api_route(
         BATCH_PATH,
@@ -60,7 +60,8 @@ def add_batch_route(app: FastAPI, served: Served, max_body_bytes: int) -> None:
     app.router.routes[:0] = [Route(BATCH_PATH, run, methods=["POST"])]
 
 
-async def _batch(served: Served, request: Request, limit: int) -> Response:
+async def answer_batch(served: Served, request: Request, limit: int) -> Response:
+    """The response to ``POST /commands``."""
     data, refused = await served.read_json(request, limit, "batch")
     if refused is not None:
         return refused

@@ -31,7 +31,7 @@ def add_command_routes(app: FastAPI, served: Served, max_body_bytes: int) -> Non
     def endpoint(action: str | None) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             name = action if action is not None else request.path_params["action"]
-            return await _command(served, request, name, max_body_bytes)
+            return await answer_command(served, request, name, max_body_bytes)
 
         return run
 
@@ -70,7 +70,8 @@ def _command_openapi(doc: ActionDoc) -> dict[str, Any]:
     }
 
 
-async def _command(served: Served, request: Request, action: str, limit: int) -> Response:
+async def answer_command(served: Served, request: Request, action: str, limit: int) -> Response:
+    """The response to ``POST /commands/{action}`` (``action`` from the path)."""
     header = request.headers.get(IDEMPOTENCY_KEY)
     if header is None:
         return served.invalid(f"missing {IDEMPOTENCY_KEY} header")

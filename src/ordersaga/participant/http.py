@@ -45,16 +45,19 @@ from typing import Any, cast
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ordersaga import __version__
 from ordersaga.errors import ConfigError
 from ordersaga.participant.auth import PUBLIC_PATHS, PUBLIC_PREFIXES, BearerAuth
-from ordersaga.participant.batchroute import add_batch_route
-from ordersaga.participant.commandroute import add_command_routes
+from ordersaga.participant.batchroute import add_batch_route, answer_batch
+from ordersaga.participant.commandroute import add_command_routes, answer_command
 from ordersaga.participant.docs import local_docs
 from ordersaga.participant.openapi import add_bearer_security
 from ordersaga.participant.readroutes import add_read_routes
 from ordersaga.participant.served import Served
+from ordersaga.protocol.batchwire import BATCH_PATH
 from ordersaga.protocol.participant import Participant
 from ordersaga.telemetry.tracing import Tracing
 
@@ -134,7 +137,81 @@ def create_app(
     add_read_routes(app, served)
     if token is not None:
         require_token(app, [(token, "orchestrator")], "The service token (ORDERSAGA_SERVICE_TOKEN)")
+    stack = app.build_middleware_stack
+
+    def build() -> ASGIApp:
+        return command_fast_path(app, stack(), served, max_body_bytes)
+
+    app.build_middleware_stack = build  # type: ignore[method-assign]
     return app
+
+
+def command_fast_path(app: FastAPI, stack: ASGIApp, served: Served, limit: int) -> ASGIApp:
+    """``stack`` (the app's whole middleware stack), but for the command routes, answered by
+    :class:`CommandFastPath` within the app's own middleware (``add_middleware``: the bearer
+    token's :class:`BearerAuth`) and a :class:`ServerErrorMiddleware` as the app has it.
+
+    An app with a request body limit of the framework's gets its whole stack for everything.
+    """
+    if getattr(app, "max_body_size", None) is not None:
+        return stack
+    answer = _CommandAnswer(served, limit)
+    commands: ASGIApp = answer
+    for cls, args, kwargs in reversed(app.user_middleware):
+        commands = cls(commands, *args, **kwargs)
+    handlers = app.exception_handlers
+    on_error = handlers.get(500) or handlers.get(Exception)
+    return CommandFastPath(stack, ServerErrorMiddleware(commands, on_error, app.debug))
+
+
+class CommandFastPath:
+    """An app's stack, but for the command routes, which go to ``commands``.
+
+    ``POST /commands`` and ``POST /commands/{action}`` carry nearly every request a service gets,
+    and their handlers read the request and build the response themselves: the framework's
+    layers around them (exception telemetry, body limits, exception handlers, dependency exit
+    stacks, routing) did nothing for them but cost a call or two each per request. ``commands``
+    keeps what matters to them (:func:`command_fast_path`: the app's own middleware, so the
+    token is checked first exactly as before, and a ``500`` for an unexpected error) and runs
+    the very handlers the routes call, so each request gets the same response. Any other
+    request, or a path the routes would not match (a slash more, another method), goes through
+    the whole :attr:`stack`.
+    """
+
+    def __init__(self, stack: ASGIApp, commands: ASGIApp) -> None:
+        self.stack = stack
+        self.commands = commands
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path = scope["path"]
+            action = path[len(_ACTION) :] if path.startswith(_ACTION) else None
+            if path == BATCH_PATH or (action and "/" not in action):
+                await self.commands(scope, receive, send)
+                return
+        await self.stack(scope, receive, send)
+
+
+class _CommandAnswer:
+    """The command routes' handlers as a plain ASGI app (the path tells which)."""
+
+    def __init__(self, served: Served, limit: int) -> None:
+        self._served = served
+        self._limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        path = scope["path"]
+        if path == BATCH_PATH:
+            response = await answer_batch(self._served, request, self._limit)
+        else:
+            action = path[len(_ACTION) :]
+            response = await answer_command(self._served, request, action, self._limit)
+        await response(scope, receive, send)
+
+
+#: ``/commands/{action}``: any one path segment after it (what the route's ``{action}`` matches).
+_ACTION = BATCH_PATH + "/"
 
 
 def require_token(
