@@ -136,7 +136,6 @@ async def run_server(
         proxy_headers=False,
         http=guarded_protocol(limits),
         timeout_keep_alive=limits.keep_alive,
-        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     server = uvicorn.Server(config)
     try:

@@ -3,6 +3,7 @@ connection cap makes room by dropping them, and /health stays fast meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -108,3 +109,109 @@ def test_connections_beyond_the_cap_are_refused_when_all_are_busy(
             sock.close()
     time.sleep(0.3)
     assert get_json(f"{service.url}/health")[0] == 200  # room again once they are gone
+
+
+def _response(sock: socket.socket) -> int:
+    """The status of the next response on ``sock`` (read to its end, a Content-Length body)."""
+    sock.settimeout(5)
+    reader = sock.makefile("rb", buffering=0)  # unbuffered: a pipelined reply stays unread
+    status = int(reader.readline().split()[1])
+    length = 0
+    while (line := reader.readline()) != b"\r\n":
+        assert line, "closed before a whole response"
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            length = int(value)
+    body = b""
+    while len(body) < length:
+        part = reader.read(length - len(body))
+        assert part, "closed before a whole response"
+        body += part
+    return status
+
+
+def _health(pad: int = 0) -> bytes:
+    return b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * pad + b"\r\n\r\n"
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """What the server sends on ``sock`` before it closes it."""
+    sock.settimeout(5)
+    reply = b""
+    try:
+        while part := sock.recv(65536):
+            reply += part
+    except ConnectionResetError:
+        pass  # closed with bytes of ours unread: the kernel resets
+    return reply
+
+
+def test_headers_above_the_limit_are_answered_400_and_the_connection_closed(
+    tmp_path: Path, start_service: Callable[..., ServiceProcess]
+) -> None:
+    service = _start(start_service, tmp_path)
+    sock = _connect(service)
+    try:  # headers that never end, sent in pieces until they pass 64 KiB
+        head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 66_000
+        for at in range(0, len(head), 4096):
+            sock.sendall(head[at : at + 4096])
+        reply = _until_closed(sock)
+        assert reply.startswith(b"HTTP/1.1 400 "), reply[:100]
+        assert reply.endswith(b"\r\n\r\nInvalid HTTP request received.")
+    finally:
+        sock.close()
+    for pad in (70_000, 200_000):  # whole requests at once: refused too
+        sock = _connect(service)
+        try:
+            with contextlib.suppress(OSError):  # closed by the server before the rest was sent
+                sock.sendall(_health(pad))
+            reply = _until_closed(sock)
+            assert reply == b"" or reply.startswith(b"HTTP/1.1 400 "), reply[:100]
+        finally:
+            sock.close()
+    sock = _connect(service)
+    try:  # headers below the limit, whole or in pieces, are served
+        sock.sendall(_health(60_000))
+        assert _response(sock) == 200
+        request = _health(60_000)
+        for at in range(0, len(request), 4096):
+            sock.sendall(request[at : at + 4096])
+        assert _response(sock) == 200
+    finally:
+        sock.close()
+
+
+def test_keep_alive_connections_serve_again_then_get_the_header_deadline_again(
+    tmp_path: Path, start_service: Callable[..., ServiceProcess]
+) -> None:
+    service = _start(start_service, tmp_path)
+    sock = _connect(service)
+    try:
+        sock.sendall(_health() + _health())  # pipelined: both answered, in order
+        assert _response(sock) == 200
+        assert _response(sock) == 200
+        sock.sendall(_health())
+        assert _response(sock) == 200
+        sock.sendall(b"GET /health HTTP/1.1\r\n")  # the next request's headers never end
+        started = time.monotonic()
+        while not _closed(sock):
+            assert time.monotonic() - started < HEADER_TIMEOUT + 1.5, "not cut off in time"
+        assert time.monotonic() - started >= HEADER_TIMEOUT - 0.1
+    finally:
+        sock.close()
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_the_keep_alive_time(
+    tmp_path: Path, start_service: Callable[..., ServiceProcess]
+) -> None:
+    service = start_service("inventory", sqlite_url(tmp_path, "inventory"))  # 10 s, 5 s
+    sock = _connect(service)
+    try:
+        sock.sendall(_health())
+        assert _response(sock) == 200
+        started = time.monotonic()
+        while not _closed(sock):
+            assert time.monotonic() - started < 5 + 1.5, "idle connection still open"
+        assert time.monotonic() - started >= 5 - 0.1
+    finally:
+        sock.close()
