@@ -105,8 +105,8 @@ class Driver:
                 for record in run.record.steps:
                     if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
                         run.results[record.step] = record.result
-                status = run.record.status
-                reason = run.record.reason
+                status = run.status
+                reason = run.reason
                 if status is SagaStatus.RUNNING:
                     status, reason = await self._forward(run)
                     if status is SagaStatus.CONFIRMING and run.on_decided is not None:
@@ -144,7 +144,7 @@ class Driver:
             run.compensations,
             False,
             False,
-            run.record.fingerprint,
+            run.fingerprint,
             run.failed_step,
             run.cause,
         )
@@ -189,7 +189,7 @@ class Driver:
             if outcome.expired:  # an outage, not the customer: someone should look
                 run.keep_flag = True
                 attention = True
-                self._stats.needs_attention += not run.record.needs_attention
+                self._stats.needs_attention += not run.needs_attention
             await self.log.write(
                 run,
                 "decision.compensate",
@@ -270,7 +270,7 @@ class Driver:
     def _deadline(self, run: Run, now: float) -> float:
         """The order's deadline on the monotonic clock (it counts from the saga's creation);
         ``now``: the wall-clock time just read."""
-        left = run.record.created_at + self._settings.order_deadline - now
+        left = run.created_at + self._settings.order_deadline - now
         return self._clock.monotonic() + left
 
     async def _call(

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.breaker import BreakerState
 from ordersaga.saga.calls import CallOutcome
-from ordersaga.saga.observe import SagaObserver
+from ordersaga.saga.observe import LoggedSaga, SagaObserver
 from ordersaga.saga.store.base import SagaRecord, SagaStatus, StepRecord
 from ordersaga.telemetry.logs import EVENTS, emit
 
@@ -56,7 +56,7 @@ class EventLog(SagaObserver):
             worker=self.worker,
         )
 
-    def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
+    def logged(self, record: LoggedSaga, what: str, steps: Sequence[StepRecord]) -> None:
         decision = _DECISIONS.get(what)
         if decision is not None:
             emit(

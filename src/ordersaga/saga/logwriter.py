@@ -8,7 +8,6 @@ the saga's :class:`Run` in step with the log. What is written when is :mod:`.dri
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ordersaga.clock import Clock
@@ -29,33 +28,134 @@ _STEP_STATUS = {
 }
 
 
-@dataclass(slots=True)
 class Run:
-    """The in-memory view of one saga while it runs (mirrors what is in the log)."""
+    """The in-memory view of one saga while it runs: what its log holds, kept in step with it.
 
-    record: SagaRecord
-    definition: SagaDefinition
-    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    attempts: int = 0
-    calls: int = 0
-    compensations: int = 0
-    on_decided: DecisionCallback | None = None
-    failed_step: str | None = None
-    cause: str | None = None
-    fresh: bool = False  # created by this runner: no earlier process sent any of its steps
-    keep_flag: bool = False  # failed by the order's deadline: stays flagged for attention
-    saga_id: str = field(init=False)  # the record's (it never changes)
-    _context: SagaContext | None = field(default=None, init=False, repr=False)
+    Made from the saga's record (as created, or as resumed from the log); each later write of
+    :class:`LogWriter` updates the run's own fields in place (its status, reason, attention
+    flag, input and step records), not a new record. :attr:`record` gives the
+    :class:`SagaRecord` of those fields, built when read (once per change): the engine's own
+    path reads the fields.
+    """
 
-    def __post_init__(self) -> None:
-        self.saga_id = self.record.saga_id
+    __slots__ = (
+        "_context",
+        "_record",
+        "_steps",
+        "attempts",
+        "attention_reason",
+        "calls",
+        "cause",
+        "compensations",
+        "created_at",
+        "definition",
+        "definition_name",
+        "failed_step",
+        "fingerprint",
+        "fresh",
+        "input",
+        "keep_flag",
+        "needs_attention",
+        "on_decided",
+        "reason",
+        "results",
+        "saga_id",
+        "status",
+        "updated_at",
+    )
+
+    def __init__(
+        self,
+        record: SagaRecord,
+        definition: SagaDefinition,
+        *,
+        on_decided: DecisionCallback | None = None,
+        fresh: bool = False,
+    ) -> None:
+        self.definition = definition
+        self.on_decided = on_decided
+        #: Created by this runner: no earlier process sent any of its steps.
+        self.fresh = fresh
+        self.results: dict[str, Mapping[str, Any]] = {}
+        self.attempts = 0
+        self.calls = 0
+        self.compensations = 0
+        self.failed_step: str | None = None
+        self.cause: str | None = None
+        #: Failed by the order's deadline: stays flagged for attention.
+        self.keep_flag = False
+        # The record's fields (saga_id, definition's name, fingerprint and created_at never
+        # change; the others as the log's writes change them).
+        self.saga_id = record.saga_id
+        self.definition_name = record.definition
+        self.fingerprint = record.fingerprint
+        self.created_at = record.created_at
+        self.input: Mapping[str, Any] = record.input
+        self.status = record.status
+        self.reason = record.reason
+        self.needs_attention = record.needs_attention
+        self.attention_reason = record.attention_reason
+        self.updated_at = record.updated_at
+        #: The step records by (step, phase), in the record's order (a rewritten one keeps its
+        #: place, as in the log).
+        steps = record.steps
+        self._steps = {(r.step, r.phase): r for r in steps} if steps else {}
+        self._record: SagaRecord | None = record  # as the fields are now (None: changed since)
+        self._context: SagaContext | None = None
+
+    @property
+    def record(self) -> SagaRecord:
+        """The saga's record as the log holds it now (an immutable value of the run's fields)."""
+        record = self._record
+        if record is None:
+            record = self._record = build_saga_record(
+                self.saga_id,
+                self.definition_name,
+                self.input,
+                self.fingerprint,
+                self.status,
+                tuple(self._steps.values()),
+                self.reason,
+                self.needs_attention,
+                self.created_at,
+                self.updated_at,
+                None,
+                self.attention_reason,
+            )
+        return record
+
+    def logged(
+        self,
+        steps: list[StepRecord],
+        status: SagaStatus | None,
+        reason: str | None,
+        attention: bool | None,
+        attention_reason: str | None,
+        input: Mapping[str, Any],
+        at: float,
+    ) -> None:
+        """Take a durable write of the log: the record changes as the store's row did."""
+        if steps:
+            kept = self._steps
+            for r in steps:
+                kept[r.step, r.phase] = r
+        if status is not None:
+            self.status = status
+        if reason is not None:
+            self.reason = reason
+        if attention is not None:
+            self.needs_attention = attention
+            self.attention_reason = attention_reason
+        self.input = input
+        self.updated_at = at
+        self._record = None
 
     def context(self) -> SagaContext:
         """What the step builders read: made anew only when the input changed (``results`` is
         the run's own dict, updated in place)."""
         context = self._context
-        if context is None or context.input is not self.record.input:
-            context = self._context = saga_context(self.saga_id, self.record.input, self.results)
+        if context is None or context.input is not self.input:
+            context = self._context = saga_context(self.saga_id, self.input, self.results)
         return context
 
 
@@ -145,8 +245,8 @@ class LogWriter:
     ) -> None:
         # The decision's write also erases what the decided saga no longer needs (redact).
         redact = run.definition.redact if decided else None
-        input = run.record.input if redact is None else redact(run.record.input)
-        replaced = input is not run.record.input  # redact returns the input itself: no change
+        input = run.input if redact is None else redact(run.input)
+        replaced = input is not run.input  # redact returns the input itself: no change
         crash, armed = self._crash, self._armed
         if armed:  # (tests) a disarmed point costs no string formatting
             crash.hit("log.before:" + what)
@@ -162,33 +262,13 @@ class LogWriter:
         )
         if armed:
             crash.hit("log.after:" + what)
-        # Keep the in-memory record in step with the log.
-        record = run.record
-        kept = record.steps
-        if steps:
-            merged = {(r.step, r.phase): r for r in kept}
-            for r in steps:
-                merged[r.step, r.phase] = r
-            kept = tuple(merged.values())
-        run.record = record = build_saga_record(
-            record.saga_id,
-            record.definition,
-            input,
-            record.fingerprint,
-            status or record.status,
-            kept,
-            reason if reason is not None else record.reason,
-            record.needs_attention if attention is None else attention,
-            record.created_at,
-            self._clock.time(),
-            None,
-            record.attention_reason if attention is None else attention_reason,
-        )
-        self._observer.logged(record, what, steps)
+        # Keep the run in step with the log.
+        run.logged(steps, status, reason, attention, attention_reason, input, self._clock.time())
+        self._observer.logged(run, what, steps)
 
     async def attention(self, run: Run, reason: str) -> None:
         """Flag the saga for a person, saying why (a step that keeps failing, and how)."""
-        if run.record.needs_attention:
+        if run.needs_attention:
             return
         self._stats.needs_attention += 1
         await self.write(run, "attention", [], attention=True, attention_reason=reason)

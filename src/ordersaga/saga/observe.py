@@ -8,7 +8,8 @@ The engine calls a :class:`SagaObserver` at five points, and nothing else of tel
     calling(saga_id, step, phase)   around one step call, retries and probe included
     called(saga_id, step, phase, outcome, seconds)   inside it, once the call has its outcome
     logged(record, what, steps)  a write to the saga log is durable (``what`` names it, like
-                                 the crash points: "reserve.result", "decision.confirm", ...)
+                                 the crash points: "reserve.result", "decision.confirm", ...);
+                                 ``record``: the saga as the log holds it now (LoggedSaga)
 
 Hooks run inline on the hot path: they must be cheap, and must not raise (an observer that
 fails must not fail a saga). Counters the engine keeps anyway (:class:`EngineStats`, the
@@ -21,17 +22,50 @@ import contextlib
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Protocol
 
 from ordersaga.protocol.messages import Phase
 from ordersaga.saga.calls import CallOutcome, CallStatus
-from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
+from ordersaga.saga.store.base import TERMINAL, SagaRecord, SagaStatus, StepRecord
 from ordersaga.telemetry.histogram import LATENCY_SECONDS, SAGA_SECONDS, Histogram
 
-__all__ = ["NOTHING", "EngineMetrics", "Fanout", "SagaObserver", "StepMetrics", "combine"]
+__all__ = [
+    "NOTHING",
+    "EngineMetrics",
+    "Fanout",
+    "LoggedSaga",
+    "SagaObserver",
+    "StepMetrics",
+    "combine",
+]
 
 #: The context manager that does nothing (reusable, reentrant).
 NOTHING: AbstractContextManager[Any] = contextlib.nullcontext()
+
+
+class LoggedSaga(Protocol):
+    """What :meth:`SagaObserver.logged` reads of a saga: its record's head, as the log holds it
+    once the write is durable.
+
+    A :class:`SagaRecord`, or the engine's own view of the running saga (which the saga's later
+    writes change in place, not a copy made for each write: read what you need during the
+    call, keep no reference to it; its ``record`` would be one).
+    """
+
+    @property
+    def saga_id(self) -> str: ...
+    @property
+    def status(self) -> SagaStatus: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def needs_attention(self) -> bool: ...
+    @property
+    def attention_reason(self) -> str | None: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def updated_at(self) -> float: ...
 
 
 class SagaObserver:
@@ -51,7 +85,7 @@ class SagaObserver:
     ) -> None:
         return None
 
-    def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
+    def logged(self, record: LoggedSaga, what: str, steps: Sequence[StepRecord]) -> None:
         return None
 
 
@@ -86,7 +120,7 @@ class Fanout(SagaObserver):
         for observer in self.observers:
             observer.called(saga_id, step, phase, outcome, seconds)
 
-    def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
+    def logged(self, record: LoggedSaga, what: str, steps: Sequence[StepRecord]) -> None:
         for observer in self.observers:
             observer.logged(record, what, steps)
 
@@ -182,7 +216,7 @@ class EngineMetrics(SagaObserver):
         else:
             metrics.add(outcome)
 
-    def logged(self, record: SagaRecord, what: str, steps: Sequence[StepRecord]) -> None:
+    def logged(self, record: LoggedSaga, what: str, steps: Sequence[StepRecord]) -> None:
         status = record.status
         if status in TERMINAL:
             self.flagged.discard(record.saga_id)
