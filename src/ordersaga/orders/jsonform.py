@@ -46,16 +46,22 @@ from ordersaga.orders.rules import (
     show,
 )
 from ordersaga.orders.textform import address_from_text, merged_items
+from ordersaga.protocol.messages import read_json
 
 __all__ = ["read_json_form"]
 
-_decode = json.JSONDecoder().decode
-
 
 def read_json_form(line: str) -> Order:
-    """Read a stripped JSON-form line; raise NoOrderId or RejectedOrder."""
+    """Read a stripped JSON-form line (it starts with ``{``); raise NoOrderId or RejectedOrder.
+
+    The line is read by :func:`~ordersaga.protocol.messages.read_json`: exactly ``json.loads``'s
+    value or exception (by orjson where that gives the same value; this form reads no floats
+    and takes the last of duplicate keys, as both parsers do), and for a line that starts with
+    ``{`` ``json.loads`` is the plain decoder's ``decode`` (its one extra check, a leading byte
+    order mark, cannot apply).
+    """
     try:
-        data = _decode(line)
+        data = read_json(line)
     except json.JSONDecodeError as exc:
         raise NoOrderId(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
     except (ValueError, RecursionError) as exc:  # huge integers, absurd nesting

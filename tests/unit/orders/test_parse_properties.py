@@ -131,3 +131,62 @@ def test_fast_paths_accept_only_what_the_careful_readers_accept(line: str) -> No
         careful = _careful(textform._step_by_step, line)
     if fast is not None:
         assert fast == careful
+
+
+def _stdlib_json_form(line: str) -> object:
+    """What ``read_json_form`` gave when it read lines with the stdlib decoder itself."""
+    try:
+        data = json.JSONDecoder().decode(line)
+    except json.JSONDecodeError as exc:
+        return NoOrderId, f"invalid JSON: {exc.msg} at column {exc.colno}"
+    except (ValueError, RecursionError) as exc:
+        return NoOrderId, f"invalid JSON: {type(exc).__name__}"
+    if type(data) is not dict:
+        return NoOrderId, "a JSON line must be an object"
+    order = jsonform._fast(data)
+    return order if order is not None else _outcome(jsonform._field_by_field, data)
+
+
+def _outcome(read: object, line: object) -> object:
+    try:
+        return read(line)  # type: ignore[operator]
+    except (NoOrderId, RejectedOrder) as exc:
+        return type(exc), str(exc)
+
+
+#: JSON-form lines where orjson and the stdlib parser part ways (or nearly): each must read as
+#: the stdlib decoder reads it.
+ODD_JSON_LINES = [
+    '{"order_id": "o1", "order_id": "o2", "user_id": 1, "items": [{"item_id": "A",'
+    ' "quantity": 1}], "payment_info": {"method": "PayPal"}, "shipping_address":'
+    ' {"country": "US"}}',  # duplicate keys: the last one counts
+    '{"order_id": "o1", "user_id": 1.0, "items": []}',  # a float
+    '{"order_id": "o1", "user_id": 1e400}',  # overflows to infinity
+    '{"order_id": "o1", "user_id": NaN}',
+    '{"order_id": "o1", "user_id": -Infinity}',
+    '{"order_id": "o1", "user_id": 123456789012345678901234567890}',  # beyond 64 bits
+    '{"order_id": "o1", "user_id": 18446744073709551616}',
+    '{"order_id": "\\ud800", "user_id": 1}',  # an escaped lone surrogate
+    '{"order_id": "o\ud800", "user_id": 1}',  # a lone surrogate itself
+    '{"order_id": "o1"} trailing',
+    '{"order_id": "o1",}',
+    "{",
+    "{}",
+    '{"order_id": 12, "user_id": "7"}',
+    '{"order_id": "o1", "x": ' + "[" * 1100 + "]" * 1100 + "}",  # deeper than orjson reads
+    '{"order_id": "o1", "x": ' + "[" * 3000 + "]" * 3000 + "}",  # deeper than json reads
+    '{"order_id": "o1", "x": ' + "[" * 600 + "1.5" + "]" * 600 + "}",
+    '{"order_id": "o1", "user_id": 5, "items": [{"item_id": "A", "quantity": 2.0}]}',
+]
+
+
+def test_odd_json_lines_read_as_the_stdlib_decoder_reads_them() -> None:
+    for line in ODD_JSON_LINES:
+        assert _outcome(jsonform.read_json_form, line) == _stdlib_json_form(line), line
+
+
+@settings(max_examples=examples(500), deadline=None)
+@given(st.one_of(mutated_lines(), orders.map(lambda o: o.to_json_line())))
+def test_json_form_reads_as_the_stdlib_decoder_reads_it(line: str) -> None:
+    if line[:1] == "{":
+        assert _outcome(jsonform.read_json_form, line) == _stdlib_json_form(line)
