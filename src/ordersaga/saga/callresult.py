@@ -41,6 +41,9 @@ class CallOutcome(NamedTuple):
 
 
 _tuple_new = tuple.__new__
+#: Read once: an enum member read through its class is slow on Python 3.11 (see ``_ACTION`` in
+#: :mod:`.driver`); every call's outcome reads two.
+_OK, _SUCCEEDED, _REFUSED = ReplyStatus.OK, CallStatus.SUCCEEDED, CallStatus.REFUSED
 
 
 def outcome_of(
@@ -52,10 +55,10 @@ def outcome_of(
 ) -> CallOutcome:
     """The outcome of a call that got the definite ``reply`` (by default at its one attempt,
     which keeps no trail: see :mod:`.trail`)."""
-    if reply.status is ReplyStatus.OK:
-        status, reason = CallStatus.SUCCEEDED, None
+    if reply.status is _OK:
+        status, reason = _SUCCEEDED, None
     else:
-        status = CallStatus.REFUSED
+        status = _REFUSED
         reason = f"{command.service} {command.action}: {reply.reason or reply.status.value}"
     body = reply.body
     if type(body) is not dict:  # a reply's own dict is not copied (nothing changes it)

@@ -68,6 +68,10 @@ from ordersaga.transport.base import Transport
 
 __all__ = ["DEADLINE_MARK", "CallOutcome", "CallStatus", "Caller"]
 
+#: Read once (every call's first attempt tests it): an enum member read through its class is
+#: slow on Python 3.11 (see ``_ACTION`` in :mod:`.driver`).
+_CLOSED = BreakerState.CLOSED
+
 T = TypeVar("T")
 A = TypeVar("A")
 
@@ -164,7 +168,7 @@ class Caller:
         breaker = self._made.get(command.service) or self._breakers[command.service]
         first: Reply | TransportError | None = None
         if (
-            breaker.state is BreakerState.CLOSED
+            breaker.state is _CLOSED
             and not self._armed
             and (limit is None or clock.time() - sent_at <= limit)
         ):
@@ -182,7 +186,7 @@ class Caller:
                 raise
             else:
                 if reply.status not in _INDEFINITE:  # (.definite: a property call)
-                    if breaker.failures or breaker.state is not BreakerState.CLOSED:
+                    if breaker.failures or breaker.state is not _CLOSED:
                         breaker.record_success()  # (else it would change nothing)
                     return outcome_of(command, reply)
                 first = reply

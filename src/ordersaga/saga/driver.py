@@ -58,6 +58,16 @@ from ordersaga.saga.retry import RetryPolicy
 from ordersaga.saga.store.base import SagaStatus, SagaStore, StepRecord, StepStatus
 from ordersaga.slots import slot_twin
 
+#: Enum members read once, here: on Python 3.11 ``Phase.ACTION`` read through its class takes the
+#: metaclass's slow attribute path (``EnumType`` defines ``__getattr__``: ~0.9k instructions a
+#: read, against a global's few dozen), and a saga reads dozens. The very members: ``is`` holds.
+_ACTION, _COMPENSATE, _CONFIRM = Phase.ACTION, Phase.COMPENSATE, Phase.CONFIRM
+_RUNNING, _COMPENSATING, _FAILED = SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED
+_CONFIRMING, _CONFIRMED = SagaStatus.CONFIRMING, SagaStatus.CONFIRMED
+_SUCCEEDED, _REFUSED, _UNKNOWN = CallStatus.SUCCEEDED, CallStatus.REFUSED, CallStatus.UNKNOWN
+_STEP_SUCCEEDED, _STEP_UNKNOWN = StepStatus.SUCCEEDED, StepStatus.UNKNOWN
+_STEP_REFUSED, _STEP_UNDELIVERED = StepStatus.REFUSED, StepStatus.UNDELIVERED
+
 #: A step call's command is built on this plain twin of :class:`Command` (see
 #: :mod:`ordersaga.slots`): six per order.
 _CommandSlots = slot_twin(Command)
@@ -103,21 +113,21 @@ class Driver:
                 # (Driving itself is written out here, not a coroutine of its own: every
                 # suspension of the saga resumes through each coroutine level.)
                 for record in run.record.steps:
-                    if record.phase is Phase.ACTION and record.status is StepStatus.SUCCEEDED:
+                    if record.phase is _ACTION and record.status is _STEP_SUCCEEDED:
                         run.results[record.step] = record.result
                 status = run.status
                 reason = run.reason
-                if status is SagaStatus.RUNNING:
+                if status is _RUNNING:
                     status, reason = await self._forward(run)
-                    if status is SagaStatus.CONFIRMING and run.on_decided is not None:
+                    if status is _CONFIRMING and run.on_decided is not None:
                         run.on_decided(self._result(run, status, reason))
-                if status is SagaStatus.CONFIRMING:
+                if status is _CONFIRMING:
                     status = await _shielded(self._confirm(run))
-                elif status is SagaStatus.COMPENSATING:
+                elif status is _COMPENSATING:
                     status = await _shielded(self._compensate(run, reason))
-                if status is SagaStatus.CONFIRMED:
+                if status is _CONFIRMED:
                     self._stats.confirmed += 1
-                elif status is SagaStatus.FAILED:
+                elif status is _FAILED:
                     self._stats.failed += 1
                 return self._result(run, status, reason)
         except ConflictError as exc:
@@ -132,7 +142,7 @@ class Driver:
 
     @staticmethod
     def _result(run: Run, status: SagaStatus, reason: str | None) -> SagaResult:
-        if run.cause is None and status in (SagaStatus.COMPENSATING, SagaStatus.FAILED):
+        if run.cause is None and status in (_COMPENSATING, _FAILED):
             failure = failure_of(run.record)  # resumed from the log: decided before
             if failure is not None:
                 run.failed_step, run.cause = failure.step, failure.cause
@@ -161,10 +171,10 @@ class Driver:
             deadline = self._deadline(run, started)
             progress = self._progress(run, held) if held else None
             outcome = await self._call(
-                run, step, Phase.ACTION, policy, started, deadline, on_retry=progress
+                run, step, _ACTION, policy, started, deadline, on_retry=progress
             )
-            record = self.log.step_record(step, Phase.ACTION, outcome, started)
-            if outcome.status is CallStatus.SUCCEEDED:
+            record = self.log.step_record(step, _ACTION, outcome, started)
+            if outcome.status is _SUCCEEDED:
                 run.results[step.name] = outcome.body
                 decided = index == len(steps) - 1
                 if not decided:
@@ -174,17 +184,13 @@ class Driver:
                         crash.hit(f"log.before:{step.name}.result")
                         crash.hit(f"log.after:{step.name}.result")
                     continue
-                status = (
-                    SagaStatus.CONFIRMING
-                    if run.definition.retriable_steps
-                    else SagaStatus.CONFIRMED
-                )
+                status = _CONFIRMING if run.definition.retriable_steps else _CONFIRMED
                 await self.log.write(run, "decision.confirm", [*held, record], status, decided=True)
                 return status, None
-            needs_undo = bool(run.results) or outcome.status is CallStatus.UNKNOWN
-            status = SagaStatus.COMPENSATING if needs_undo else SagaStatus.FAILED
+            needs_undo = bool(run.results) or outcome.status is _UNKNOWN
+            status = _COMPENSATING if needs_undo else _FAILED
             run.failed_step = step.name
-            run.cause = "business" if outcome.status is CallStatus.REFUSED else "technical"
+            run.cause = "business" if outcome.status is _REFUSED else "technical"
             attention = None
             if outcome.expired:  # an outage, not the customer: someone should look
                 run.keep_flag = True
@@ -212,7 +218,7 @@ class Driver:
             if held:
                 records = list(held)
                 held.clear()
-                await self.log.write(run, f"{records[-1].step}.result", records, SagaStatus.RUNNING)
+                await self.log.write(run, f"{records[-1].step}.result", records, _RUNNING)
 
         return progress
 
@@ -226,28 +232,28 @@ class Driver:
                 # It may have been in flight when the cancel came: its outcome is unknown.
                 now = self._clock.time()
                 action = StepRecord(
-                    step.name, Phase.ACTION, StepStatus.UNKNOWN, {}, CANCELLED_REASON, 0, now, now
+                    step.name, _ACTION, _STEP_UNKNOWN, {}, CANCELLED_REASON, 0, now, now
                 )
                 done.append(action)
-            if action is None or action.status in (StepStatus.REFUSED, StepStatus.UNDELIVERED):
+            if action is None or action.status in (_STEP_REFUSED, _STEP_UNDELIVERED):
                 continue
             started = self._clock.time()
             policy = self._settings.forever_policy
-            outcome = await self._call(run, step, Phase.COMPENSATE, policy, started)
-            if outcome.status is not CallStatus.SUCCEEDED:
+            outcome = await self._call(run, step, _COMPENSATE, policy, started)
+            if outcome.status is not _SUCCEEDED:
                 await self.log.attention(run, f"compensating {step.name}: {outcome.reason}")
-                return SagaStatus.COMPENSATING
+                return _COMPENSATING
             run.compensations += 1
             self._stats.compensations += 1
-            done.append(self.log.step_record(step, Phase.COMPENSATE, outcome, started))
+            done.append(self.log.step_record(step, _COMPENSATE, outcome, started))
             if self._armed:  # (tests) a disarmed point costs no call
                 self._crash.hit("compensation.during")
         keep = run.keep_flag or (reason or "").endswith(DEADLINE_MARK)
         why = reason if keep else None  # what is left to look at: the outage that failed it
         await self.log.write(
-            run, "end.failed", done, SagaStatus.FAILED, reason, attention=keep, attention_reason=why
+            run, "end.failed", done, _FAILED, reason, attention=keep, attention_reason=why
         )
-        return SagaStatus.FAILED
+        return _FAILED
 
     async def _confirm(self, run: Run) -> SagaStatus:
         """Drive every retriable step to success, in order."""
@@ -255,15 +261,15 @@ class Driver:
         for step in run.definition.retriable_steps:
             started = self._clock.time()
             policy = self._settings.forever_policy
-            outcome = await self._call(run, step, Phase.CONFIRM, policy, started)
-            if outcome.status is not CallStatus.SUCCEEDED:
+            outcome = await self._call(run, step, _CONFIRM, policy, started)
+            if outcome.status is not _SUCCEEDED:
                 await self.log.attention(run, f"confirming {step.name}: {outcome.reason}")
-                return SagaStatus.CONFIRMING
-            done.append(self.log.step_record(step, Phase.CONFIRM, outcome, started))
+                return _CONFIRMING
+            done.append(self.log.step_record(step, _CONFIRM, outcome, started))
             if self._armed:
                 self._crash.hit("confirmation.during")
-        await self.log.write(run, "end.confirmed", done, SagaStatus.CONFIRMED, attention=False)
-        return SagaStatus.CONFIRMED
+        await self.log.write(run, "end.confirmed", done, _CONFIRMED, attention=False)
+        return _CONFIRMED
 
     # ------------------------------------------------------------------------ helpers
 
@@ -286,7 +292,7 @@ class Driver:
     ) -> CallOutcome:
         """The step call of ``step``'s ``phase``, its command stamped ``sent_at`` (its first send:
         the wall-clock time the step record starts at, read once by the caller)."""
-        builder = step.action if phase is not Phase.COMPENSATE else step.compensation
+        builder = step.action if phase is not _COMPENSATE else step.compensation
         assert builder is not None  # guaranteed by the definition check
         invocation = builder(run.context())
         built: Any = _new(_CommandSlots)  # Command(...) without its frozen __init__

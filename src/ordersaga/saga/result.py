@@ -90,8 +90,12 @@ class SagaResult:
     def confirmed(self) -> bool:
         """Decided to confirm: confirmed, or confirming (a confirmation is still outstanding and
         the saga flagged for attention; it can only end confirmed)."""
-        return self.status in (SagaStatus.CONFIRMED, SagaStatus.CONFIRMING)
+        return self.status in _DECIDED_TO_CONFIRM
 
+
+#: (A frozenset made once: an enum member read through its class is slow on Python 3.11, see
+#: ``_ACTION`` in :mod:`.driver`.)
+_DECIDED_TO_CONFIRM = frozenset({SagaStatus.CONFIRMED, SagaStatus.CONFIRMING})
 
 _ResultSlots = slot_twin(SagaResult)
 _new = object.__new__
