@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 import pytest
@@ -61,3 +62,13 @@ def test_fingerprints_are_keyed() -> None:
     assert CardVault(KEY).fingerprint(digest) == CardVault(KEY).fingerprint(digest)
     assert CardVault(KEY).fingerprint(digest) != CardVault(bytes(32)).fingerprint(digest)
     assert CardVault(KEY).fingerprint(digest) != digest
+
+
+def test_a_fingerprint_is_the_hmac_sha256_of_the_digest_under_the_derived_key() -> None:
+    """What ``hmac.digest`` gives, whatever was fingerprinted before (the keyed HMAC is copied,
+    never updated itself)."""
+    vault = CardVault(KEY)
+    mac_key = hmac.digest(KEY, b"ordersaga/order-fingerprint/v1", "sha256")
+    for digest in ["ab" * 32, "", "0" * 64, "ab" * 32, "f" * 64]:
+        expected = hmac.digest(mac_key, digest.encode("ascii"), "sha256").hex()
+        assert vault.fingerprint(digest) == expected
