@@ -26,8 +26,9 @@ Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.ki
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 from ordersaga.db import Row
@@ -143,6 +144,17 @@ class Lifecycle:
             " VALUES (?, ?, ?, 1, 1, ?, ?)",
             (ref, order_id, self.cancelled, now, now),
         )
+
+    def compensator(self, undo: Effects) -> Callable[[Reader, str, str, float], Awaitable[Plan]]:
+        """A compensating action's ``decide``: :meth:`compensate` with ``undo`` (its coroutine
+        itself, no coroutine of the service's around it)."""
+        return partial(self.compensate, undo=undo)
+
+    def confirmer(
+        self, effects: Effects
+    ) -> Callable[[Reader, str, str | None, float], Awaitable[Plan]]:
+        """A confirming action's ``decide``: :meth:`confirm` with ``effects``."""
+        return partial(self.confirm, effects=effects)
 
     async def compensate(
         self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects

@@ -30,7 +30,7 @@ Items are updated in item-id order, so two transactions never wait on each other
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Self
 
@@ -219,8 +219,8 @@ class InventoryService(KitService):
     def actions(self) -> Sequence[Action[Any]]:
         return (
             Action("reserve", Phase.ACTION, parse_reserve, self._reserve),
-            Action("release", Phase.COMPENSATE, _parse_order, self._release),
-            Action("commit", Phase.CONFIRM, _parse_optional_order, self._commit),
+            Action("release", Phase.COMPENSATE, _parse_order, LIFECYCLE.compensator(_restock)),
+            Action("commit", Phase.CONFIRM, _parse_optional_order, LIFECYCLE.confirmer(_sell)),
         )
 
     async def _reserve(self, reader: Reader, ref: str, req: ReserveRequest, now: float) -> Plan:
@@ -246,16 +246,6 @@ class InventoryService(KitService):
         # a plain decimal string (digits and a point: nothing to escape).
         text = f'{{"items_cents":{cents},"lines":{lines_json},"weight_kg":"{weight}"}}'
         return Plan(Reply(_OK, body, None, text), tuple(writes), claim)
-
-    def _release(self, reader: Reader, ref: str, order_id: str, now: float) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.compensate(reader, ref, order_id, now, _restock)
-
-    def _commit(
-        self, reader: Reader, ref: str, order_id: str | None, now: float
-    ) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.confirm(reader, ref, order_id, now, _sell)
 
 
 def _refusal(items: Mapping[str, Row], wanted: Mapping[str, int]) -> Reply | None:

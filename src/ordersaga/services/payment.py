@@ -39,7 +39,7 @@ Stored config (``config`` table, service ``payment``)::
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any, NamedTuple, Self
 
@@ -298,8 +298,18 @@ class PaymentService(KitService):
     def actions(self) -> Sequence[Action[Any]]:
         return (
             Action("authorize", Phase.ACTION, parse_authorize, self._authorize, _without_card),
-            Action("void", Phase.COMPENSATE, _parse_order, self._void),
-            Action("capture", Phase.CONFIRM, _parse_optional_order, self._capture),
+            Action(
+                "void",
+                Phase.COMPENSATE,
+                _parse_order,
+                LIFECYCLE.compensator(_release_authorization),
+            ),
+            Action(
+                "capture",
+                Phase.CONFIRM,
+                _parse_optional_order,
+                LIFECYCLE.confirmer(_capture_authorization),
+            ),
         )
 
     async def _authorize(self, reader: Reader, ref: str, req: AuthorizeRequest, now: float) -> Plan:
@@ -352,13 +362,3 @@ class PaymentService(KitService):
         order_id, user_id, amount, method = req.order_id, req.user_id, req.amount_cents, req.method
         params = (ref, order_id, user_id, amount, method, state, reason, now, now)
         return _tuple_new(Write, (_CLAIM, params, 1))
-
-    def _void(self, reader: Reader, ref: str, order_id: str, now: float) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.compensate(reader, ref, order_id, now, _release_authorization)
-
-    def _capture(
-        self, reader: Reader, ref: str, order_id: str | None, now: float
-    ) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.confirm(reader, ref, order_id, now, _capture_authorization)

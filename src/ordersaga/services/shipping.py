@@ -30,7 +30,7 @@ Stored config (``config`` table, service ``shipping``)::
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Self
 
@@ -202,8 +202,10 @@ class ShippingService(KitService):
     def actions(self) -> Sequence[Action[Any]]:
         return (
             Action("prepare", Phase.ACTION, parse_prepare, self._prepare),
-            Action("cancel", Phase.COMPENSATE, _parse_order, self._cancel),
-            Action("schedule", Phase.CONFIRM, _parse_optional_order, self._schedule),
+            Action("cancel", Phase.COMPENSATE, _parse_order, LIFECYCLE.compensator(_no_effects)),
+            Action(
+                "schedule", Phase.CONFIRM, _parse_optional_order, LIFECYCLE.confirmer(_no_effects)
+            ),
         )
 
     def _refusal(self, req: PrepareRequest) -> Reply | None:
@@ -226,13 +228,3 @@ class ShippingService(KitService):
         # The body with its canonical JSON (an int: nothing to escape), never encoded again.
         reply = Reply(_OK, {"cost_cents": cost}, None, f'{{"cost_cents":{cost}}}')
         return Plan(reply, claim=insert)
-
-    def _cancel(self, reader: Reader, ref: str, order_id: str, now: float) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.compensate(reader, ref, order_id, now, _no_effects)
-
-    def _schedule(
-        self, reader: Reader, ref: str, order_id: str | None, now: float
-    ) -> Awaitable[Plan]:
-        # The life cycle's coroutine itself, none of its own around it.
-        return LIFECYCLE.confirm(reader, ref, order_id, now, _no_effects)
