@@ -22,14 +22,11 @@ from ordersaga.protocol.messages import (
     canonical_json,
     parse_key,
 )
+from ordersaga.slots import tuple_new
 
 __all__ = ["Envelope"]
 
 _sha256 = hashlib.sha256
-
-#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
-#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
-_tuple_new = tuple.__new__
 
 
 def _resource(key: Any, phase: Phase, action: str) -> str:
@@ -90,7 +87,7 @@ class Envelope:
             view = action.fingerprinted(plain)
             if view is not plain:
                 text = canonical_json(dict(view))
-        return _tuple_new(
+        return tuple_new(
             Prepared,
             (
                 command.key,

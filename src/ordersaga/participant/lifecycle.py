@@ -34,6 +34,7 @@ from typing import Protocol
 from ordersaga.db import Row
 from ordersaga.participant.kit import Plan, Reader, Write
 from ordersaga.protocol.messages import Reply, ReplyStatus, canonical_json
+from ordersaga.slots import tuple_new
 
 #: Read once (see :mod:`ordersaga.saga.driver`: a member read through its enum class takes the
 #: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
@@ -55,10 +56,6 @@ class Effects(Protocol):
 #: for a compensation or confirmation (a tombstone's state alone tells it: cancelled).
 _OWN = ("ref", "order_id", "state", "tombstone", "version")
 _DECIDE = ("order_id", "state", "version")
-
-#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
-#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
-_tuple_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +130,7 @@ class Lifecycle:
 
     def transition(self, row: Row, state: str, now: float) -> Write:
         """Move ``row`` to ``state`` if nobody changed it since it was read."""
-        return _tuple_new(Write, (self._transition, (state, now, row["ref"], row["version"]), 1))
+        return tuple_new(Write, (self._transition, (state, now, row["ref"], row["version"]), 1))
 
     def tombstone(self, ref: str, order_id: str, now: float) -> Write:
         # A plain INSERT: if the action commits first, the primary key makes this conflict and

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from ordersaga.protocol.messages import Command, Reply, ReplyStatus
 from ordersaga.saga.store.base import Attempt
+from ordersaga.slots import tuple_new
 
 __all__ = ["DEADLINE_MARK", "CallOutcome", "CallStatus", "outcome_of"]
 
@@ -40,7 +41,6 @@ class CallOutcome(NamedTuple):
     body_json: str | None = None  # the body's canonical JSON, when the reply carried it
 
 
-_tuple_new = tuple.__new__
 #: Read once: an enum member read through its class is slow on Python 3.11 (see ``_ACTION`` in
 #: :mod:`.driver`); every call's outcome reads two.
 _OK, _SUCCEEDED, _REFUSED = ReplyStatus.OK, CallStatus.SUCCEEDED, CallStatus.REFUSED
@@ -63,7 +63,6 @@ def outcome_of(
     body = reply.body
     if type(body) is not dict:  # a reply's own dict is not copied (nothing changes it)
         body = dict(body)
-    # tuple.__new__ itself: a named tuple's own __new__ is a Python function in between.
-    return _tuple_new(
+    return tuple_new(
         CallOutcome, (status, body, reason, attempts, probed, False, trail, reply.body_json)
     )

@@ -42,6 +42,7 @@ from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus, canonical_json, read_json
 from ordersaga.services.config import InventoryConfig
+from ordersaga.slots import tuple_new
 
 #: Read once (see :mod:`ordersaga.saga.driver`: a member read through its enum class takes the
 #: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
@@ -49,9 +50,6 @@ _OK = ReplyStatus.OK
 
 __all__ = ["InventoryService", "ReserveRequest", "parse_reserve"]
 
-#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
-#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
-_tuple_new = tuple.__new__
 
 # A state CHECK is a chain of ORs, not IN (...): SQLite builds a temporary table for an IN list
 # on every INSERT and UPDATE of the row (about 4 µs each), the ORs cost nothing.
@@ -115,7 +113,7 @@ def parse_reserve(payload: Mapping[str, Any]) -> ReserveRequest:
         except fields.BadPayload as exc:
             raise fields.BadPayload(f"items[{index}]: {exc}") from None
         lines[item_id] = lines.get(item_id, 0) + quantity
-    return _tuple_new(ReserveRequest, (order_id, lines))
+    return tuple_new(ReserveRequest, (order_id, lines))
 
 
 def _parse_order(payload: Mapping[str, Any]) -> str:
@@ -233,12 +231,12 @@ class InventoryService(KitService):
         for item_id in sorted(req.lines):
             item, quantity = items[item_id], req.lines[item_id]
             params = (item["available"] - quantity, quantity, item_id, item["version"])
-            writes.append(_tuple_new(Write, (_HOLD, params, 1)))
+            writes.append(tuple_new(Write, (_HOLD, params, 1)))
             # Keys in sorted order: the reply is then its own JSON round trip (handed back as is).
             line = {"item_id": item_id, "price_cents": item["price_cents"], "quantity": quantity}
             lines.append(line)
         lines_json = canonical_json(lines)
-        claim = _tuple_new(Write, (_CLAIM, (ref, req.order_id, lines_json, now, now), 1))
+        claim = tuple_new(Write, (_CLAIM, (ref, req.order_id, lines_json, now, now), 1))
         cents = sum(line["quantity"] * line["price_cents"] for line in lines)
         weight = _total_weight(items, req.lines)
         body = {"items_cents": cents, "lines": lines, "weight_kg": weight}  # keys sorted
@@ -290,9 +288,9 @@ _SELL = "UPDATE items SET held = held - ?, sold = sold + ?, version = version + 
 
 async def _restock(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock goes back to available."""
-    return [_tuple_new(Write, (_RESTOCK, (q, q, i), 1)) for i, q in _held_lines(reservation)]
+    return [tuple_new(Write, (_RESTOCK, (q, q, i), 1)) for i, q in _held_lines(reservation)]
 
 
 async def _sell(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock becomes sold."""
-    return [_tuple_new(Write, (_SELL, (q, q, i), 1)) for i, q in _held_lines(reservation)]
+    return [tuple_new(Write, (_SELL, (q, q, i), 1)) for i, q in _held_lines(reservation)]

@@ -52,6 +52,7 @@ from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.services.config import PaymentConfig
+from ordersaga.slots import tuple_new
 
 #: Read once (see :mod:`ordersaga.saga.driver`: a member read through its enum class takes the
 #: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
@@ -110,10 +111,6 @@ LIFECYCLE = Lifecycle(
 
 _EXPIRY = re.compile(r"([0-9]{2})/([0-9]{2})")
 
-#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
-#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
-_tuple_new = tuple.__new__
-
 
 class AuthorizeRequest(NamedTuple):
     """A parsed authorization (an immutable value; a named tuple, as ReserveRequest is)."""
@@ -127,7 +124,7 @@ class AuthorizeRequest(NamedTuple):
 
 
 def parse_authorize(payload: Mapping[str, Any]) -> AuthorizeRequest:
-    return _tuple_new(
+    return tuple_new(
         AuthorizeRequest,
         (
             fields.order_id(payload),
@@ -243,12 +240,12 @@ _CAPTURE = (
 
 
 async def _release_authorization(reader: Reader, payment: Row) -> list[Write]:
-    return [_tuple_new(Write, (_RELEASE, (payment["amount_cents"], payment["user_id"]), 1))]
+    return [tuple_new(Write, (_RELEASE, (payment["amount_cents"], payment["user_id"]), 1))]
 
 
 async def _capture_authorization(reader: Reader, payment: Row) -> list[Write]:
     amount = payment["amount_cents"]
-    return [_tuple_new(Write, (_CAPTURE, (amount, amount, payment["user_id"]), 1))]
+    return [tuple_new(Write, (_CAPTURE, (amount, amount, payment["user_id"]), 1))]
 
 
 class PaymentService(KitService):
@@ -344,7 +341,7 @@ class PaymentService(KitService):
             )
         else:
             params = (authorized, req.user_id, account["version"])
-            write = _tuple_new(Write, (_AUTHORIZE, params, 1))
+            write = tuple_new(Write, (_AUTHORIZE, params, 1))
         claim = self._insert(ref, req, now, "authorized", None)
         amount = req.amount_cents
         body = {"amount_cents": amount, "state": "authorized"}
@@ -361,4 +358,4 @@ class PaymentService(KitService):
     ) -> Write:
         order_id, user_id, amount, method = req.order_id, req.user_id, req.amount_cents, req.method
         params = (ref, order_id, user_id, amount, method, state, reason, now, now)
-        return _tuple_new(Write, (_CLAIM, params, 1))
+        return tuple_new(Write, (_CLAIM, params, 1))

@@ -43,6 +43,7 @@ from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.services.config import ShippingConfig
+from ordersaga.slots import tuple_new
 
 #: Read once (see :mod:`ordersaga.saga.driver`: a member read through its enum class takes the
 #: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
@@ -86,9 +87,6 @@ _CLAIM = (
     " tombstone, version, created_at, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, 'prepared', 0, 1, ?, ?)"
 )
-#: ``tuple.__new__`` itself, for the named tuples made per command with every field given (a
-#: named tuple's own ``__new__`` is a Python function in between: ~1.2k instructions a value).
-_tuple_new = tuple.__new__
 
 # Plain decimal notation only: an exponent ("1E+999999") could make exact arithmetic explode.
 _WEIGHT = re.compile(r"[0-9]{1,30}(\.[0-9]{1,30})?")
@@ -121,7 +119,7 @@ def parse_prepare(payload: Mapping[str, Any]) -> PrepareRequest:
     except fields.BadPayload as exc:
         raise fields.BadPayload(f"address: {exc}") from None
     weight = parse_weight(fields.text(payload, "weight_kg", max_length=64))
-    return _tuple_new(PrepareRequest, (order_id, street, city, country, weight))
+    return tuple_new(PrepareRequest, (order_id, street, city, country, weight))
 
 
 def shipping_cost_cents(base_cents: int, per_kg_cents: int, weight_kg: Decimal) -> int:
@@ -224,7 +222,7 @@ class ShippingService(KitService):
         cost = shipping_cost_cents(self.base_cost_cents, self.cost_per_kg_cents, req.weight_kg)
         order_id, street, city, country, weight = req  # every field
         params = (ref, order_id, street, city, country, format(weight, "f"), cost, now, now)
-        insert = _tuple_new(Write, (_CLAIM, params, 1))
+        insert = tuple_new(Write, (_CLAIM, params, 1))
         # The body with its canonical JSON (an int: nothing to escape), never encoded again.
         reply = Reply(_OK, {"cost_cents": cost}, None, f'{{"cost_cents":{cost}}}')
         return Plan(reply, claim=insert)

@@ -27,6 +27,7 @@ from ordersaga.saga.store.base import (
     StepStatus,
 )
 from ordersaga.saga.store.records import build_saga_record
+from ordersaga.slots import tuple_new
 
 UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 
@@ -34,11 +35,6 @@ UNFINISHED = tuple(s for s in SagaStatus if not s.terminal)
 #: ``["compacted", step, cause, retries, compensations]``. A live saga's input is always the
 #: canonical JSON of an object (it starts with ``{``), so the two cannot be mistaken.
 COMPACTED_PREFIX = "["
-
-
-#: Building the write values: ``tuple.__new__`` itself (a named tuple's own ``__new__`` is a
-#: Python function in between; every field is given here).
-_tuple_new = tuple.__new__
 
 
 class StepRow(NamedTuple):
@@ -65,7 +61,7 @@ class StepRow(NamedTuple):
         text = record.result_json
         if text is None:
             text = canonical_json(result if type(result) is dict else dict(result))
-        return _tuple_new(
+        return tuple_new(
             cls,
             (
                 record.step,
@@ -180,7 +176,7 @@ def make_create(
     reason: str | None,
     at: float,
 ) -> CreateWrite:
-    return _tuple_new(
+    return tuple_new(
         CreateWrite,
         (
             saga_id,
@@ -205,7 +201,7 @@ def make_update(
     input: Mapping[str, Any] | None = None,
     attention_reason: str | None = None,
 ) -> UpdateWrite:
-    return _tuple_new(
+    return tuple_new(
         UpdateWrite,
         (
             saga_id,
