@@ -90,13 +90,12 @@ class BearerAuth:
             return
         who = bearer_identity(scope, self.identities)
         if who is None:
-            await self.refuse(send)
+            await self._refuse(send)
             return
         scope.setdefault("state", {})["client"] = who
         await self.app(scope, receive, send)
 
-    async def refuse(self, send: Send) -> None:
-        """Answer ``401`` with the challenge (the request is not looked at any further)."""
+    async def _refuse(self, send: Send) -> None:
         body = json.dumps(
             {"status": "unauthorized", "reason": "a valid 'Authorization: Bearer' token is needed"}
         ).encode()

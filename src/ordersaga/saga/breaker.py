@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ordersaga.clock import Clock
@@ -101,30 +101,30 @@ class CircuitBreaker:
         self._changed.set()
 
 
-class Breakers:
-    """One breaker per service name, created on first use."""
+class Breakers(dict[str, CircuitBreaker]):
+    """One breaker per service name, created on first use (``breakers[service]``).
+
+    A dict of the breakers made so far: looking up one made already (every step call) is the
+    dict's own lookup, with no Python method call; :meth:`__missing__` makes a new one.
+    """
 
     def __init__(self, clock: Clock, settings: BreakerSettings | None = None) -> None:
+        super().__init__()
         self._clock = clock
         self._settings = settings
-        self._by_service: dict[str, CircuitBreaker] = {}
-        #: The breakers made so far, by service (read-only: ``breakers[service]`` makes one).
-        self.made: Mapping[str, CircuitBreaker] = self._by_service
         self._listener: BreakerListener | None = None
 
     def listen(self, listener: BreakerListener) -> None:
         """Tell ``listener`` whenever a breaker (an existing or a future one) opens or closes."""
         self._listener = listener
-        for breaker in self._by_service.values():
+        for breaker in self.values():
             breaker.listener = listener
 
-    def __getitem__(self, service: str) -> CircuitBreaker:
-        breaker = self._by_service.get(service)
-        if breaker is None:
-            breaker = CircuitBreaker(service, self._clock, self._settings)
-            breaker.listener = self._listener
-            self._by_service[service] = breaker
+    def __missing__(self, service: str) -> CircuitBreaker:
+        breaker = CircuitBreaker(service, self._clock, self._settings)
+        breaker.listener = self._listener
+        self[service] = breaker
         return breaker
 
     def all(self) -> list[CircuitBreaker]:
-        return list(self._by_service.values())
+        return list(self.values())

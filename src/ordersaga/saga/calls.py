@@ -122,7 +122,6 @@ class Caller:
         self._transport = transport
         self._max_age = max_message_age
         self._breakers = breakers
-        self._made = breakers.made
         self._clock = clock
         self._rng = rng
         self._crash = crash
@@ -164,8 +163,7 @@ class Caller:
             sent_at = clock.time()
             command = dataclasses.replace(command, sent_at=sent_at)
         started = clock.monotonic()
-        # (The breaker made already without a call of Breakers.__getitem__: every call.)
-        breaker = self._made.get(command.service) or self._breakers[command.service]
+        breaker = self._breakers[command.service]
         first: Reply | TransportError | None = None
         if (
             breaker.state is _CLOSED
@@ -186,8 +184,7 @@ class Caller:
                 raise
             else:
                 if reply.status not in _INDEFINITE:  # (.definite: a property call)
-                    if breaker.failures or breaker.state is not _CLOSED:
-                        breaker.record_success()  # (else it would change nothing)
+                    breaker.record_success()
                     return outcome_of(command, reply)
                 first = reply
         return await self._call(

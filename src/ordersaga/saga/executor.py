@@ -77,7 +77,7 @@ class SagaEngine:
         self._definitions = {d.name: d for d in definitions}
         self._clock = clock or SystemClock()
         self._settings = settings or EngineSettings()
-        self.breakers = breakers or Breakers(self._clock)
+        self.breakers = breakers if breakers is not None else Breakers(self._clock)
         self._crash = crash
         self._armed = crash.armed  # read once, as the driver does
         self.caller = Caller(

@@ -19,7 +19,9 @@ from ordersaga.protocol.messages import Command, KeyState, Probe, Reply, ReplySt
 from ordersaga.saga.breaker import Breakers, BreakerSettings, BreakerState
 from ordersaga.saga.calls import Caller, CallStatus
 from ordersaga.saga.crash import NO_CRASH, CrashPoints
+from ordersaga.saga.executor import SagaEngine
 from ordersaga.saga.retry import PROBE_POLICY, RetryPolicy
+from ordersaga.saga.store.memory import MemoryStore
 from ordersaga.transport.base import Transport
 
 KEY = "s1:a:action"
@@ -153,4 +155,12 @@ async def test_a_first_attempt_answered_clears_the_breakers_failures_in_a_row() 
     assert breaker.failures == 0
     breaker.record_failure()
     assert breaker.state is BreakerState.CLOSED  # one failure in a row, not two
-    assert breakers.made == {"A": breaker}
+    assert dict(breakers) == {"A": breaker}  # the breakers made so far
+
+
+async def test_the_engine_uses_the_breakers_it_is_given_even_with_none_made_yet() -> None:
+    # Breakers is a dict of the breakers made so far: an empty one is falsy, and still the one
+    # whose listener sees this engine's breakers open and close.
+    breakers = Breakers(FakeClock())
+    engine = SagaEngine(MemoryStore(), Script(Reply(ReplyStatus.OK)), [], breakers=breakers)
+    assert engine.breakers is breakers
