@@ -32,9 +32,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from ordersaga.protocol.messages import Command, Reply, ReplyStatus
+from ordersaga.protocol.messages import Command, Reply
 from ordersaga.protocol.wire import CODE_OF_STATUS, STATUS_OF_CODE, UNAVAILABLE
 
 __all__ = [
@@ -57,24 +58,26 @@ MAX_BATCH_COMMANDS = 512
 
 #: Compact ASCII JSON without NaN or infinities: the encoding of the wire's JSON.
 WIRE_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+#: What :data:`WIRE_JSON` writes for a str (its ``encode`` calls it for one).
+_string = encode_basestring_ascii
 
 
 def encode_item(command: Command, payload: bytes, traceparent: str | None) -> bytes:
     """One command as a batch item (ASCII JSON), around its ``payload`` already encoded.
 
     The text of ``{"action", "key", "sent_at", "traceparent", "payload"}`` as :data:`WIRE_JSON`
-    encodes it, put together from its values' encodings (one encoder call per command instead
-    of a dict and a whole encoding); ValueError for a ``sent_at`` that is not finite.
+    encodes it, put together from its values' encodings (the encoder's own string escaping and
+    a float's repr, instead of a dict and a whole encoding); ValueError for a ``sent_at`` that
+    is not finite.
     """
-    encode = WIRE_JSON.encode
-    text = f'{{"action":{encode(command.action)},"key":{encode(command.key)}'
+    text = f'{{"action":{_string(command.action)},"key":{_string(command.key)}'
     if command.sent_at is not None:
         sent_at = float(command.sent_at)
         if not math.isfinite(sent_at):
             raise ValueError(f"sent_at is not a finite number: {sent_at!r}")
         text += f',"sent_at":{sent_at!r}'  # what the encoder writes for a finite float
     if traceparent is not None:
-        text += f',"traceparent":{encode(traceparent)}'
+        text += f',"traceparent":{_string(traceparent)}'
     return text.encode("ascii") + b',"payload":' + payload + b"}"
 
 
@@ -160,17 +163,12 @@ def _read_reply(item: Any) -> Reply | None:
         return None
     code = item.get("code")
     expected = STATUS_OF_CODE.get(code) if type(code) is int else None
-    if expected is None:
+    # A status a str equal to the code's (a StrEnum equals its value), else unknown.
+    if expected is None or item.get("status") != expected:
         return None
-    try:
-        status = ReplyStatus(item["status"])
-        body = item.get("body")
-        body = {} if body is None else body
-        reason = item.get("reason")
-    except (KeyError, TypeError, ValueError):
+    body = item.get("body")
+    body = {} if body is None else body
+    reason = item.get("reason")
+    if not isinstance(body, dict) or not (reason is None or isinstance(reason, str)):
         return None
-    if status is not expected or not isinstance(body, dict):
-        return None
-    if not (reason is None or isinstance(reason, str)):
-        return None
-    return Reply(status, body, reason)
+    return Reply(expected, body, reason)

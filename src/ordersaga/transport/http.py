@@ -40,7 +40,6 @@ variables (``trust_env=False``): the services' URLs are meant literally.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +58,6 @@ from ordersaga.errors import (
 from ordersaga.protocol.batchwire import (
     BATCH_PATH,
     MAX_BATCH_COMMANDS,
-    WIRE_JSON,
     batch_body,
     encode_item,
     read_replies,
@@ -76,6 +74,7 @@ from ordersaga.protocol.wire import (
 from ordersaga.telemetry.tracing import TRACEPARENT, inject_current
 from ordersaga.transport.base import Transport
 from ordersaga.transport.batcher import Batcher
+from ordersaga.transport.codec import encode_payload, loads
 
 __all__ = ["HttpSettings", "HttpTransport", "check_base_url"]
 
@@ -172,6 +171,7 @@ class HttpTransport(Transport):
         self._sessions: dict[str, aiohttp.ClientSession] = {}
         self._batchers: dict[str, Batcher[_Call, Reply]] = {}
         self._unbatched: set[str] = set()  # services that answered a batch 404 or 405
+        self._urls: dict[tuple[str, str], URL] = {}  # the command paths' URLs, made once
 
     def _session(self, service: str) -> aiohttp.ClientSession:
         session = self._sessions.get(service)
@@ -197,10 +197,8 @@ class HttpTransport(Transport):
         return session
 
     async def send(self, command: Command) -> Reply:
-        payload = command.payload
         try:
-            data = dict(payload) if isinstance(payload, Mapping) else payload
-            body = WIRE_JSON.encode(data).encode("ascii")
+            body = encode_payload(command.payload)
         except (TypeError, ValueError, RecursionError):
             # Not JSON data (NaN, a set, a cycle, ...): it cannot even be put on the wire. This is
             # what the service answers such a payload.
@@ -277,7 +275,7 @@ class HttpTransport(Transport):
             why = f"{service}: a batch answered HTTP {answer.status}: outcome unknown"
             return [ResponseLost(why) for _ in calls]
         try:
-            replies = read_replies(json.loads(answer.content), len(calls))
+            replies = read_replies(loads(answer.content), len(calls))
         except ValueError as exc:
             why = f"{service}: a malformed batch answer ({exc}): outcome unknown"
             return [ResponseLost(why) for _ in calls]
@@ -328,8 +326,12 @@ class HttpTransport(Transport):
         headers: Mapping[str, str] | None = None,
     ) -> _Answer:
         session = self._session(service)
-        # The path is percent-encoded already: yarl must not encode it again.
-        url = URL(self.base_urls[service] + path, encoded=True)
+        url = self._urls.get((service, path))
+        if url is None:
+            # The path is percent-encoded already: yarl must not encode it again.
+            url = URL(self.base_urls[service] + path, encoded=True)
+            if path.startswith(BATCH_PATH):  # a command path: one per action (not a key's)
+                self._urls[service, path] = url
         try:
             async with session.request(method, url, data=body, headers=headers) as response:
                 return _Answer(response.status, await response.read())
@@ -381,7 +383,7 @@ def _reply(service: str, answer: _Answer) -> Reply:
 
 def _json_object(service: str, answer: _Answer) -> dict[str, Any]:
     try:
-        data = json.loads(answer.content)
+        data = loads(answer.content)
     except ValueError:
         raise ResponseLost(f"{service}: HTTP {answer.status} without a JSON body") from None
     if not isinstance(data, dict):
