@@ -23,6 +23,7 @@ from ordersaga.protocol.batchwire import (
     reply_item,
 )
 from ordersaga.protocol.messages import Command, Reply, ReplyStatus
+from ordersaga.protocol.wire import CODE_OF_STATUS
 from ordersaga.transport.batcher import Batcher
 
 
@@ -174,3 +175,31 @@ def test_an_item_is_the_json_of_its_fields(
 def test_an_item_with_a_sent_at_that_is_no_number_is_refused(sent_at: float) -> None:
     with pytest.raises(ValueError):
         encode_item(Command("inventory", "reserve", "k", {}, sent_at), b"{}", None)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"code": 200, "body": {}},  # no status
+        {"code": 200, "status": "okay", "body": {}},  # no such status
+        {"code": 200, "status": ["ok"], "body": {}},
+        {"code": 422, "status": "ok", "body": {}},  # a code and a status that disagree
+        {"code": 200.0, "status": "ok", "body": {}},
+        {"code": True, "status": "ok", "body": {}},
+        {"code": 503, "status": "unavailable", "reason": "db down"},
+        {"code": 200, "status": "ok", "body": []},
+        {"code": 200, "status": "ok", "body": {}, "reason": 7},
+        ["ok"],
+    ],
+)
+def test_a_reply_item_that_is_not_definite_is_unknown(item: Any) -> None:
+    assert read_replies({"replies": [item]}, 1) == [None]
+
+
+def test_each_definite_code_reads_back_as_its_status() -> None:
+    for status, code in CODE_OF_STATUS.items():
+        item = {"code": code, "status": status.value, "body": None, "reason": "why"}
+        [reply] = read_replies({"replies": [item]}, 1)
+        assert reply == Reply(status, {}, "why") and reply.status is status
+    item = {"code": 413, "status": "invalid", "reason": "too large"}
+    assert read_replies({"replies": [item]}, 1) == [Reply.invalid("too large")]
