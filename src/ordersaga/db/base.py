@@ -26,6 +26,7 @@ Foreign errors are translated: a unique-key violation, a deadlock or a busy data
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal
 
@@ -67,6 +68,15 @@ class Tx(abc.ABC):
 
     @abc.abstractmethod
     async def fetchall(self, sql: str, *params: Any) -> list[Row]: ...
+
+    async def fetch_each(self, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Row]]:
+        """The rows of each ``(sql, params)`` read, run in order after everything before.
+
+        One after the other here; in a pipelined transaction they go to the server together,
+        after the writes queued so far, with one sync point (the writes' errors and counts are
+        raised there, as at any sync point).
+        """
+        return [await self.fetchall(sql, *params) for sql, params in reads]
 
 
 class Database(abc.ABC):

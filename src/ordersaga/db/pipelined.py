@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -284,6 +284,14 @@ class _PipelinedTx(Tx):
         link = self._link
         link.send(sql, params)
         return link.rows((await link.sync())[-1])
+
+    async def fetch_each(self, reads: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Row]]:
+        link = self._link
+        for sql, params in reads:
+            link.send(sql, params)
+        results = await link.sync()
+        rows = link.rows
+        return [rows(result) for result in results[len(results) - len(reads) :]]
 
 
 _LIBPQ_KEYWORDS = frozenset(option.keyword.decode() for option in Conninfo.get_defaults())

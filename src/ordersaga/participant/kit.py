@@ -59,9 +59,12 @@ Pipelining (PostgreSQL, :mod:`ordersaga.db.pipelined`). The first, plain run of 
 pipelined transaction there: a command's writes (its record, its claim, its compare-and-swaps)
 are queued without waiting for their results, and go to the server with the next command's first
 read, or with the end of the batch, where their row counts are checked — before the COMMIT is
-sent, so a stale write still commits nothing. A batch then costs about one round trip per read
-instead of one per statement. The commands decided later in the batch still see the earlier ones'
-effects (their reads are sent after those writes, on the same connection). The record and the
+sent, so a stale write still commits nothing. The commands are decided side by side there, their
+reads sent in waves (:mod:`ordersaga.participant.waves`): a read goes with the others of its wave
+unless a command before it in the batch, not yet decided, may write a row it reads (by the rows the
+actions declare: :class:`Footprint`); each command still reads what it would read after the
+commands before it, and its writes are queued in batch order. A batch then costs a round trip per
+wave, one for the last writes' counts and one for the COMMIT. The record and the
 claim are plain INSERTs on this path: a repeat, or an action on a taken resource, fails its
 statement and with it the batch's transaction — which is then run again with a SAVEPOINT per
 command, unpipelined, where each command gets its precise outcome as described above (a replay,
@@ -94,6 +97,7 @@ from ordersaga.participant.plan import (
     Action,
     Cancelled,
     Existing,
+    Footprint,
     Plan,
     Prepared,
     Reader,
@@ -101,14 +105,15 @@ from ordersaga.participant.plan import (
 )
 from ordersaga.participant.records import (
     RECORD,
-    Encoded,
     encode,
     handed_back,
     replay,
     stored,
+    write_plan,
 )
 from ordersaga.participant.records import is_canonical as _is_canonical  # noqa: F401 (tests)
 from ordersaga.participant.records import probe as probe_key
+from ordersaga.participant.waves import apply_in_waves
 from ordersaga.protocol.messages import (
     Command,
     Phase,
@@ -127,6 +132,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "Action",
     "CommandRunner",
+    "Footprint",
     "KitStats",
     "LockingPolicy",
     "Plan",
@@ -284,24 +290,12 @@ class CommandRunner:
         try:
             async with self._db.transaction() if isolated else self._db.pipeline() as tx:
                 now = self._now()  # one time for the batch: its commands commit together
-                for job in jobs:
-                    if isolated:
-                        await tx.execute("SAVEPOINT command")
-                    try:
-                        reply, wrote = await self._apply_job(tx, job, now)
-                    except Exception as exc:
-                        if not isolated:
-                            raise
-                        # This command's own failure, reported to it. If the rollback itself
-                        # fails, the transaction is lost: the whole batch fails.
-                        await tx.execute("ROLLBACK TO SAVEPOINT command")
-                        outcomes.append(exc)
-                    else:
-                        outcomes.append(reply)
-                        applied += wrote
-                        replayed += not wrote and reply.status is not ReplyStatus.CONFLICT
-                    if isolated:
-                        await tx.execute("RELEASE SAVEPOINT command")
+                if tx.pipelined and all(plan is None for _, plan in jobs):
+                    commands = [cmd for cmd, _ in jobs]
+                    await apply_in_waves(tx, commands, now, outcomes, self._unless_existing)
+                    applied = len(jobs)  # pipelined, every command writes (or all fail)
+                else:
+                    applied, replayed = await self._apply_each(tx, jobs, now, isolated, outcomes)
                 if not applied:
                     raise _NothingToCommit
         except _NothingToCommit:
@@ -311,6 +305,37 @@ class CommandRunner:
             self.stats.applied += applied
         self.stats.replays += replayed
         return outcomes
+
+    async def _apply_each(
+        self,
+        tx: Tx,
+        jobs: Sequence[_Job],
+        now: float,
+        isolated: bool,
+        outcomes: list[Reply | Exception],
+    ) -> tuple[int, int]:
+        """Apply ``jobs`` one after the other (``isolated``: each in a savepoint of its own),
+        appending each outcome; how many wrote, and how many were replayed."""
+        applied = replayed = 0
+        for job in jobs:
+            if isolated:
+                await tx.execute("SAVEPOINT command")
+            try:
+                reply, wrote = await self._apply_job(tx, job, now)
+            except Exception as exc:
+                if not isolated:
+                    raise
+                # This command's own failure, reported to it. If the rollback itself fails, the
+                # transaction is lost: the whole batch fails.
+                await tx.execute("ROLLBACK TO SAVEPOINT command")
+                outcomes.append(exc)
+            else:
+                outcomes.append(reply)
+                applied += wrote
+                replayed += not wrote and reply.status is not ReplyStatus.CONFLICT
+            if isolated:
+                await tx.execute("RELEASE SAVEPOINT command")
+        return applied, replayed
 
     async def _apply_job(self, tx: Tx, job: _Job, now: float) -> tuple[Reply, bool]:
         """One command's part of a batch: its reply, and whether it wrote anything."""
@@ -323,11 +348,6 @@ class CommandRunner:
             plan = await self._unless_existing(tx, cmd, plan)
         reply = plan.reply
         encoded = status, _, text = encode(reply)
-        if tx.pipelined:
-            # Plain INSERTs, not waited for: a repeat, or a resource taken, fails the statement
-            # and so the batch, which is then run again isolated (see _apply_batch).
-            await tx.write(RECORD, (key, fingerprint, status, text, now), 1)
-            return await self._write(tx, plan, encoded), True
         unless_taken = self._unless_taken
         try:
             recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
@@ -386,16 +406,7 @@ class CommandRunner:
         plan = await self._unless_existing(tx, cmd, plan)
         encoded = status, _, text = encode(plan.reply)
         await tx.write(RECORD, (cmd.key, cmd.fingerprint, status, text, self._now()), 1)
-        return await self._write(tx, plan, encoded)
-
-    async def _write(self, tx: Tx, plan: Plan, encoded: Encoded) -> Reply:
-        """Run the plan's claim and writes, checking each changed the rows it expects; its reply
-        (exactly what a repeat will read back: see :func:`~.records.handed_back`)."""
-        if plan.claim is not None:
-            await tx.write(*plan.claim)
-        for write in plan.writes:
-            await tx.write(*write)
-        return handed_back(plan.reply, encoded)
+        return await write_plan(tx, plan, encoded)
 
     async def probe(self, key: str) -> Probe:
         """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""

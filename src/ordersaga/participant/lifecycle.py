@@ -33,6 +33,7 @@ from typing import Protocol
 
 from ordersaga.db import Row
 from ordersaga.participant.kit import Plan, Reader, Write
+from ordersaga.participant.plan import Footprint, RowKey
 from ordersaga.protocol.messages import Reply, ReplyStatus, canonical_json
 from ordersaga.slots import tuple_new
 
@@ -141,6 +142,24 @@ class Lifecycle:
             " VALUES (?, ?, ?, 1, 1, ?, ?)",
             (ref, order_id, self.cancelled, now, now),
         )
+
+    def footprint(self, *effect_tables: str) -> Callable[[str, object], Footprint]:
+        """The footprint of a compensation or confirmation (:class:`~.plan.Footprint`): it
+        reads and writes its own row, and its effects may write any row of ``effect_tables``
+        (the rows it learns from its own: the items of a reservation, say)."""
+        table, anywhere = self.table, frozenset(effect_tables)
+
+        def footprint(ref: str, _request: object) -> Footprint:
+            own = frozenset(((table, ref),))
+            return Footprint(own, own, anywhere)
+
+        return footprint
+
+    def own(self, ref: str, *others: RowKey) -> Footprint:
+        """The footprint of an action on ``ref`` reading and writing the rows ``others`` too:
+        it claims its own row (and the kit may look it up: an existing resource's refusal)."""
+        rows = frozenset(((self.table, ref), *others))
+        return Footprint(rows, rows)
 
     def compensator(self, undo: Effects) -> Callable[[Reader, str, str, float], Awaitable[Plan]]:
         """A compensating action's ``decide``: :meth:`compensate` with ``undo`` (its coroutine

@@ -8,7 +8,7 @@ runner (:mod:`ordersaga.participant.kit`) does, in one transaction per batch.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -16,7 +16,17 @@ from ordersaga.db import Row
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.slots import slot_setter
 
-__all__ = ["Action", "Cancelled", "Existing", "Plan", "Prepared", "Reader", "Write"]
+__all__ = [
+    "Action",
+    "Cancelled",
+    "Existing",
+    "Footprint",
+    "Plan",
+    "Prepared",
+    "Reader",
+    "RowKey",
+    "Write",
+]
 
 R = TypeVar("R")
 
@@ -40,6 +50,24 @@ class Write(NamedTuple):
     sql: str
     params: tuple[Any, ...] = ()
     expect: int | None = 1
+
+
+#: A row a command reads or writes: its table and its primary key (``("items", "SKU-1")``).
+RowKey = tuple[str, Hashable]
+
+
+class Footprint(NamedTuple):
+    """The rows a command may touch, known before it is decided (see :mod:`.waves`).
+
+    ``reads`` must hold every row its decision (and the kit's look-up of an existing resource,
+    for an action) may read, ``writes`` every row its plan may write; ``writes_any`` names the
+    tables any of whose rows it may write (rows it learns only by reading, e.g. the items of a
+    reservation being committed). Over-approximating is always safe; leaving a row out is not.
+    """
+
+    reads: frozenset[RowKey]
+    writes: frozenset[RowKey]
+    writes_any: frozenset[str] = frozenset()
 
 
 #: The statuses a plan's reply may have.
@@ -89,6 +117,11 @@ class Action(Generic[R]):
     ``fingerprinted`` (optional) gives the part of a payload its idempotency fingerprint covers,
     when a field must not be stored even hashed (a card number: few unknown digits, so a plain
     hash of it could be brute-forced); by default the whole payload.
+
+    ``footprint`` (optional) gives the rows a command may read and write, from its resource and
+    request (:class:`Footprint`): on PostgreSQL the reads of commands that cannot see each
+    other's writes then go to the server together (:mod:`.waves`). Without one, a command's
+    reads wait for every command before it in its batch, and every read after it waits for it.
     """
 
     name: str
@@ -96,6 +129,7 @@ class Action(Generic[R]):
     parse: Callable[[Mapping[str, Any]], R]
     decide: Callable[[Reader, str, R, float], Awaitable[Plan]]
     fingerprinted: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+    footprint: Callable[[str, R], Footprint] | None = None
 
 
 class Prepared(NamedTuple):

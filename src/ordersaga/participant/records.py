@@ -19,8 +19,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ordersaga.db import Row
-from ordersaga.participant.plan import Cancelled, Reader
+from ordersaga.db import Row, Tx
+from ordersaga.participant.plan import Cancelled, Plan, Reader
 from ordersaga.protocol.messages import (
     KeyState,
     Phase,
@@ -115,6 +115,16 @@ def handed_back(reply: Reply, encoded: Encoded) -> Reply:
         return reply  # its body's JSON is kept in it (see Reply.body_text)
     read = Reply.from_json(json.loads(text))
     return Reply(read.status, read.body, read.reason, body_json)
+
+
+async def write_plan(tx: Tx, plan: Plan, encoded: Encoded) -> Reply:
+    """Run the plan's claim and writes in ``tx``, each checked to change the rows it expects;
+    its reply (exactly what a repeat will read back: see :func:`handed_back`)."""
+    if plan.claim is not None:
+        await tx.write(*plan.claim)
+    for write in plan.writes:
+        await tx.write(*write)
+    return handed_back(plan.reply, encoded)
 
 
 async def stored(reader: Reader, key: str) -> Row | None:

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, Self
 from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
 from ordersaga.participant import fields
-from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.kit import Action, Footprint, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus, canonical_json, read_json
@@ -188,6 +188,15 @@ async def _items(reader: Reader, item_ids: Iterable[str]) -> dict[str, Row]:
     return {row["item_id"]: row for row in rows}
 
 
+def _reserving(ref: str, req: ReserveRequest) -> Footprint:
+    """A reservation reads and writes its items (and claims its own row)."""
+    return LIFECYCLE.own(ref, *[("items", item_id) for item_id in req.lines])
+
+
+#: A release or a commit moves the held units of its reservation's items (read from its row).
+_MOVING = LIFECYCLE.footprint("items")
+
+
 class InventoryService(KitService):
     """The inventory participant; see the module docstring for its commands and tables."""
 
@@ -216,9 +225,21 @@ class InventoryService(KitService):
 
     def actions(self) -> Sequence[Action[Any]]:
         return (
-            Action("reserve", Phase.ACTION, parse_reserve, self._reserve),
-            Action("release", Phase.COMPENSATE, _parse_order, LIFECYCLE.compensator(_restock)),
-            Action("commit", Phase.CONFIRM, _parse_optional_order, LIFECYCLE.confirmer(_sell)),
+            Action("reserve", Phase.ACTION, parse_reserve, self._reserve, footprint=_reserving),
+            Action(
+                "release",
+                Phase.COMPENSATE,
+                _parse_order,
+                LIFECYCLE.compensator(_restock),
+                footprint=_MOVING,
+            ),
+            Action(
+                "commit",
+                Phase.CONFIRM,
+                _parse_optional_order,
+                LIFECYCLE.confirmer(_sell),
+                footprint=_MOVING,
+            ),
         )
 
     async def _reserve(self, reader: Reader, ref: str, req: ReserveRequest, now: float) -> Plan:

@@ -47,7 +47,7 @@ from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
 from ordersaga.money import cents_to_str
 from ordersaga.participant import fields
-from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.kit import Action, Footprint, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
@@ -248,6 +248,15 @@ async def _capture_authorization(reader: Reader, payment: Row) -> list[Write]:
     return [tuple_new(Write, (_CAPTURE, (amount, amount, payment["user_id"]), 1))]
 
 
+def _authorizing(ref: str, req: AuthorizeRequest) -> Footprint:
+    """An authorization reads and writes its user's account (and claims its own row)."""
+    return LIFECYCLE.own(ref, ("accounts", req.user_id))
+
+
+#: A void or a capture moves the amount of its payment on its user's account (read from its row).
+_MOVING = LIFECYCLE.footprint("accounts")
+
+
 class PaymentService(KitService):
     """The payment participant; see the module docstring for its commands and tables."""
 
@@ -294,18 +303,27 @@ class PaymentService(KitService):
 
     def actions(self) -> Sequence[Action[Any]]:
         return (
-            Action("authorize", Phase.ACTION, parse_authorize, self._authorize, _without_card),
+            Action(
+                "authorize",
+                Phase.ACTION,
+                parse_authorize,
+                self._authorize,
+                _without_card,
+                _authorizing,
+            ),
             Action(
                 "void",
                 Phase.COMPENSATE,
                 _parse_order,
                 LIFECYCLE.compensator(_release_authorization),
+                footprint=_MOVING,
             ),
             Action(
                 "capture",
                 Phase.CONFIRM,
                 _parse_optional_order,
                 LIFECYCLE.confirmer(_capture_authorization),
+                footprint=_MOVING,
             ),
         )
 

@@ -38,7 +38,7 @@ from ordersaga.db import Database, Row
 from ordersaga.errors import ConfigError
 from ordersaga.money import round_half_up_cents
 from ordersaga.participant import fields
-from ordersaga.participant.kit import Action, Plan, Reader, RunnerOptions, Write
+from ordersaga.participant.kit import Action, Footprint, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
@@ -165,6 +165,15 @@ async def _no_effects(reader: Reader, row: Row) -> list[Write]:
     return []
 
 
+def _preparing(ref: str, _req: PrepareRequest) -> Footprint:
+    """A shipment touches its own row only."""
+    return LIFECYCLE.own(ref)
+
+
+#: A cancellation or a scheduling touches its own row only.
+_MOVING = LIFECYCLE.footprint()
+
+
 class ShippingService(KitService):
     """The shipping participant; see the module docstring for its commands and tables."""
 
@@ -199,10 +208,20 @@ class ShippingService(KitService):
 
     def actions(self) -> Sequence[Action[Any]]:
         return (
-            Action("prepare", Phase.ACTION, parse_prepare, self._prepare),
-            Action("cancel", Phase.COMPENSATE, _parse_order, LIFECYCLE.compensator(_no_effects)),
+            Action("prepare", Phase.ACTION, parse_prepare, self._prepare, footprint=_preparing),
             Action(
-                "schedule", Phase.CONFIRM, _parse_optional_order, LIFECYCLE.confirmer(_no_effects)
+                "cancel",
+                Phase.COMPENSATE,
+                _parse_order,
+                LIFECYCLE.compensator(_no_effects),
+                footprint=_MOVING,
+            ),
+            Action(
+                "schedule",
+                Phase.CONFIRM,
+                _parse_optional_order,
+                LIFECYCLE.confirmer(_no_effects),
+                footprint=_MOVING,
             ),
         )
 
