@@ -46,7 +46,7 @@ from ordersaga.participant.plan import Footprint, Plan, Prepared, Reader
 from ordersaga.participant.records import RECORD, encode, write_plan
 from ordersaga.protocol.messages import Phase, Reply
 
-__all__ = ["WAVE_READER", "WaveReader", "apply_in_waves", "decide_in_waves"]
+__all__ = ["WAVE_READER", "WINDOW", "WaveReader", "apply_in_waves", "decide_in_waves"]
 
 #: Read once (see :mod:`ordersaga.saga.driver`): the very member.
 _ACTION = Phase.ACTION
@@ -82,6 +82,11 @@ class WaveReader:
         rows: list[Row] = await _Read(sql, params, False)
         return rows
 
+
+#: How many unsettled commands a wave looks at, from the first: the reads after them wait for a
+#: later wave. It bounds a wave's cost in a large batch of commands that all touch one row (each
+#: of them then reads in a wave of its own), which would otherwise grow with the square of its size.
+WINDOW = 64
 
 #: The one reader every driven decision reads through (it holds nothing).
 WAVE_READER = WaveReader()
@@ -161,20 +166,17 @@ async def decide_in_waves(
             wave: list[_Decision[T]] = []
             written: set[Any] = set()
             written_any: set[str] = set()
-            anything = False  # an unsettled command before may write any row
             first = pending[settled]  # not done, so waiting for a read: it always may
-            for decision in pending[settled:]:
+            for decision in pending[settled : settled + WINDOW]:
                 fp = decision.footprint
                 if decision.read is not None and (
-                    decision is first
-                    or (fp is not None and not anything and _may_read(fp, written, written_any))
+                    decision is first or (fp is not None and _may_read(fp, written, written_any))
                 ):
                     wave.append(decision)
                 if fp is None:
-                    anything = True
-                elif not anything:
-                    written.update(fp.writes)
-                    written_any.update(fp.writes_any)
+                    break  # it may write any row: no read after it may go now
+                written.update(fp.writes)
+                written_any.update(fp.writes_any)
             reads = [(d.read.sql, d.read.params) for d in wave if d.read is not None]
             results = await tx.fetch_each(reads)
             for decision, rows in zip(wave, results, strict=True):

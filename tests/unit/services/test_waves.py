@@ -15,7 +15,7 @@ import pytest
 
 from ordersaga.db import Row, Tx
 from ordersaga.participant.plan import Footprint
-from ordersaga.participant.waves import WAVE_READER, decide_in_waves
+from ordersaga.participant.waves import WAVE_READER, WINDOW, decide_in_waves
 
 
 class _Recording(Tx):
@@ -109,6 +109,15 @@ async def test_a_command_without_a_footprint_reads_alone_and_holds_back_the_rest
         ],
     )
     assert tx.waves == [["ra"], ["rb"], ["rc"]]
+
+
+async def test_a_wave_looks_at_a_window_of_commands() -> None:
+    tx = _Recording()
+    count = WINDOW + 6
+    own = [frozenset({("t", str(i))}) for i in range(count)]
+    decisions = [(_reading(str(i), f"r{i}"), Footprint(own[i], own[i])) for i in range(count)]
+    assert await _run(tx, decisions) == [str(i) for i in range(count)]
+    assert [len(wave) for wave in tx.waves] == [WINDOW, 6]
 
 
 async def test_a_decision_reading_twice_reads_again_in_a_later_wave() -> None:
