@@ -10,11 +10,11 @@ runs its :meth:`~PipelinedPostgresDatabase.pipeline` transactions on a connectio
 pipeline mode:
 
 * :meth:`Tx.write` only queues its statement (in libpq's output buffer: no system call);
-* at the next *sync point* — a read (``fetchone``/``fetchall``), an ``execute``, or the end of
-  the transaction — everything queued goes to the server at once, ends with a Sync, and the
-  results come back together; each queued write's row count is then checked, and a count other
-  than the one it expects raises :class:`~ordersaga.errors.ConflictError`, as a write checked at
-  once would;
+* at the next *sync point* — a read (``fetchone``/``fetchall``, or several at once:
+  ``fetch_each``), an ``execute``, or the end of the transaction — everything queued goes to
+  the server at once, ends with a Sync, and the results come back together; each queued write's
+  row count is then checked, and a count other than the one it expects raises
+  :class:`~ordersaga.errors.ConflictError`, as a write checked at once would;
 * BEGIN goes with the first statement; the COMMIT is sent only after the last writes' counts
   were checked, so a transaction whose writes did not all change the rows they expected never
   commits; an exception rolls it back. A reply given after the block exits is durable.

@@ -27,9 +27,10 @@ each of them before ``k``. It runs before the writes of the commands before ``k`
 settled yet — none of which touches a row it reads — and before any write of a command after
 ``k`` (settled only after ``k`` itself, so after ``k``'s last read). So it sees the rows exactly
 as they would be after the commands before ``k``, and none of those after: as in a one-at-a-time
-run. Other transactions (another replica) are no different from before: a read is at most a wave
-earlier than it would have been, within the same call, and a plan decided on a row that moved
-since still fails its compare-and-swap.
+run. Other transactions (another replica) are no different from before: a read may run earlier
+than it would have one command at a time, but within the same call and the same transaction, and
+a plan decided on a row that moved since still fails its compare-and-swap (or its INSERT the
+primary key), while a refusal that writes nothing is linearizable at its read (see :mod:`.kit`).
 
 A decision that awaits anything but a :class:`WaveReader` read (against the :class:`~.plan.Action`
 contract) is still served: the driver awaits it for it, before the next wave.
