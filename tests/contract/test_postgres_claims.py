@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ordersaga.db import pipelined
 from ordersaga.db import postgres as pgdb
 from ordersaga.errors import ExecutorFenced
 from ordersaga.protocol.messages import Phase
@@ -177,6 +178,13 @@ async def test_batch_statements_have_one_text_whatever_the_batch_size(
 
     for name in ("execute", "fetchone", "fetchall"):
         monkeypatch.setattr(pgdb._PgTx, name, recording(name))
+    sending = pipelined._Link.send  # the write batches' pipelined statements
+
+    def send(self: Any, sql: str, params: tuple[Any, ...], expect: int | None = None) -> None:
+        texts[-1].add(sql)
+        sending(self, sql, params, expect)
+
+    monkeypatch.setattr(pipelined._Link, "send", send)
     step = StepRecord("reserve", Phase.ACTION, StepStatus.SUCCEEDED, {})
     start = 0
     for size in (1, 4, 13):
@@ -191,6 +199,7 @@ async def test_batch_statements_have_one_text_whatever_the_batch_size(
         await pg_store.claim("w1", 30, limit=size)
         await pg_store.finished(ids)
     first, *larger = texts[1:]
+    assert any("INSERT INTO saga_steps" in text for text in first)  # the batches' write
     assert all(batch <= first for batch in larger), [sorted(t - first) for t in larger]
 
 

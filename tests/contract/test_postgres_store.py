@@ -223,13 +223,14 @@ async def test_a_submitters_creates_commit_in_one_statement(
     """A batch of creates only, from a store that executes nothing, is one INSERT that commits
     by itself; an id that exists is not created again, and the rows are a batch's rows."""
     transactions: list[str] = []
-    original = PostgresDatabase.transaction
+    database = type(pg_store.database)  # a write batch is a pipeline() transaction
+    original = database.pipeline
 
     def counting(self: PostgresDatabase) -> Any:
         transactions.append("write")
         return original(self)
 
-    monkeypatch.setattr(PostgresDatabase, "transaction", counting)
+    monkeypatch.setattr(database, "pipeline", counting)
     await pg_store.create("dup", "order", {"n": 1}, "fp1")
     results = await asyncio.gather(
         pg_store.create("c1", "order", {"n": 2}, "fp2"),

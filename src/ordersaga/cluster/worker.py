@@ -56,7 +56,7 @@ from ordersaga.saga.events import EventLog
 from ordersaga.saga.executor import EngineSettings, SagaEngine
 from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.saga.store.base import SagaRecord, SagaStatus
-from ordersaga.saga.store.signals import DONE_CHANNEL, Notifier, Wakeup
+from ordersaga.saga.store.signals import DONE_CHANNEL, Wakeup
 from ordersaga.transport.http import HttpSettings
 
 __all__ = ["Worker", "WorkerCounts", "WorkerSettings", "default_worker_id"]
@@ -142,7 +142,8 @@ class Worker:
         self._log = log
         self._events = events  # claims and takeovers, with --log-format json
         self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
-        self._done = Notifier(store, DONE_CHANNEL)
+        # Each write batch that finishes sagas NOTIFYs the submitters, at its commit.
+        store.announce_finished(DONE_CHANNEL)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._finished: list[str] = []  # sagas handed back whose leases are still to be released
         self._stopping = False
@@ -182,7 +183,6 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self._hand_back()
-            await self._done.close()
         return self.counts
 
     # -- claiming ---------------------------------------------------------------------------------
@@ -274,8 +274,8 @@ class Worker:
                 self.counts.confirmed += 1
             else:
                 self.counts.failed += 1
-            # Nothing to release: the write that finished the saga ended its lease.
-            self._done.poke()
+            # Nothing to release: the write that finished the saga ended its lease; the
+            # submitters were notified by its commit.
         # Not finished (a confirmation flagged for attention): the lease lapses, and the saga
         # is claimed again later, by us or another worker.
 

@@ -41,6 +41,9 @@ class _UnrenewableLog:
     async def release(self, owner: str, ids: list[str]) -> None:
         raise StorageError("the saga log is unavailable")
 
+    def announce_finished(self, channel: str) -> None:
+        """(What a worker asks of its log: this one finishes nothing.)"""
+
 
 class _NeverStalled:
     """No call of this engine ever waits for an unreachable service."""

@@ -15,7 +15,15 @@ batch (``ConflictError``).
 Round trips: a batch is two statements between BEGIN and COMMIT, whatever it holds. The heads'
 statement also reads the executors' epoch ``FOR SHARE`` for an executor (see :mod:`.fencing`:
 it used to be a statement of its own), and the INSERT, UPDATE and upsert are one statement (a
-``WITH`` of three data-modifying parts).
+``WITH`` of three data-modifying parts) whose rows are the updated sagas: it is a
+:meth:`~ordersaga.db.Tx.write` expecting as many as the batch changes. In a pipelined
+transaction (:mod:`ordersaga.db.pipelined`: the saga log's) BEGIN goes with the heads'
+statement and the write with the sync that checks its count before the COMMIT: three round
+trips, not four.
+
+A store that announces finished sagas (:meth:`ArrayStatements.done_channel`: a worker's, for
+the submitters) does it in the same statement, when the batch finishes any: a ``pg_notify``,
+sent by the server at the commit and only if the batch commits, no transaction of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from collections.abc import Sequence
 from typing import cast
 
 from ordersaga.db import Database, Tx
-from ordersaga.errors import ConflictError
 from ordersaga.saga.store.base import TERMINAL
 from ordersaga.saga.store.fencing import SHARED_EXECUTORS, ExecutorRight
 from ordersaga.saga.store.model import FIRST_VERSION, CreateWrite, Head, StepRow, Write
@@ -51,7 +58,7 @@ _TERMINAL = ", ".join(f"'{status.value}'" for status in sorted(TERMINAL))
 # inserted ones did not; a step record's saga exists once the statement has run, which is when
 # its foreign key is checked. The write that finishes a saga also ends its lease (a finished
 # saga is never claimed: its lease would hold nothing), keeping its owner: who ran it.
-_WRITE = (
+_WRITE_PARTS = (
     "WITH inserted AS (INSERT INTO sagas (saga_id, definition, input, fingerprint, status,"
     " reason, needs_attention, created_at, updated_at, version)"
     " SELECT v.saga_id, v.definition, v.input, v.fingerprint, v.status, v.reason,"
@@ -85,7 +92,13 @@ _WRITE = (
     " SET status = excluded.status, result = excluded.result, reason = excluded.reason,"
     " attempts = excluded.attempts, started_at = excluded.started_at,"
     " ended_at = excluded.ended_at, trail = excluded.trail RETURNING 1)"
-    " SELECT (SELECT count(*) FROM updated) AS updated"
+)
+#: A row per updated saga (its count checked by the write), the other parts run regardless.
+_WRITE = _WRITE_PARTS + " SELECT 1 FROM updated"
+#: The same, NOTIFYing the channel given last: one row more (an Append runs every part).
+_WRITE_NOTIFY = (
+    _WRITE_PARTS + ", notified AS (SELECT pg_notify(?, '') AS done)"
+    " SELECT 1 FROM updated UNION ALL SELECT 1 FROM notified"
 )
 
 
@@ -137,10 +150,12 @@ def ids_param(ids: Sequence[str]) -> list[str]:
 class ArrayStatements(BatchStatements):
     """:class:`BatchStatements` for PostgreSQL, one fixed text each (see the module doc)."""
 
-    def __init__(self, right: ExecutorRight | None = None) -> None:
+    def __init__(self, right: ExecutorRight | None = None, done_channel: str | None = None) -> None:
         super().__init__("FOR UPDATE")
         #: An executor's right: the heads' statement checks it (no separate round trip).
         self.right = right
+        #: NOTIFYed by each batch that finishes a saga (see the module doc); None: never.
+        self.done_channel = done_channel
 
     async def fetch_heads(self, tx: Tx, ids: Sequence[str]) -> dict[str, Head]:
         right = self.right
@@ -163,8 +178,14 @@ class ArrayStatements(BatchStatements):
         # unique key raises ConflictError and the batch is retried one write at a time.
         if not (new or changed or steps):
             return
-        row = await tx.fetchone(
-            _WRITE,
+        sql, expect, channel = _WRITE, len(changed), self.done_channel
+        extra: tuple[str, ...] = ()
+        if channel is not None and (
+            any(h.status in TERMINAL for _, h, _ in changed)
+            or any(h.status in TERMINAL for _, h in new)
+        ):
+            sql, expect, extra = _WRITE_NOTIFY, expect + 1, (channel,)
+        params = (
             [w.saga_id for w, _ in new],
             [w.definition for w, _ in new],
             [w.input for w, _ in new],
@@ -194,9 +215,10 @@ class ArrayStatements(BatchStatements):
             [r.started_at for _, r in steps],
             [r.ended_at for _, r in steps],
             [r.trail for _, r in steps],
+            *extra,
         )
-        if row is None or int(row["updated"]) != len(changed):
-            raise ConflictError("a saga changed under a batch (concurrent writer)")
+        # A saga changed under the batch (a concurrent writer) is one row fewer: ConflictError.
+        await tx.write(sql, params, expect)
 
 
 ARRAY_STATEMENTS = ArrayStatements()

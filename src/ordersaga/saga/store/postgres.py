@@ -67,13 +67,22 @@ class PostgresSagaStore(SqlSagaStore):
     #: per connection and keeps that plan — a plan made while the log was nearly empty would
     #: keep scanning whole tables as they grow. A query with no index to use still scans.
     pg_settings = {"enable_seqscan": "off"}
+    #: Write batches are pipelined: BEGIN goes with the heads' statement (see :mod:`.pgbatch`).
+    pipelined = True
     _right: ExecutorRight | None = None
+    _done_channel: str | None = None
 
     async def begin_write(self, tx: Tx) -> None:
         # The executor's right is checked by the batch's first statement (the heads': see
         # :mod:`.pgbatch`), under the same share lock a statement of its own took.
         if not self.durable:
-            await tx.execute("SET LOCAL synchronous_commit TO OFF")
+            await tx.write("SET LOCAL synchronous_commit TO OFF", (), None)  # with the BEGIN
+
+    def announce_finished(self, channel: str) -> None:
+        """NOTIFY ``channel`` in every write batch that finishes a saga (a worker's: the
+        submitters listen), in the batch's own statement (see :mod:`.pgbatch`)."""
+        self._done_channel = channel
+        self.batch_statements = ArrayStatements(self._right, channel)
 
     def reading(self) -> AbstractAsyncContextManager[Reader]:
         database = self.database
@@ -173,7 +182,7 @@ class PostgresSagaStore(SqlSagaStore):
         self._right = await ExecutorRight.acquire(
             self.database.url, worker=worker, holder=holder, wait=wait
         )
-        self.batch_statements = ArrayStatements(self._right)
+        self.batch_statements = ArrayStatements(self._right, self._done_channel)
 
     @property
     def executor_right(self) -> ExecutorRight | None:

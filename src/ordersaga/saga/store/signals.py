@@ -6,6 +6,10 @@ costs latency. Notifications carry no data; they only say "look again now":
 
 ``ordersaga_work``  a saga was created (workers: claim now)
 ``ordersaga_done``  a saga finished (submitters: read the outcomes you wait for now)
+
+A submitter pokes ``ordersaga_work`` through a :class:`Notifier`; ``ordersaga_done`` is sent by
+the workers' write batch that finished the sagas, in its own statement, at its commit
+(:meth:`PostgresSagaStore.announce_finished`).
 """
 
 from __future__ import annotations

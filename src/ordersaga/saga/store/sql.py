@@ -90,6 +90,9 @@ class SqlSagaStore(SagaStore):
     batch_statements: BatchStatements = VALUES_STATEMENTS
     #: Server settings of the store's connections (PostgreSQL).
     pg_settings: Mapping[str, str] = {}
+    #: Whether :meth:`open` opens the database with pipelined write batches (PostgreSQL:
+    #: :mod:`ordersaga.db.pipelined`); a batch runs in :meth:`Database.pipeline` either way.
+    pipelined = False
 
     def __init__(
         self,
@@ -132,6 +135,7 @@ class SqlSagaStore(SagaStore):
             read_only=read_only,
             quiescent=quiescent,
             pg_settings=cls.pg_settings,
+            pipelined=cls.pipelined,
         )
         try:
             # A PostgreSQL log is stamped with its identity (a data dir's file by the data dir).
@@ -215,7 +219,7 @@ class SqlSagaStore(SagaStore):
 
     async def _apply(self, writes: Sequence[Write]) -> list[Outcome | Exception]:
         # Crash points: the batch written but not committed; committed but not yet acknowledged.
-        async with self._db.transaction() as tx:
+        async with self._db.pipeline() as tx:
             await self.begin_write(tx)
             outcomes = await apply_batch(tx, writes, self.batch_statements)
             self._crash.hit("store.before:commit")
