@@ -171,3 +171,22 @@ async def test_odd_texts_and_numbers_go_through_the_arrays_unchanged(
         assert record is not None
         assert (record.input, record.fingerprint, record.reason) == (data, step.reason, step.reason)
         assert record.steps == (step,)
+
+
+async def test_a_batch_after_its_connection_was_cut_runs_on_a_new_one(
+    pg_store: PostgresSagaStore, pg_url: str
+) -> None:
+    await pg_store.create("s0", "order", {}, "fp")
+    await pg_store.update("s0", steps=[StepRecord("reserve", Phase.ACTION, StepStatus.SUCCEEDED)])
+    conn = await asyncpg.connect(pg_url)
+    try:  # every other session of the log: the batches' pipelined one among them
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    await asyncio.sleep(0.2)  # the cut seen by the idle connections
+    await pg_store.update("s0", status=SagaStatus.CONFIRMED)
+    record = await pg_store.load("s0")
+    assert record is not None and record.status is SagaStatus.CONFIRMED
