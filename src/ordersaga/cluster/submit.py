@@ -12,9 +12,11 @@ made elsewhere:
 * ``record_failed`` creates the saga already ``failed`` (an invalid order), with the same
   resubmission rules.
 
-Waiting is one query for all awaited ids at a time (:meth:`PostgresSagaStore.finished`), run
-when a worker announces finished sagas (LISTEN/NOTIFY) and otherwise every ``poll`` seconds.
-Retries and compensations of an outcome are read from its step records.
+Waiting is one query for all awaited ids at a time, run when a worker announces finished sagas
+(LISTEN/NOTIFY) and otherwise every ``poll`` seconds. A decision reads each outcome summed up by
+the server (:meth:`PostgresSagaStore.outcomes`: the failed step and its cause, the retries and
+compensations its step records count), not the step records themselves; :meth:`Submitter.wait`
+(the order API's) reads the whole record (:meth:`PostgresSagaStore.finished`).
 """
 
 from __future__ import annotations
@@ -89,8 +91,11 @@ class Submitter:
         self._wakeup = wakeup
         self._clock = clock
         self._work = Notifier(store, WORK_CHANNEL)
+        #: The awaited sagas: whole records (:meth:`wait`), outcomes only (a decision's).
         self._waiting: dict[str, asyncio.Future[SagaRecord]] = {}
+        self._outcomes: dict[str, asyncio.Future[SagaRecord]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
 
     @classmethod
@@ -171,61 +176,86 @@ class Submitter:
                 record.saga_id, SagaStatus.FAILED, MISMATCH_REASON, mismatch=True, cause="input"
             )
         if not record.status.terminal:
-            record = await self.wait(record.saga_id)
+            record = await self._await(self._outcomes, record.saga_id)
         return outcome_of(record, replayed=not created)
 
     # -- waiting ---------------------------------------------------------------------------------
 
     async def wait(self, saga_id: str) -> SagaRecord:
         """The record of ``saga_id`` once it is finished."""
-        future = self._waiting.get(saga_id)
+        return await self._await(self._waiting, saga_id)
+
+    def _await(
+        self, waiting: dict[str, asyncio.Future[SagaRecord]], saga_id: str
+    ) -> asyncio.Future[SagaRecord]:
+        """The record ``waiting`` is to receive for ``saga_id`` (shielded: one waiter giving up
+        cancels nothing that others wait for too)."""
+        future = waiting.get(saga_id)
         if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[saga_id] = future
+            loop = self._loop
+            if loop is None:  # looked up once: each lookup is a system call (getpid)
+                loop = self._loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            waiting[saga_id] = future
             if self._poller is None:
                 self._poller = asyncio.create_task(self._poll(), name="ordersaga submit poll")
-        return await asyncio.shield(future)
+        return asyncio.shield(future)
 
     async def _poll(self) -> None:
         interval = self._settings.poll if self._wakeup else self._settings.poll_unnotified
         failing_since: float | None = None
         progress_at, warned = self._clock(), False
         try:
-            while self._waiting:
+            while self._waiting or self._outcomes:
                 self._nudge.clear()
                 try:
-                    records = await self.store.finished(list(self._waiting))
+                    found = await self._read()
                 except StorageError as exc:
                     failing_since = failing_since or self._clock()
                     if self._clock() - failing_since > self._settings.give_up_after:
                         self._fail_all(exc)
                         return
-                    records = []
+                    found = 0
                 else:
                     failing_since = None
-                if records:
+                if found:
                     progress_at, warned = self._clock(), False
                 elif not warned and self._clock() - progress_at > self._settings.quiet_warning:
                     warned = True
                     self._warn(
-                        f"{len(self._waiting)} sagas wait for a worker; none finished for"
-                        f" {self._settings.quiet_warning:g} s (is 'ordersaga worker' running?)"
+                        f"{len(self._waiting) + len(self._outcomes)} sagas wait for a worker;"
+                        f" none finished for {self._settings.quiet_warning:g} s"
+                        " (is 'ordersaga worker' running?)"
                     )
-                for record in records:
-                    future = self._waiting.pop(record.saga_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(record)
-                if self._waiting:
+                if self._waiting or self._outcomes:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._nudge.wait(), interval)
         finally:
             self._poller = None
 
+    async def _read(self) -> int:
+        """Hand the finished of the awaited sagas to their waiters; how many there were."""
+        found = 0
+        for waiting, read in (
+            (self._outcomes, self.store.outcomes),
+            (self._waiting, self.store.finished),
+        ):
+            if not waiting:
+                continue
+            records = await read(list(waiting))
+            found += len(records)
+            for record in records:
+                future = waiting.pop(record.saga_id, None)
+                if future is not None and not future.done():
+                    future.set_result(record)
+        return found
+
     def _fail_all(self, exc: Exception) -> None:
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(exc)
-        self._waiting.clear()
+        for waiting in (self._outcomes, self._waiting):
+            for future in waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+            waiting.clear()
 
 
 async def submit_orders(

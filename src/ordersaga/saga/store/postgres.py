@@ -32,9 +32,11 @@ from contextlib import AbstractAsyncContextManager
 from ordersaga.db import Row, Tx
 from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
+from ordersaga.saga.outcome import CANCELLED_REASON
 from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
 from ordersaga.saga.store.fencing import EXECUTOR_COLUMNS, SHARED_EXECUTORS, ExecutorRight
 from ordersaga.saga.store.model import (
+    COMPACTED_PREFIX,
     FIRST_VERSION,
     CreateWrite,
     Write,
@@ -235,6 +237,17 @@ class PostgresSagaStore(SqlSagaStore):
             for row in rows
         ]
 
+    async def outcomes(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
+        """:meth:`finished`, each record read as retention compacts it (:mod:`.retention`): no
+        input, no steps, what they tell of its outcome in ``compacted`` (as
+        :func:`~ordersaga.saga.outcome.compacted_of` sums them up), computed by the server —
+        what a submitter that only reports outcomes reads, however many steps each saga has."""
+        if not saga_ids:
+            return []
+        sql = _outcomes_sql(self.saga_columns)
+        rows = await self.database.fetchall(sql, CANCELLED_REASON, ids_param(saga_ids), _TERMINAL)
+        return [record_from_row(row, ()) for row in rows]
+
 
 # The ids among the given ones that the owner holds, locked in saga id order: write batches
 # lock their rows in saga id order too (see :mod:`.pgbatch`), so a renewal and a batch of the
@@ -272,6 +285,36 @@ def _finished_sql(saga_columns: str, step_columns: str) -> str:
         f" (SELECT id, {step_columns} FROM saga_steps WHERE saga_steps.saga_id = sagas.saga_id)"
         " AS s) AS steps_json FROM sagas WHERE saga_id = ANY(CAST(? AS TEXT[]))"
         " AND status = ANY(CAST(? AS TEXT[]))"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _outcomes_sql(saga_columns: str) -> str:
+    """:func:`_finished_sql`'s sagas with the input column of a compacted saga (see
+    :func:`~.model.compacted_input`): kept if it is one, else made of the steps — the first
+    action step that failed a failed saga (:func:`~ordersaga.saga.outcome.failure_of`), the
+    attempts beyond the first, the compensations that succeeded."""
+    summary = (
+        f"CASE WHEN left(sagas.input, 1) = '{COMPACTED_PREFIX}' THEN sagas.input"
+        " ELSE json_build_array('compacted', failed.step, CASE WHEN sagas.status = 'failed' THEN"
+        " COALESCE(failed.cause, 'input') END, cost.retries, cost.compensations)::text END"
+    )
+    names = [name.strip() for name in saga_columns.split(",")]
+    columns = ", ".join(
+        f"{summary} AS input" if name == "input" else name if " " in name else f"sagas.{name}"
+        for name in names
+    )
+    return (
+        f"SELECT {columns} FROM sagas CROSS JOIN LATERAL (SELECT"
+        " COALESCE(SUM(GREATEST(s.attempts - 1, 0)), 0) AS retries, COUNT(*) FILTER"
+        " (WHERE s.phase = 'compensate' AND s.status = 'succeeded') AS compensations"
+        " FROM saga_steps AS s WHERE s.saga_id = sagas.saga_id) AS cost"
+        " LEFT JOIN LATERAL (SELECT s.step, CASE WHEN s.status = 'refused' THEN 'business'"
+        " WHEN s.reason = ? THEN 'operator' ELSE 'technical' END AS cause"
+        " FROM saga_steps AS s WHERE s.saga_id = sagas.saga_id AND sagas.status = 'failed'"
+        " AND s.phase = 'action' AND s.status IN ('refused', 'unknown', 'undelivered')"
+        " ORDER BY s.started_at, s.id LIMIT 1) AS failed ON true"
+        " WHERE sagas.saga_id = ANY(CAST(? AS TEXT[])) AND sagas.status = ANY(CAST(? AS TEXT[]))"
     )
 
 
