@@ -68,8 +68,9 @@ async def open_pg_store(
 
 
 def outcome_of(record: SagaRecord, *, replayed: bool) -> SagaResult:
-    """A finished saga's :class:`SagaResult`, read from its step records (a replayed request
-    reports what the original saga cost)."""
+    """A finished saga's :class:`SagaResult`, read from its step records or their summary
+    (:meth:`PostgresSagaStore.outcomes`); a replayed request reports what the original saga
+    cost."""
     return SagaResult.of_record(record, replayed=replayed)
 
 

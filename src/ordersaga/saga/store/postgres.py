@@ -33,13 +33,14 @@ from ordersaga.db import Row, Tx
 from ordersaga.db.postgres import PostgresDatabase
 from ordersaga.errors import ConflictError, ExecutorFenced, StorageError
 from ordersaga.saga.outcome import CANCELLED_REASON
-from ordersaga.saga.store.base import TERMINAL, SagaRecord, StepRecord
+from ordersaga.saga.store.base import TERMINAL, Compacted, SagaRecord, SagaStatus, StepRecord
 from ordersaga.saga.store.fencing import EXECUTOR_COLUMNS, SHARED_EXECUTORS, ExecutorRight
 from ordersaga.saga.store.model import (
     COMPACTED_PREFIX,
     FIRST_VERSION,
     CreateWrite,
     Write,
+    input_of,
     record_from_row,
     step_from_row,
 )
@@ -50,6 +51,7 @@ from ordersaga.saga.store.pgbatch import (
     creates_only,
     ids_param,
 )
+from ordersaga.saga.store.records import build_saga_record
 from ordersaga.saga.store.schema import UNFINISHED_SQL
 from ordersaga.saga.store.sql import Reader, SqlSagaStore
 from ordersaga.saga.store.sqlbatch import Outcome
@@ -57,6 +59,7 @@ from ordersaga.saga.store.sqlbatch import Outcome
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 _TERMINAL = [s.value for s in TERMINAL]
 _TERMINAL_SQL = ", ".join(repr(s) for s in _TERMINAL)
+_STATUSES = {status.value: status for status in SagaStatus}  # (a dict hit: no enum call)
 
 
 class PostgresSagaStore(SqlSagaStore):
@@ -238,15 +241,39 @@ class PostgresSagaStore(SqlSagaStore):
         ]
 
     async def outcomes(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
-        """:meth:`finished`, each record read as retention compacts it (:mod:`.retention`): no
-        input, no steps, what they tell of its outcome in ``compacted`` (as
+        """:meth:`finished`, each record as retention compacts it (:mod:`.retention`): no input,
+        no steps, what they tell of its outcome in ``compacted`` (as
         :func:`~ordersaga.saga.outcome.compacted_of` sums them up), computed by the server —
         what a submitter that only reports outcomes reads, however many steps each saga has."""
         if not saga_ids:
             return []
         sql = _outcomes_sql(self.saga_columns)
         rows = await self.database.fetchall(sql, CANCELLED_REASON, ids_param(saga_ids), _TERMINAL)
-        return [record_from_row(row, ()) for row in rows]
+        return [_summed_up(row) for row in rows]
+
+
+def _summed_up(row: Row) -> SagaRecord:
+    """A row of :func:`_outcomes_sql` as the record of a compacted saga."""
+    stored = row["input"]  # a compacted saga's summary (NULL: its steps were summed up)
+    compacted = (
+        Compacted(row["step"], row["cause"], row["retries"], row["compensations"])
+        if stored is None
+        else input_of(stored)[1]
+    )
+    return build_saga_record(
+        row["saga_id"],
+        row["definition"],
+        {},
+        row["fingerprint"],
+        _STATUSES[row["status"]],
+        (),
+        row["reason"],
+        bool(row["needs_attention"]),
+        float(row["created_at"]),
+        float(row["updated_at"]),
+        compacted,
+        row.get("attention_reason"),
+    )
 
 
 # The ids among the given ones that the owner holds, locked in saga id order: write batches
@@ -290,22 +317,19 @@ def _finished_sql(saga_columns: str, step_columns: str) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _outcomes_sql(saga_columns: str) -> str:
-    """:func:`_finished_sql`'s sagas with the input column of a compacted saga (see
-    :func:`~.model.compacted_input`): kept if it is one, else made of the steps — the first
-    action step that failed a failed saga (:func:`~ordersaga.saga.outcome.failure_of`), the
-    attempts beyond the first, the compensations that succeeded."""
-    summary = (
-        f"CASE WHEN left(sagas.input, 1) = '{COMPACTED_PREFIX}' THEN sagas.input"
-        " ELSE json_build_array('compacted', failed.step, CASE WHEN sagas.status = 'failed' THEN"
-        " COALESCE(failed.cause, 'input') END, cost.retries, cost.compensations)::text END"
-    )
+    """:func:`_finished_sql`'s sagas, the input only of a compacted saga (its summary), each with
+    what :func:`~ordersaga.saga.outcome.compacted_of` reads in its steps: the first action step
+    that failed a failed saga and why (``input``: none did), the attempts beyond the first, the
+    compensations that succeeded."""
     names = [name.strip() for name in saga_columns.split(",")]
+    stored = f"CASE WHEN left(sagas.input, 1) = '{COMPACTED_PREFIX}' THEN sagas.input END AS input"
     columns = ", ".join(
-        f"{summary} AS input" if name == "input" else name if " " in name else f"sagas.{name}"
-        for name in names
+        stored if name == "input" else name if " " in name else f"sagas.{name}" for name in names
     )
     return (
-        f"SELECT {columns} FROM sagas CROSS JOIN LATERAL (SELECT"
+        f"SELECT {columns}, failed.step, CASE WHEN sagas.status = 'failed'"
+        " THEN COALESCE(failed.cause, 'input') END AS cause, cost.retries, cost.compensations"
+        " FROM sagas CROSS JOIN LATERAL (SELECT"
         " COALESCE(SUM(GREATEST(s.attempts - 1, 0)), 0) AS retries, COUNT(*) FILTER"
         " (WHERE s.phase = 'compensate' AND s.status = 'succeeded') AS compensations"
         " FROM saga_steps AS s WHERE s.saga_id = sagas.saga_id) AS cost"
