@@ -92,9 +92,10 @@ class Submitter:
         self._wakeup = wakeup
         self._clock = clock
         self._work = Notifier(store, WORK_CHANNEL)
-        #: The awaited sagas: whole records (:meth:`wait`), outcomes only (a decision's).
-        self._waiting: dict[str, asyncio.Future[SagaRecord]] = {}
-        self._outcomes: dict[str, asyncio.Future[SagaRecord]] = {}
+        #: The waiters of each awaited saga: for its whole record (:meth:`wait`), for its
+        #: outcome only (a decision's).
+        self._waiting: dict[str, list[asyncio.Future[SagaRecord]]] = {}
+        self._outcomes: dict[str, list[asyncio.Future[SagaRecord]]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nudge = wakeup.event if wakeup is not None else asyncio.Event()
@@ -187,20 +188,23 @@ class Submitter:
         return await self._await(self._waiting, saga_id)
 
     def _await(
-        self, waiting: dict[str, asyncio.Future[SagaRecord]], saga_id: str
+        self, waiting: dict[str, list[asyncio.Future[SagaRecord]]], saga_id: str
     ) -> asyncio.Future[SagaRecord]:
-        """The record ``waiting`` is to receive for ``saga_id`` (shielded: one waiter giving up
-        cancels nothing that others wait for too)."""
-        future = waiting.get(saga_id)
-        if future is None:
-            loop = self._loop
-            if loop is None:  # looked up once: each lookup is a system call (getpid)
-                loop = self._loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            waiting[saga_id] = future
-            if self._poller is None:
-                self._poller = asyncio.create_task(self._poll(), name="ordersaga submit poll")
-        return asyncio.shield(future)
+        """A future of the record ``waiting`` is to receive for ``saga_id``, its waiter's own:
+        a waiter giving up (cancelled) cancels nothing that another one waits for."""
+        loop = self._loop
+        if loop is None:  # looked up once: each lookup is a system call (getpid)
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        futures = waiting.get(saga_id)
+        if futures is None:
+            waiting[saga_id] = [future]
+        else:
+            futures[:] = [f for f in futures if not f.done()]  # forget those that gave up
+            futures.append(future)
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll(), name="ordersaga submit poll")
+        return future
 
     async def _poll(self) -> None:
         interval = self._settings.poll if self._wakeup else self._settings.poll_unnotified
@@ -246,16 +250,17 @@ class Submitter:
             records = await read(list(waiting))
             found += len(records)
             for record in records:
-                future = waiting.pop(record.saga_id, None)
-                if future is not None and not future.done():
-                    future.set_result(record)
+                for future in waiting.pop(record.saga_id, ()):
+                    if not future.done():
+                        future.set_result(record)
         return found
 
     def _fail_all(self, exc: Exception) -> None:
         for waiting in (self._outcomes, self._waiting):
-            for future in waiting.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for futures in waiting.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
             waiting.clear()
 
 
