@@ -1,4 +1,5 @@
-"""PostgresSagaStore.outcomes: a finished saga's outcome summed up by the server.
+"""PostgresSagaStore.outcomes (a finished saga's outcome summed up by the server) and
+create_or_existing: what a submitter reads and writes.
 
 What a submitter reports of a saga (:meth:`SagaResult.of_record`) must read the same from the
 summary as from the saga's full record (:meth:`PostgresSagaStore.finished`), whatever its steps.
@@ -138,3 +139,14 @@ async def test_a_compacted_saga_keeps_its_summary(pg_store: PostgresSagaStore) -
     [summary] = await pg_store.outcomes(["old"])
     assert summary.compacted == Compacted("pay", "business", 1, 1)
     assert SagaResult.of_record(summary).cause == "business"
+
+
+async def test_create_or_existing_creates_once_then_reads_the_saga_back(
+    pg_store: PostgresSagaStore,
+) -> None:
+    assert await pg_store.create_or_existing("o1", "order", {"n": (1, 2)}, "fp1") is None
+    created = await pg_store.load("o1")
+    assert created is not None
+    assert (created.status, created.input, created.fingerprint) == (S.RUNNING, {"n": [1, 2]}, "fp1")
+    existing = await pg_store.create_or_existing("o1", "order", {"n": 3}, "fp2")
+    assert existing == created  # the first one's, left as it was

@@ -137,8 +137,12 @@ class Submitter:
     ) -> SagaResult:
         # The workers decide; this side learns the outcome when the saga has finished.
         del on_decided
-        record, created = await self.submit(definition, saga_id, input, fingerprint)
-        return await self._answer(record, created, fingerprint)
+        existing = await self.store.create_or_existing(saga_id, definition, input, fingerprint)
+        if existing is not None:
+            return await self._answer(existing, False, fingerprint)
+        self._work.poke()
+        record = await self._await(self._outcomes, saga_id)
+        return outcome_of(record, replayed=False)
 
     async def record_failed(
         self,

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from ordersaga.db import Row, Tx
 from ordersaga.db.postgres import PostgresDatabase
@@ -41,6 +42,7 @@ from ordersaga.saga.store.model import (
     CreateWrite,
     Write,
     input_of,
+    make_create,
     record_from_row,
     step_from_row,
 )
@@ -239,6 +241,22 @@ class PostgresSagaStore(SqlSagaStore):
             record_from_row(row, map(step_from_row, json.loads(row["steps_json"] or "[]")))
             for row in rows
         ]
+
+    async def create_or_existing(
+        self, saga_id: str, definition: str, input: Mapping[str, Any], fingerprint: str
+    ) -> SagaRecord | None:
+        """:meth:`create` of a running saga for a caller that keeps nothing of what it wrote (a
+        submitter): None when this call created it (no record made of the input just written),
+        else the saga as it exists."""
+        write = make_create(
+            saga_id, definition, input, fingerprint, SagaStatus.RUNNING, None, self._clock.time()
+        )
+        if await self._committer.enqueue(write):
+            return None
+        existing = await self.load(saga_id)
+        if existing is None:  # sagas are never deleted (retention only compacts them)
+            raise StorageError(f"saga {saga_id!r} exists but cannot be read back")
+        return existing
 
     async def outcomes(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
         """:meth:`finished`, each record as retention compacts it (:mod:`.retention`): no input,
