@@ -312,12 +312,27 @@ def input_of(text: str) -> tuple[dict[str, Any], Compacted | None]:
 
 def record_from_row(row: Mapping[str, Any], steps: Iterable[StepRecord]) -> SagaRecord:
     input, compacted = input_of(row["input"])
-    return SagaRecord(
+    return record_of_row(row, input, steps, compacted)
+
+
+#: A stored status as its member: a dict hit, not an enum call.
+_STATUSES = {status.value: status for status in SagaStatus}
+
+
+def record_of_row(
+    row: Mapping[str, Any],
+    input: Mapping[str, Any],
+    steps: Iterable[StepRecord],
+    compacted: Compacted | None,
+) -> SagaRecord:
+    """The record of a ``sagas`` row, with its input, steps and summary given (read by the
+    caller: :func:`record_from_row` reads them from the row itself)."""
+    return build_saga_record(
         row["saga_id"],
         row["definition"],
         input,
         row["fingerprint"],
-        SagaStatus(row["status"]),
+        _STATUSES[row["status"]],
         tuple(steps),
         row["reason"],
         bool(row["needs_attention"]),

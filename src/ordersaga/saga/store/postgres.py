@@ -44,6 +44,7 @@ from ordersaga.saga.store.model import (
     input_of,
     make_create,
     record_from_row,
+    record_of_row,
     step_from_row,
 )
 from ordersaga.saga.store.pgbatch import (
@@ -53,7 +54,6 @@ from ordersaga.saga.store.pgbatch import (
     creates_only,
     ids_param,
 )
-from ordersaga.saga.store.records import build_saga_record
 from ordersaga.saga.store.schema import UNFINISHED_SQL
 from ordersaga.saga.store.sql import Reader, SqlSagaStore
 from ordersaga.saga.store.sqlbatch import Outcome
@@ -61,7 +61,6 @@ from ordersaga.saga.store.sqlbatch import Outcome
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::float8"
 _TERMINAL = [s.value for s in TERMINAL]
 _TERMINAL_SQL = ", ".join(repr(s) for s in _TERMINAL)
-_STATUSES = {status.value: status for status in SagaStatus}  # (a dict hit: no enum call)
 
 
 class PostgresSagaStore(SqlSagaStore):
@@ -278,20 +277,7 @@ def _summed_up(row: Row) -> SagaRecord:
         if stored is None
         else input_of(stored)[1]
     )
-    return build_saga_record(
-        row["saga_id"],
-        row["definition"],
-        {},
-        row["fingerprint"],
-        _STATUSES[row["status"]],
-        (),
-        row["reason"],
-        bool(row["needs_attention"]),
-        float(row["created_at"]),
-        float(row["updated_at"]),
-        compacted,
-        row.get("attention_reason"),
-    )
+    return record_of_row(row, {}, (), compacted)
 
 
 # The ids among the given ones that the owner holds, locked in saga id order: write batches
