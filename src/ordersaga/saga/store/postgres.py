@@ -247,15 +247,17 @@ class PostgresSagaStore(SqlSagaStore):
         """:meth:`create` of a running saga for a caller that keeps nothing of what it wrote (a
         submitter): None when this call created it (no record made of the input just written),
         else the saga as it exists."""
-        write = make_create(
-            saga_id, definition, input, fingerprint, SagaStatus.RUNNING, None, self._clock.time()
+        return await self._insert(
+            make_create(
+                saga_id,
+                definition,
+                input,
+                fingerprint,
+                SagaStatus.RUNNING,
+                None,
+                self._clock.time(),
+            )
         )
-        if await self._committer.enqueue(write):
-            return None
-        existing = await self.load(saga_id)
-        if existing is None:  # sagas are never deleted (retention only compacts them)
-            raise StorageError(f"saga {saga_id!r} exists but cannot be read back")
-        return existing
 
     async def outcomes(self, saga_ids: Sequence[str]) -> list[SagaRecord]:
         """:meth:`finished`, each record as retention compacts it (:mod:`.retention`): no input,

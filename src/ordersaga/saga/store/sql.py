@@ -30,6 +30,7 @@ from ordersaga.saga.store.base import (
 from ordersaga.saga.store.batching import DEFAULT_MAX_BATCH, GroupCommitter
 from ordersaga.saga.store.model import (
     UNFINISHED,
+    CreateWrite,
     Write,
     make_create,
     make_update,
@@ -185,12 +186,17 @@ class SqlSagaStore(SagaStore):
         write = make_create(
             saga_id, definition, input, fingerprint, status, reason, self._clock.time()
         )
+        existing = await self._insert(write)
+        return (write.record(), True) if existing is None else (existing, False)
+
+    async def _insert(self, write: CreateWrite) -> SagaRecord | None:
+        """Insert ``write``'s saga: None when this call inserted it, else the saga as it exists."""
         if await self._committer.enqueue(write):
-            return write.record(), True
-        existing = await self.load(saga_id)
+            return None
+        existing = await self.load(write.saga_id)
         if existing is None:  # sagas are never deleted (retention only compacts them)
-            raise StorageError(f"saga {saga_id!r} exists but cannot be read back")
-        return existing, False
+            raise StorageError(f"saga {write.saga_id!r} exists but cannot be read back")
+        return existing
 
     async def update(
         self,
