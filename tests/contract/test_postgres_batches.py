@@ -13,21 +13,13 @@ import pytest
 from ordersaga.db import pipelined
 from ordersaga.errors import ConflictError
 from ordersaga.protocol.messages import Phase
-from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
+from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus
 from ordersaga.saga.store.model import Head, StepRow
 from ordersaga.saga.store.pgbatch import ArrayStatements
 
 pytestmark = pytest.mark.pg
 
 CHANNEL = "ordersaga_test_done"
-
-
-@pytest.fixture
-async def pg_store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
-    store = await open_store(pg_url)
-    assert isinstance(store, PostgresSagaStore)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

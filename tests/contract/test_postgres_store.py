@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -15,14 +14,6 @@ from ordersaga.protocol.messages import Phase
 from ordersaga.saga.store import PostgresSagaStore, SagaStatus, StepRecord, StepStatus, open_store
 
 pytestmark = pytest.mark.pg
-
-
-@pytest.fixture
-async def pg_store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
-    store = await open_store(pg_url)
-    assert isinstance(store, PostgresSagaStore)
-    yield store
-    await store.close()
 
 
 async def _sagas(store: PostgresSagaStore, n: int) -> list[str]:
