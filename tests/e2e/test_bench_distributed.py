@@ -10,6 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from ordersaga.errors import ConfigError
+from ordersaga.proving.cpucap import CgroupCpu, CpuCaps, find_cpu_cgroup
 from tests.conftest import pg_server_url
 from tests.e2e.conftest import ordersaga
 
@@ -78,8 +82,47 @@ def test_workers_drive_the_pipeline_with_a_submitter(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def _writable_cpu_cgroup() -> CgroupCpu:
+    """This process's cpu cgroup, if groups with a CPU cap can be made in it (else skip)."""
+    try:
+        cgroup = find_cpu_cgroup()
+        with CpuCaps(cgroup, 0.5, ["probe"]):
+            pass
+    except ConfigError as exc:
+        pytest.skip(f"no writable cgroup cpu controller here (root needed): {exc}")
+    return cgroup
+
+
+def test_worker_cpu_caps_each_worker_in_a_cgroup_of_its_own(tmp_path: Path) -> None:
+    server = pg_server_url()
+    cgroup = _writable_cpu_cgroup()
+    before = {p.name for p in cgroup.parent.iterdir()}
+    result = ordersaga(
+        "bench", "--orders", "60", "--workers", "1,2", "--worker-cpu", "0.05", "--store", server,
+        "--json", "--tmp-dir", tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    baseline, one, two = _runs(result.out)
+    assert "worker_cpu_cap" not in baseline
+    for run, names in ((one, {"w1"}), (two, {"w1", "w2"})):
+        _assert_sane(run, 60)
+        assert run["confirmed"] == 60 and run["worker_cpu_cap"] == 0.05
+        assert "capped at 0.05 core each" in run["label"]
+        # 60 orders take a worker far more than 1 ms of CPU per 20 ms: throttled, so capped.
+        assert set(run["worker_throttled_share"]) == names
+        assert all(0 < share <= 1 for share in run["worker_throttled_share"].values())
+    assert {p.name for p in cgroup.parent.iterdir()} == before  # every group removed
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_usage_errors_of_the_distributed_variants() -> None:
     result = ordersaga("bench", "--workers", "2")
     assert result.code == 2 and "--store postgresql://" in result.err
+    result = ordersaga("bench", "--worker-cpu", "0.25")
+    assert result.code == 2 and "needs --workers" in result.err and "Traceback" not in result.err
+    result = ordersaga(
+        "bench", "--worker-cpu", "0.01", "--workers", "1", "--store", "postgresql://x"
+    )
+    assert result.code == 2 and "at least 0.05 core" in result.err and "Traceback" not in result.err
     result = ordersaga("bench", "--http", "--no-durability")
     assert result.code == 2 and "durable" in result.err and "Traceback" not in result.err

@@ -17,6 +17,7 @@ from ordersaga.cli.args import (
     integer,
     load_world,
     non_negative_int,
+    positive_float,
     positive_int,
     probability,
 )
@@ -143,6 +144,18 @@ def _add_bench_parser(commands: Any) -> None:
         metavar="N[,N...]",
         help="also run with N worker processes per value (needs --store postgresql://...)",
     )
+    bench.add_argument(
+        "--worker-cpu",
+        type=positive_float,
+        metavar="CORES",
+        help="with --workers: cap each worker process at CORES of CPU time (e.g. 0.25; Linux"
+        " cgroup cpu controller, v1 or v2, needs root; the groups are removed afterwards). Only"
+        " the workers are capped: the services, PostgreSQL and this submitter are not. The"
+        " figures then show what each added worker adds while the workers are the bottleneck"
+        " and the rest has capacity left (a stand-in for workers on cores of their own), not"
+        " what the setup does uncapped; the report gives each worker's share of throttled"
+        " periods",
+    )
     bench.add_argument("--json", action="store_true", help="one JSON object per run")
     bench.set_defaults(handler=_cmd_bench)
 
@@ -233,6 +246,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         keep=args.keep,
         http=args.http,
         workers=args.workers,
+        worker_cpu=args.worker_cpu,
     )
 
     def say(message: str) -> None:

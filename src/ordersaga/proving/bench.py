@@ -19,7 +19,10 @@ dir) and drives the engine in this process through the HTTP transport; ``workers
 needs ``store``) starts, per count N, the services and N ``ordersaga worker`` processes on fresh
 PostgreSQL databases (the topology of ``ordersaga up``, without the API) and drives the pipeline
 with a :class:`~ordersaga.cluster.submit.Submitter` as its decider. Starting and stopping the
-processes is not timed.
+processes is not timed. ``worker_cpu`` caps each worker process at that many cores with the
+cgroup cpu controller (:mod:`ordersaga.proving.cpucap`), the rest uncapped: on a machine whose
+cores the whole setup shares, that is how more workers can be shown to add throughput when the
+workers are the bottleneck.
 
 By default the workload is generated up front and not timed. With ``stream`` it is generated
 while the run consumes it, as an endless input would be, and the resident set size is sampled
@@ -43,6 +46,7 @@ from ordersaga.proving.benchload import BenchOptions, Workload
 from ordersaga.proving.benchmeasure import measure
 from ordersaga.proving.benchprocs import run_http, run_workers
 from ordersaga.proving.benchstats import BenchReport
+from ordersaga.proving.cpucap import CpuCaps, find_cpu_cgroup
 from ordersaga.proving.machine import Machine
 
 __all__ = ["run_bench"]
@@ -57,6 +61,9 @@ async def run_bench(
 
     ``err`` receives the output of the processes the distributed variants start.
     """
+    if options.worker_cpu is not None:  # fail now, not after the in-process baseline
+        with CpuCaps(find_cpu_cgroup(), options.worker_cpu, ["probe"]):
+            pass
     world = options.world()
     if not options.stream:
         say(f"generating {options.orders} orders")

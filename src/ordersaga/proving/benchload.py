@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ordersaga.errors import ConfigError
 from ordersaga.orders.world import World
+from ordersaga.proving.cpucap import MIN_CORES
 from ordersaga.proving.generate import Kind, Mix, bench_world, generate_workload
 
 __all__ = ["DURABILITY_MODES", "BenchOptions"]
@@ -55,6 +56,8 @@ class BenchOptions:
     keep: bool = False  # keep the data dirs (their paths are in the labels)
     http: bool = False  # also: the services as `ordersaga serve` processes, over HTTP
     workers: tuple[int, ...] = ()  # also: per N, N worker processes (needs a PostgreSQL store)
+    #: With workers: cap each worker process at this many cores (cgroup cpu; None: uncapped).
+    worker_cpu: float | None = None
     fsync_samples: int = 100  # the disk's fsync probe for the report header (0: none)
 
     def __post_init__(self) -> None:
@@ -64,6 +67,10 @@ class BenchOptions:
             raise ConfigError("--store takes a postgresql:// server URL (SQLite is the default)")
         if self.workers and self.store is None:
             raise ConfigError("--workers needs --store postgresql://SERVER (the shared saga log)")
+        if self.worker_cpu is not None and not self.workers:
+            raise ConfigError("--worker-cpu caps the worker processes: it needs --workers")
+        if self.worker_cpu is not None and not self.worker_cpu >= MIN_CORES:
+            raise ConfigError(f"--worker-cpu: a cap is at least {MIN_CORES:g} core")
         if (self.http or self.workers) and self.durability != "durable":
             raise ConfigError("--http and --workers measure the durable setup only")
         shares = (self.contention, self.fail_reserve, self.fail_ship, self.fail_pay)

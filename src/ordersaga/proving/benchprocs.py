@@ -4,6 +4,7 @@ processes on a shared PostgreSQL saga log (see :mod:`ordersaga.proving.bench`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -28,13 +29,14 @@ from ordersaga.cluster.topology import (
     service_children,
     topology_data_key,
 )
-from ordersaga.local.pipeline import Pipeline
+from ordersaga.local.pipeline import Counts, Pipeline
 from ordersaga.local.runtime import RuntimeSettings
 from ordersaga.orders.vault import CardVault
 from ordersaga.proving.benchdb import drop_databases, saga_log
 from ordersaga.proving.benchload import BenchOptions, Workload
 from ordersaga.proving.benchmeasure import BenchSink, bench_report, measure
 from ordersaga.proving.benchstats import BenchReport
+from ordersaga.proving.cpucap import CpuCaps, find_cpu_cgroup
 from ordersaga.proving.cputree import CpuTree
 from ordersaga.transport.http import HttpSettings
 
@@ -122,33 +124,36 @@ async def run_workers(
     }
     names = list(labels)
     plural = "s" if workers > 1 else ""
-    label = f"{workers} worker{plural} (c={settings.concurrency} each), postgresql, c={concurrency}"
+    capped = "" if options.worker_cpu is None else f", capped at {options.worker_cpu:g} core"
+    label = (
+        f"{workers} worker{plural} (c={settings.concurrency}{capped} each), postgresql,"
+        f" c={concurrency}"
+    )
     if options.fault_rate:
         label += f", fault rate {options.fault_rate:g}"
     rss_every = (options.rss_every or max(1, options.orders // 10)) if options.stream else 0
     sink = BenchSink(rss_every)
+    caps = None
+    if options.worker_cpu is not None:  # one cgroup per worker, named as in tree_cpu_by_process
+        named = [worker.rsplit("-", 1)[-1] for worker in topology.workers]
+        caps = CpuCaps(find_cpu_cgroup(), options.worker_cpu, named)
     try:
         await ensure_databases(settings, names)
         say(f"starting the services and workers for {label}")
-        async with supervised(topology, err, SupervisorSettings.of(settings)):
-            say(f"running {label}")
-            store = await open_pg_store(topology.store, "bench --workers")
-            try:
-                submitter = await Submitter.open(store, warn=say)
-                try:
-                    vault = CardVault(topology_data_key(topology))
-                    pipeline = Pipeline(submitter, sink, vault, concurrency, options.ordered)
-                    children = topology.children
-                    async with CpuTree(lambda: _pids(children), options.store, labels) as tree:
-                        cpu_started, started = time.process_time(), time.perf_counter()
-                        counts = await pipeline.run(workload.numbered())
-                        elapsed = time.perf_counter() - started
-                        cpu = time.process_time() - cpu_started
-                finally:
-                    await submitter.close()
-            finally:
-                await store.close()
-        commits, writes = store.stats.commits, store.stats.writes
+        with caps if caps is not None else contextlib.nullcontext():
+            async with supervised(topology, err, SupervisorSettings.of(settings)):
+                say(f"running {label}")
+
+                def pids() -> dict[int, str]:
+                    running = _pids(topology.children)
+                    if caps is not None:  # a restarted worker's new pid too, at every sample
+                        caps.attach(running)
+                    return running
+
+                pids()  # capped before the clock starts
+                counts, timing, tree, commits, writes = await _timed(
+                    options, workload, topology, concurrency, sink, (pids, labels), say
+                )
         for worker_id in topology.workers:  # each worker's last snapshot, written as it stops
             stats = _worker_store_stats(state_dir / f"{worker_id}.json")
             commits, writes = commits + stats[0], writes + stats[1]
@@ -161,7 +166,7 @@ async def run_workers(
         True,
         concurrency,
         options.fault_rate,
-        (elapsed, cpu),
+        timing,
         counts,
         sink,
         workload,
@@ -175,7 +180,40 @@ async def run_workers(
         tree_cpu_s=tree.seconds,
         tree_pg_backends=tree.pg_backends,
         tree_cpu_by_process=tree.by_process,
+        worker_cpu_cap=options.worker_cpu,
+        worker_throttled=caps.throttled if caps is not None else {},
     )
+
+
+async def _timed(
+    options: BenchOptions,
+    workload: Workload,
+    topology: Topology,
+    concurrency: int,
+    sink: BenchSink,
+    tracked: tuple[Callable[[], dict[int, str]], dict[str, str]],
+    say: Callable[[str], None],
+) -> tuple[Counts, tuple[float, float], CpuTree, int, int]:
+    """The timed run of the pipeline, a Submitter deciding: its counts, (elapsed, CPU) of this
+    process, the tree's CPU (``tracked``: the setup's pids, the databases' labels) and the
+    submitter's log commits and writes."""
+    pids, labels = tracked
+    store = await open_pg_store(topology.store, "bench --workers")
+    try:
+        submitter = await Submitter.open(store, warn=say)
+        try:
+            vault = CardVault(topology_data_key(topology))
+            pipeline = Pipeline(submitter, sink, vault, concurrency, options.ordered)
+            async with CpuTree(pids, options.store, labels) as tree:
+                cpu_started, started = time.process_time(), time.perf_counter()
+                counts = await pipeline.run(workload.numbered())
+                elapsed = time.perf_counter() - started
+                cpu = time.process_time() - cpu_started
+        finally:
+            await submitter.close()
+    finally:
+        await store.close()
+    return counts, (elapsed, cpu), tree, store.stats.commits, store.stats.writes
 
 
 def _pids(children: list[Child]) -> dict[int, str]:

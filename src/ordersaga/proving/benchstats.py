@@ -106,6 +106,10 @@ class BenchReport:
     tree_pg_backends: int | None = None  # PostgreSQL backends counted in it (None: none)
     #: ``tree_cpu_s`` per process: "bench", each child by name, "pg <database>" for backends.
     tree_cpu_by_process: dict[str, float] = field(default_factory=dict)
+    #: Each worker process's CPU cap in cores (``--worker-cpu``; None: uncapped).
+    worker_cpu_cap: float | None = None
+    #: Per capped worker: the share of its cgroup's bandwidth periods it was throttled in.
+    worker_throttled: dict[str, float] = field(default_factory=dict)
     machine: Machine | None = None
 
     @property
@@ -172,6 +176,11 @@ class BenchReport:
             "service_commands_per_order": round(self.per_order(self.service_commands), 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
         }
+        if self.worker_cpu_cap is not None:
+            data["worker_cpu_cap"] = self.worker_cpu_cap
+            data["worker_throttled_share"] = {
+                name: round(share, 3) for name, share in sorted(self.worker_throttled.items())
+            }
         if self.machine is not None:
             data["machine"] = self.machine.to_json()
         if self.rss_samples:
@@ -228,6 +237,14 @@ def _block(report: BenchReport) -> list[str]:
         f"  commits        {commits} per order",
         f"  memory         peak RSS {data['peak_rss_mb']:.1f} MiB",
     ]
+    if report.worker_cpu_cap is not None:
+        throttled = ", ".join(
+            f"{name} {share:.0%}" for name, share in data["worker_throttled_share"].items()
+        )
+        lines.append(
+            f"  CPU cap        {report.worker_cpu_cap:g} core per worker (cgroup cpu);"
+            f" throttled in {throttled} of the periods"
+        )
     if report.rss_samples:
         samples = ", ".join(f"{n}: {mb:.1f}" for n, mb in report.rss_samples)
         lines.append(f"  RSS (MiB)      after orders {samples}")
