@@ -118,7 +118,8 @@ class CpuCaps:
         self._groups = {name: cgroup.parent / f"{tag}-{name}" for name in names}
         self._made: list[Path] = []
         self._pids: dict[int, str] = {}
-        #: Per name at close: the share of bandwidth periods in which the group was throttled.
+        #: Per name at close: of the bandwidth periods in which the group ran, the share in
+        #: which it was throttled (used up its quota).
         self.throttled: dict[str, float] = {}
 
     def __enter__(self) -> CpuCaps:
@@ -167,8 +168,14 @@ class CpuCaps:
             group = self._groups.get(name)
             if group is None or self._pids.get(pid) == name:
                 continue
-            with contextlib.suppress(ProcessLookupError):  # gone already: nothing to cap
-                _write(group / "cgroup.procs", str(pid))
+            try:
+                (group / "cgroup.procs").write_text(str(pid), encoding="ascii")
+            except ProcessLookupError:  # gone already: nothing to cap
+                pass
+            except OSError as exc:
+                raise ConfigError(
+                    f"--worker-cpu: cannot move process {pid} into {group}: {exc.strerror or exc}"
+                ) from None
             self._pids[pid] = name
 
     def close(self) -> None:

@@ -110,3 +110,22 @@ def test_unwritable_groups_are_a_config_error_and_leave_nothing(tmp_path: Path) 
     with pytest.raises(ConfigError, match="at least"):
         CpuCaps(CgroupCpu(1, parent), MIN_CORES / 2, ["w1"])
     assert sorted(p.name for p in parent.iterdir()) == ["blocker", "cgroup.procs"]
+
+
+def test_a_process_that_cannot_be_moved_is_an_error_unless_it_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent = _fake_v1(tmp_path)
+    with CpuCaps(CgroupCpu(1, parent), 0.25, ["w1"]) as caps:
+        (group,) = [g for g in parent.iterdir() if g.is_dir()]
+        (group / "cgroup.procs").mkdir()  # writing it fails, and not for a missing process
+        with pytest.raises(ConfigError, match="cannot move process 7"):
+            caps.attach({7: "w1"})
+        (group / "cgroup.procs").rmdir()
+
+        def gone(path: Path, text: str, encoding: str) -> int:
+            raise ProcessLookupError(3, "No such process")  # the kernel's ESRCH
+
+        monkeypatch.setattr(Path, "write_text", gone)
+        caps.attach({8: "w1"})  # exited before it was moved: nothing to cap
+        monkeypatch.undo()
