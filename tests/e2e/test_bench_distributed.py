@@ -7,6 +7,7 @@ figures next to its in-process baseline, not the figures themselves.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,17 @@ def _writable_cpu_cgroup() -> CgroupCpu:
     return cgroup
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_worker_cpu_caps_each_worker_in_a_cgroup_of_its_own(tmp_path: Path) -> None:
     server = pg_server_url()
     cgroup = _writable_cpu_cgroup()
-    before = {p.name for p in cgroup.parent.iterdir()}
     result = ordersaga(
         "bench", "--orders", "60", "--workers", "1,2", "--worker-cpu", "0.05", "--store", server,
         "--json", "--tmp-dir", tmp_path,
@@ -111,7 +119,9 @@ def test_worker_cpu_caps_each_worker_in_a_cgroup_of_its_own(tmp_path: Path) -> N
         # 60 orders take a worker far more than 1 ms of CPU per 20 ms: throttled, so capped.
         assert set(run["worker_throttled_share"]) == names
         assert all(0 < share <= 1 for share in run["worker_throttled_share"].values())
-    assert {p.name for p in cgroup.parent.iterdir()} == before  # every group removed
+    # Every group removed: one still there belongs to another bench that is still running.
+    left = [p.name for p in cgroup.parent.iterdir() if p.name.startswith("ordersaga-bench-")]
+    assert all(_alive(int(name.split("-")[2])) for name in left), left
     assert list(tmp_path.iterdir()) == []
 
 
