@@ -148,13 +148,13 @@ def _add_bench_parser(commands: Any) -> None:
         "--worker-cpu",
         type=positive_float,
         metavar="CORES",
-        help="with --workers: cap each worker process at CORES of CPU time (e.g. 0.25; Linux"
+        help="with --workers: cap each worker process at CORES of CPU time (e.g. 0.1; Linux"
         " cgroup cpu controller, v1 or v2, needs root; the groups are removed afterwards). Only"
         " the workers are capped: the services, PostgreSQL and this submitter are not. The"
         " figures then show what each added worker adds while the workers are the bottleneck"
         " and the rest has capacity left (a stand-in for workers on cores of their own), not"
-        " what the setup does uncapped; the report gives each worker's share of throttled"
-        " periods",
+        " what the setup does uncapped. Pick a cap below what one worker uses uncapped, so it"
+        " binds: the report gives each worker's share of throttled periods (near 1: capped)",
     )
     bench.add_argument("--json", action="store_true", help="one JSON object per run")
     bench.set_defaults(handler=_cmd_bench)
