@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -148,6 +148,38 @@ class RunAborted(Exception):
     """A saga could not be driven to a decision (e.g. the saga log failed)."""
 
 
+class Gate:
+    """A counting semaphore with one taker: the pipeline's reading loop, which admits requests.
+
+    What ``asyncio.Semaphore`` does for this one use, without its coroutine per acquire (and the
+    generator its ``locked`` runs): :meth:`take` takes a free slot at once and returns None, else
+    returns a future that :meth:`give` resolves with the next slot given back. Every order takes
+    and gives back a slot of each of the two gates.
+    """
+
+    __slots__ = ("_free", "_waiter")
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiter: asyncio.Future[None] | None = None
+
+    def take(self) -> Awaitable[None] | None:
+        """None when a slot was free (it is taken), else what to await for the next one."""
+        if self._free > 0:
+            self._free -= 1
+            return None
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def give(self) -> None:
+        """Give a slot back: to the waiting taker if there is one, else to the free ones."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():  # (done: the taker was cancelled)
+            waiter.set_result(None)
+        else:
+            self._free += 1
+
+
 @dataclass(slots=True)
 class Pipeline:
     engine: Decider
@@ -163,8 +195,8 @@ class Pipeline:
     _stdout_closed: bool = False
 
     async def run(self, lines: AsyncIterator[tuple[int, bytes | None]]) -> Counts:
-        in_flight = asyncio.Semaphore(max(1, self.concurrency))
-        window = asyncio.Semaphore(self.window or max(1024, 8 * self.concurrency))
+        in_flight = Gate(max(1, self.concurrency))
+        window = Gate(self.window or max(1024, 8 * self.concurrency))
         tasks: set[asyncio.Task[None]] = set()
         loop = asyncio.get_running_loop()  # once: asyncio.create_task looks it up every time
         seq = 0
@@ -182,9 +214,10 @@ class Pipeline:
                 self.counts.rejected += 1
                 self.sink.rejected(lineno, parsed.order_id, parsed.reason)
             self.counts.requests += 1
-            if self.ordered:
-                await window.acquire()
-            await in_flight.acquire()
+            if self.ordered and (wait := window.take()) is not None:
+                await wait
+            if (wait := in_flight.take()) is not None:
+                await wait
             self.counts.in_flight += 1
             task = loop.create_task(self._one(seq, lineno, parsed, in_flight, window))
             tasks.add(task)
@@ -202,8 +235,8 @@ class Pipeline:
         seq: int,
         lineno: int,
         request: Parsed | Rejected,
-        in_flight: asyncio.Semaphore,
-        window: asyncio.Semaphore,
+        in_flight: Gate,
+        window: Gate,
     ) -> None:
         admitted = time.perf_counter()
         order_id = request.order.order_id if isinstance(request, Parsed) else request.order_id
@@ -245,7 +278,7 @@ class Pipeline:
                 self._failure = exc
             return
         finally:
-            in_flight.release()
+            in_flight.give()
             self.counts.in_flight -= 1
         self.counts.mismatched += result.mismatch
         if early:
@@ -255,7 +288,7 @@ class Pipeline:
         else:
             self._deliver(seq, outcome_of(result), window)
 
-    def _deliver(self, seq: int, outcome: Outcome, window: asyncio.Semaphore) -> None:
+    def _deliver(self, seq: int, outcome: Outcome, window: Gate) -> None:
         self.counts.add(outcome)
         if not self.ordered:
             self._emit(outcome)
@@ -266,7 +299,7 @@ class Pipeline:
         while self._next_print in self._pending:
             self._emit(self._pending.pop(self._next_print))
             self._next_print += 1
-            window.release()
+            window.give()
             printed = True
         if printed:
             self._flush()
