@@ -123,18 +123,29 @@ class BatchStatements:
 
     async def update_sagas(self, tx: Tx, changed: Sequence[tuple[str, Head, int]]) -> None:
         for chunk in chunks(changed):
+            # One pass for the common chunk, none of whose sagas has a reason (the row without
+            # them); the first that has one starts the chunk over with the full row.
+            values = _UPDATE_VALUES_NO_REASONS
             params: list[Any] = []
-            if any(h.reason is not None or h.attention_reason is not None for _, h, _ in chunk):
-                values = _UPDATE_VALUES
+            for saga_id, head, version in chunk:
+                if head.reason is not None or head.attention_reason is not None:
+                    values = _UPDATE_VALUES
+                    break
+                params += (
+                    saga_id,
+                    _TEXT[head.status],
+                    int(head.needs_attention),
+                    head.updated_at,
+                    head.version,
+                    version,
+                    head.input,
+                )
+            if values is _UPDATE_VALUES:
+                params = []
                 for saga_id, head, version in chunk:
                     params += (saga_id, _TEXT[head.status], head.reason, int(head.needs_attention))
                     params += (head.updated_at, head.version, version, head.input)
                     params.append(head.attention_reason)
-            else:
-                values = _UPDATE_VALUES_NO_REASONS
-                for saga_id, head, version in chunk:
-                    params += (saga_id, _TEXT[head.status], int(head.needs_attention))
-                    params += (head.updated_at, head.version, version, head.input)
             sql = _UPDATE_SAGAS.format(rows=", ".join([values] * len(chunk)))
             if await tx.execute(sql, *params) != len(chunk):
                 raise ConflictError("a saga changed under a batch (concurrent writer)")
@@ -195,7 +206,7 @@ async def apply_batch(
     Raises (and so rolls back) only on a database error, or ConflictError when another process
     changed or created one of the sagas concurrently.
     """
-    ids = list(dict.fromkeys(w.saga_id for w in writes))
+    ids = list(dict.fromkeys([w.saga_id for w in writes]))
     heads = await statements.fetch_heads(tx, ids)
     versions = {saga_id: head.version for saga_id, head in heads.items()}
     created: dict[str, CreateWrite] = {}
@@ -239,16 +250,27 @@ async def apply_batch(
 
 async def upsert_steps(tx: Tx, rows: Sequence[tuple[str, StepRow]]) -> None:
     for chunk in chunks(rows):
+        # One pass for the common chunk of bare records (see update_sagas).
+        values = _STEP_VALUES_BARE
         params: list[Any] = []
-        if any(row.reason is not None or row.trail is not None for _, row in chunk):
-            values = _STEP_VALUES
+        for saga_id, row in chunk:
+            if row.reason is not None or row.trail is not None:
+                values = _STEP_VALUES
+                break
+            params += (
+                saga_id,
+                row.step,
+                _TEXT[row.phase],
+                _TEXT[row.status],
+                row.result,
+                row.attempts,
+                row.started_at,
+                row.ended_at,
+            )
+        if values is _STEP_VALUES:
+            params = []
             for saga_id, row in chunk:
                 params += (saga_id, row.step, _TEXT[row.phase], _TEXT[row.status], row.result)
                 params += (row.reason, row.attempts, row.started_at, row.ended_at, row.trail)
-        else:
-            values = _STEP_VALUES_BARE
-            for saga_id, row in chunk:
-                params += (saga_id, row.step, _TEXT[row.phase], _TEXT[row.status], row.result)
-                params += (row.attempts, row.started_at, row.ended_at)
         sql = _UPSERT_STEPS.format(rows=", ".join([values] * len(chunk)))
         await tx.execute(sql, *params)
