@@ -22,6 +22,11 @@ class BreakerState(enum.StrEnum):
     HALF_OPEN = "half_open"
 
 
+#: Read once: an enum member read through its class is slow on Python 3.11 (see ``_ACTION`` in
+#: :mod:`.driver`), and every step call's success reads it.
+_CLOSED = BreakerState.CLOSED
+
+
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
     threshold: int = 12
@@ -73,8 +78,8 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         self.failures = 0
-        if self.state is not BreakerState.CLOSED:
-            self.state = BreakerState.CLOSED
+        if self.state is not _CLOSED:
+            self.state = _CLOSED
             self._release_trial()
             if self.listener is not None:
                 self.listener(self.name, self.state)

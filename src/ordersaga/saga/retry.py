@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ordersaga.errors import DefinitionError
 
@@ -31,6 +31,9 @@ class RetryPolicy:
     maximum_interval: float = 0.25
     maximum_attempts: int | None = 10
     deadline: float | None = 30.0
+    #: No attempt limit and no deadline: the call retries until it succeeds. Derived from the
+    #: two, once (the engine reads it at every step call).
+    unlimited: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not (self.initial_interval > 0 and math.isfinite(self.initial_interval)):
@@ -43,10 +46,8 @@ class RetryPolicy:
             raise DefinitionError("retry policy: maximum_attempts must be >= 1 or None")
         if self.deadline is not None and not self.deadline > 0:
             raise DefinitionError("retry policy: deadline must be positive or None")
-
-    @property
-    def unlimited(self) -> bool:
-        return self.maximum_attempts is None and self.deadline is None
+        unlimited = self.maximum_attempts is None and self.deadline is None
+        object.__setattr__(self, "unlimited", unlimited)  # (frozen: set once, here)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         """The delay after failed attempt number ``attempt`` (1-based)."""
