@@ -129,9 +129,26 @@ class SagaEngine:
             result = await asyncio.shield(self._waiter(saga_id))
             return self._as_repeat(result, fingerprint)
         input = self.observer.stamp(saga_id, input)
-        return await self._owned(
-            saga_id, self._create_and_run(saga_def, saga_id, input, fingerprint, on_decided)
-        )
+        # _owned and _create_and_run written out here, not coroutines of their own (every
+        # suspension of the saga resumes through each coroutine level; see Driver.drive).
+        self._inflight[saga_id] = None
+        try:
+            record, created = await self._driver.log.create(
+                saga_id, saga_def.name, input, fingerprint, _RUNNING, None
+            )
+            if created:
+                self.stats.started += 1
+                if self._armed:  # (tests) a disarmed point costs no call
+                    self._crash.hit("saga.created")
+                run = Run(record, saga_def, on_decided=on_decided, fresh=True)
+                result = await self._driver.drive(run)
+            else:
+                result = await self._existing(record, fingerprint)
+        except BaseException as exc:
+            self._settle(saga_id, exc)
+            raise
+        self._settle(saga_id, result)
+        return result
 
     async def record_failed(
         self,
@@ -177,15 +194,21 @@ class SagaEngine:
         try:
             result: SagaResult = await work
         except BaseException as exc:
-            future = self._inflight.pop(saga_id)
-            if future is not None:
-                future.set_exception(exc)
-                future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            self._settle(saga_id, exc)
             raise
-        future = self._inflight.pop(saga_id)
-        if future is not None:
-            future.set_result(result)
+        self._settle(saga_id, result)
         return result
+
+    def _settle(self, saga_id: str, outcome: SagaResult | BaseException) -> None:
+        """The id is no longer in flight: hand its outcome to whoever waits for it (_waiter)."""
+        future = self._inflight.pop(saga_id)
+        if future is None:
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+        else:
+            future.set_result(outcome)
 
     def _waiter(self, saga_id: str) -> asyncio.Future[SagaResult]:
         """The outcome of the saga ``saga_id``, which this engine is driving now."""
@@ -204,24 +227,6 @@ class SagaEngine:
             return self._definitions[name]
         except KeyError:
             raise ConfigError(f"no saga definition named {name!r}") from None
-
-    async def _create_and_run(
-        self,
-        definition: SagaDefinition,
-        saga_id: str,
-        input: Mapping[str, Any],
-        fingerprint: str,
-        on_decided: DecisionCallback | None = None,
-    ) -> SagaResult:
-        record, created = await self._driver.log.create(
-            saga_id, definition.name, input, fingerprint, _RUNNING, None
-        )
-        if not created:
-            return await self._existing(record, fingerprint)
-        self.stats.started += 1
-        if self._armed:  # (tests) a disarmed point costs no call
-            self._crash.hit("saga.created")
-        return await self._driver.drive(Run(record, definition, on_decided=on_decided, fresh=True))
 
     async def _existing(self, record: SagaRecord, fingerprint: str) -> SagaResult:
         if record.fingerprint != fingerprint:
