@@ -39,7 +39,6 @@ class Run:
     """
 
     __slots__ = (
-        "_context",
         "_record",
         "_steps",
         "attempts",
@@ -47,6 +46,7 @@ class Run:
         "calls",
         "cause",
         "compensations",
+        "context",
         "created_at",
         "definition",
         "definition_name",
@@ -101,7 +101,9 @@ class Run:
         steps = record.steps
         self._steps = {(r.step, r.phase): r for r in steps} if steps else {}
         self._record: SagaRecord | None = record  # as the fields are now (None: changed since)
-        self._context: SagaContext | None = None
+        #: What the step builders read (``results`` is the run's own dict, updated in place;
+        #: made anew when a write replaces the input).
+        self.context: SagaContext = saga_context(self.saga_id, self.input, self.results)
 
     @property
     def record(self) -> SagaRecord:
@@ -146,17 +148,11 @@ class Run:
         if attention is not None:
             self.needs_attention = attention
             self.attention_reason = attention_reason
-        self.input = input
+        if input is not self.input:
+            self.input = input
+            self.context = saga_context(self.saga_id, input, self.results)
         self.updated_at = at
         self._record = None
-
-    def context(self) -> SagaContext:
-        """What the step builders read: made anew only when the input changed (``results`` is
-        the run's own dict, updated in place)."""
-        context = self._context
-        if context is None or context.input is not self.input:
-            context = self._context = saga_context(self.saga_id, self.input, self.results)
-        return context
 
 
 class LogWriter:
