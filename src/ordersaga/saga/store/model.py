@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ordersaga.errors import ConflictError
-from ordersaga.protocol.messages import Phase, canonical_json, read_json
+from ordersaga.protocol.messages import Phase, canonical_json, canonical_text, read_json
 from ordersaga.saga.store.base import (
     ALLOWED_TRANSITIONS,
     TERMINAL,
@@ -133,13 +133,14 @@ class CreateWrite(NamedTuple):
     status: SagaStatus
     reason: str | None
     at: float
+    plain: bool = False  # ``input`` was written by orjson: it reads back without a check
 
     def record(self) -> SagaRecord:
         """The record this write creates (what ``create`` returns when it inserted)."""
         return build_saga_record(
             self.saga_id,
             self.definition,
-            read_json(self.input),
+            read_json(self.input, plain=self.plain),
             self.fingerprint,
             self.status,
             (),
@@ -176,16 +177,18 @@ def make_create(
     reason: str | None,
     at: float,
 ) -> CreateWrite:
+    text, plain = canonical_text(input if type(input) is dict else dict(input))
     return tuple_new(
         CreateWrite,
         (
             saga_id,
             definition,
-            canonical_json(input if type(input) is dict else dict(input)),
+            text,
             fingerprint,
             status if type(status) is SagaStatus else SagaStatus(status),
             reason,
             at,
+            plain,
         ),
     )
 
