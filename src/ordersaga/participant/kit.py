@@ -101,10 +101,12 @@ from ordersaga.participant.plan import (
     Plan,
     Prepared,
     Reader,
+    Shortcut,
     Write,
 )
 from ordersaga.participant.records import (
     RECORD,
+    REWRITE,
     encode,
     handed_back,
     replay,
@@ -139,6 +141,7 @@ __all__ = [
     "Prepared",
     "Reader",
     "RunnerOptions",
+    "Shortcut",
     "Write",
 ]
 
@@ -343,6 +346,8 @@ class CommandRunner:
         if plan is not None:
             return await self.apply(tx, cmd, plan), True
         key, resource, fingerprint, action, request = cmd
+        if action.shortcut is not None:
+            return await self._shortcut(tx, cmd, action.shortcut, now)
         plan = await action.decide(tx, resource, request, now)
         if plan.claim is None and action.phase is _ACTION:
             plan = await self._unless_existing(tx, cmd, plan)
@@ -354,12 +359,7 @@ class CommandRunner:
         except ConflictError:
             recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
-            # The key is recorded already: a repeat (PostgreSQL's INSERT waited for a concurrent
-            # transaction holding the key to end, and this statement sees its commit).
-            record = await stored(tx, key)
-            if record is None:
-                raise ConflictError(f"{self._service}: {key}: the key is taken")
-            return replay(key, fingerprint, record), False
+            return await self._replayed(tx, cmd), False
         claim = plan.claim
         if claim is not None:
             try:
@@ -369,13 +369,45 @@ class CommandRunner:
                 # row). The INSERT wrote nothing: record the refusal instead.
                 refusal = await self._refusal_of_existing(tx, cmd)
                 encoded = status, _, text = encode(refusal)
-                await tx.execute(
-                    "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?", status, text, key
-                )
+                await tx.execute(REWRITE, status, text, key)
                 return handed_back(refusal, encoded), True
         for write in plan.writes:
             await tx.write(*write)
         return handed_back(reply, encoded), True
+
+    async def _shortcut(
+        self, tx: Tx, cmd: Prepared, shortcut: Shortcut[Any], now: float
+    ) -> tuple[Reply, bool]:
+        """:meth:`_apply_job` by the action's shortcut (:class:`Shortcut`): the usual reply
+        recorded first (its INSERT tells a repeat before anything is written), then the guarded
+        change; where the usual outcome does not hold, decided as usual, the record corrected."""
+        key, resource, fingerprint, action, request = cmd
+        reply = shortcut.reply()
+        encoded = status, _, text = encode(reply)
+        try:
+            recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
+        except ConflictError:
+            recorded = 0  # SQLite: the failed INSERT undid only itself
+        if not recorded:
+            return await self._replayed(tx, cmd), False
+        writes = await shortcut.apply(tx, resource, request, now)
+        if writes is None:
+            plan = await action.decide(tx, resource, request, now)
+            decided = encode(plan.reply)
+            if decided != encoded:
+                await tx.execute(REWRITE, decided[0], decided[2], key)
+            return await write_plan(tx, plan, decided), True
+        for write in writes:
+            await tx.write(*write)
+        return handed_back(reply, encoded), True
+
+    async def _replayed(self, tx: Tx, cmd: Prepared) -> Reply:
+        """The reply to a repeat: its key is recorded already (PostgreSQL's INSERT waited for a
+        concurrent transaction holding the key to end, and this statement sees its commit)."""
+        record = await stored(tx, cmd.key)
+        if record is None:
+            raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
+        return replay(cmd.key, cmd.fingerprint, record)
 
     async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
         """``plan``, or the refusal of an action whose resource exists: looked up for an action

@@ -21,7 +21,9 @@ Rules shared by all three services:
   refused for its own reasons (no stock, say) claims nothing and keeps that reason.
 * a compensation or confirmation naming another order than the resource's is refused.
 
-Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.kit`).
+Every state change is a compare-and-swap on the row's ``version`` (see :mod:`.kit`), or, for a
+confirmation's shortcut (:meth:`Lifecycle.confirm_shortcut`, which reads nothing first), an
+``UPDATE`` guarded by the state itself: a row's version only ever moves with its state.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-from ordersaga.db import Row
+from ordersaga.db import Row, Tx
 from ordersaga.participant.kit import Plan, Reader, Write
-from ordersaga.participant.plan import Footprint, RowKey
+from ordersaga.participant.plan import Footprint, RowKey, Shortcut
 from ordersaga.protocol.messages import Reply, ReplyStatus, canonical_json
 from ordersaga.slots import tuple_new
 
@@ -41,7 +43,12 @@ from ordersaga.slots import tuple_new
 #: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
 _OK = ReplyStatus.OK
 
-__all__ = ["Effects", "Lifecycle"]
+__all__ = ["Effects", "EffectsByRef", "Lifecycle"]
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (a state of the frozen spec, never input)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 class Effects(Protocol):
@@ -52,6 +59,11 @@ class Effects(Protocol):
         """The writes for ``row``'s transition (none is fine)."""
         ...
 
+
+#: A transition's effects as writes that read what they need of the resource row themselves, by
+#: its ref (``... WHERE user_id = (SELECT user_id FROM payments WHERE ref = ?)``): the same writes
+#: as the :class:`Effects` of that row, for a shortcut that does not read the row first.
+EffectsByRef = Callable[[str], Sequence[Write]]
 
 #: The columns of a resource's row the life cycle reads itself: for :meth:`Lifecycle.load`, and
 #: for a compensation or confirmation (a tombstone's state alone tells it: cancelled).
@@ -83,16 +95,25 @@ class Lifecycle:
     _load: str = field(init=False, repr=False, compare=False)
     _decide: str = field(init=False, repr=False, compare=False)
     _transition: str = field(init=False, repr=False, compare=False)
+    _confirm_any: str = field(init=False, repr=False, compare=False)
+    _confirm_order: str = field(init=False, repr=False, compare=False)
     _state_json: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The table name comes from this frozen spec, never from input.
         table = self.table
+        confirm = (
+            f"UPDATE {table} SET state = {_literal(self.confirmed)}, version = version + 1,"
+            f" updated_at = ? WHERE ref = ? AND state = {_literal(self.initial)}"
+        )
         derived = {
             "_load": f"SELECT {self._columns(_OWN)} FROM {table} WHERE ref = ?",
             "_decide": f"SELECT {self._columns(_DECIDE)} FROM {table} WHERE ref = ?",
             "_transition": f"UPDATE {table} SET state = ?, version = version + 1, updated_at = ?"
             " WHERE ref = ? AND version = ?",
+            # A confirmation's shortcut: initial → confirmed, the state checked by the write.
+            "_confirm_any": confirm,
+            "_confirm_order": confirm + " AND order_id = ?",
             "_state_json": {
                 state: canonical_json({"state": state})
                 for state in (self.initial, self.confirmed, self.cancelled, *self.other_terminal)
@@ -171,6 +192,34 @@ class Lifecycle:
     ) -> Callable[[Reader, str, str | None, float], Awaitable[Plan]]:
         """A confirming action's ``decide``: :meth:`confirm` with ``effects``."""
         return partial(self.confirm, effects=effects)
+
+    def confirm_shortcut(self, effects: EffectsByRef | None = None) -> Shortcut[str | None]:
+        """A confirming action's :class:`~.plan.Shortcut`: :meth:`confirm_now` with ``effects``
+        (none: a confirmation without effects), and the confirmed state's reply."""
+        return Shortcut(
+            partial(self._state, self.confirmed), partial(self.confirm_now, effects=effects)
+        )
+
+    async def confirm_now(
+        self,
+        tx: Tx,
+        ref: str,
+        order_id: str | None,
+        now: float,
+        effects: EffectsByRef | None = None,
+    ) -> Sequence[Write] | None:
+        """Confirm ``ref`` if it is in the initial state (and belongs to ``order_id`` when
+        given), in one guarded ``UPDATE``: the effects' writes to run next, or ``None`` when it
+        was not (nothing changed). What :meth:`confirm` plans from the initial state; the state
+        is checked by the write itself, not by the version read before it (a resource's version
+        moves only with its state)."""
+        if order_id is None:
+            changed = await tx.execute(self._confirm_any, now, ref)
+        else:
+            changed = await tx.execute(self._confirm_order, now, ref, order_id)
+        if not changed:
+            return None
+        return () if effects is None else effects(ref)
 
     async def compensate(
         self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects

@@ -8,11 +8,11 @@ runner (:mod:`ordersaga.participant.kit`) does, in one transaction per batch.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from ordersaga.db import Row
+from ordersaga.db import Row, Tx
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.slots import slot_setter
 
@@ -25,6 +25,7 @@ __all__ = [
     "Prepared",
     "Reader",
     "RowKey",
+    "Shortcut",
     "Write",
 ]
 
@@ -106,6 +107,21 @@ _set_claim = slot_setter(Plan, "claim")
 
 
 @dataclass(frozen=True, slots=True)
+class Shortcut(Generic[R]):
+    """A command's usual outcome, applied without reading first (see :class:`Action`).
+
+    ``reply()`` is the usual reply. ``apply(tx, resource, request, now)`` makes the usual change
+    only where the usual outcome holds — one guarded write that reads back what it changed, e.g.
+    ``UPDATE ... WHERE ref = ? AND state = 'held' RETURNING ...`` — and gives the rest of the
+    usual plan's writes, or ``None`` when it changed nothing. Together they must come to exactly
+    what ``decide`` would: the same reply, the same rows.
+    """
+
+    reply: Callable[[], Reply]
+    apply: Callable[[Tx, str, R, float], Awaitable[Sequence[Write] | None]]
+
+
+@dataclass(frozen=True, slots=True)
 class Action(Generic[R]):
     """One command a service accepts.
 
@@ -122,6 +138,13 @@ class Action(Generic[R]):
     request (:class:`Footprint`): on PostgreSQL the reads of commands that cannot see each
     other's writes then go to the server together (:mod:`.waves`). Without one, a command's
     reads wait for every command before it in its batch, and every read after it waits for it.
+
+    ``shortcut`` (optional) applies the command's usual outcome in one guarded write instead of a
+    read and a write (:class:`Shortcut`; a confirmation: ``UPDATE ... RETURNING``). The kit
+    takes it where it decides a command inside its batch, one statement after another: it
+    records the usual reply (an INSERT that finds a repeat before anything is written), then
+    runs the shortcut; where the usual outcome does not hold, it decides the command as usual
+    and corrects the recorded reply. PostgreSQL's pipelined waves decide as usual.
     """
 
     name: str
@@ -130,6 +153,7 @@ class Action(Generic[R]):
     decide: Callable[[Reader, str, R, float], Awaitable[Plan]]
     fingerprinted: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
     footprint: Callable[[str, R], Footprint] | None = None
+    shortcut: Shortcut[R] | None = None
 
 
 class Prepared(NamedTuple):

@@ -33,6 +33,7 @@ from ordersaga.protocol.messages import (
 
 __all__ = [
     "RECORD",
+    "REWRITE",
     "Encoded",
     "encode",
     "handed_back",
@@ -46,6 +47,8 @@ __all__ = [
 RECORD = (
     "INSERT INTO idempotency (key, fingerprint, status, reply, created_at) VALUES (?, ?, ?, ?, ?)"
 )
+#: A record's reply replaced, in the transaction that inserted it (a corrected decision).
+REWRITE = "UPDATE idempotency SET status = ?, reply = ? WHERE key = ?"
 _LOOKUP = "SELECT fingerprint, status, reply FROM idempotency WHERE key = ?"
 _SCALARS = (str, int, bool, type(None))
 

@@ -222,6 +222,7 @@ class ShippingService(KitService):
                 _parse_optional_order,
                 LIFECYCLE.confirmer(_no_effects),
                 footprint=_MOVING,
+                shortcut=LIFECYCLE.confirm_shortcut(),  # scheduling has no effects
             ),
         )
 
