@@ -248,6 +248,20 @@ async def _capture_authorization(reader: Reader, payment: Row) -> list[Write]:
     return [tuple_new(Write, (_CAPTURE, (amount, amount, payment["user_id"]), 1))]
 
 
+# _CAPTURE with the payment's amount and user read by the statement itself (capture's shortcut).
+_CAPTURE_BY_REF = (
+    "UPDATE accounts SET"
+    " authorized_cents = authorized_cents - (SELECT amount_cents FROM payments WHERE ref = ?),"
+    " captured_cents = captured_cents + (SELECT amount_cents FROM payments WHERE ref = ?),"
+    " version = version + 1 WHERE user_id = (SELECT user_id FROM payments WHERE ref = ?)"
+)
+
+
+def _capture_by_ref(ref: str) -> tuple[Write, ...]:
+    """:func:`_capture_authorization`'s writes, the payment read by the statement itself."""
+    return (tuple_new(Write, (_CAPTURE_BY_REF, (ref, ref, ref), 1)),)
+
+
 def _authorizing(ref: str, req: AuthorizeRequest) -> Footprint:
     """An authorization reads and writes its user's account (and claims its own row)."""
     return LIFECYCLE.own(ref, ("accounts", req.user_id))
@@ -324,6 +338,7 @@ class PaymentService(KitService):
                 _parse_optional_order,
                 LIFECYCLE.confirmer(_capture_authorization),
                 footprint=_MOVING,
+                shortcut=LIFECYCLE.confirm_shortcut(_capture_by_ref),
             ),
         )
 
