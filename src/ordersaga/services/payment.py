@@ -49,6 +49,7 @@ from ordersaga.money import cents_to_str
 from ordersaga.participant import fields
 from ordersaga.participant.kit import Action, Footprint, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
+from ordersaga.participant.schema import CLUSTERED
 from ordersaga.participant.service import KitService
 from ordersaga.protocol.messages import Phase, Reply, ReplyStatus
 from ordersaga.services.config import PaymentConfig
@@ -68,7 +69,7 @@ __all__ = [
 
 # A state CHECK is a chain of ORs, not IN (...): SQLite builds a temporary table for an IN list
 # on every INSERT and UPDATE of the row (about 4 µs each), the ORs cost nothing.
-DDL = """
+DDL = f"""
 CREATE TABLE IF NOT EXISTS accounts (
     user_id BIGINT PRIMARY KEY,
     credit_limit_cents BIGINT NOT NULL,
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     version BIGINT NOT NULL,
     CHECK (authorized_cents >= 0 AND captured_cents >= 0),
     CHECK (authorized_cents + captured_cents <= credit_limit_cents)
-);
+) {CLUSTERED};
 CREATE TABLE IF NOT EXISTS payments (
     ref TEXT PRIMARY KEY,
     order_id TEXT NOT NULL,
@@ -92,7 +93,7 @@ CREATE TABLE IF NOT EXISTS payments (
     version BIGINT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
-);
+) {CLUSTERED};
 CREATE INDEX IF NOT EXISTS payments_order ON payments (order_id);
 CREATE INDEX IF NOT EXISTS payments_user ON payments (user_id)
 """

@@ -98,3 +98,23 @@ async def test_the_state_check_refuses_a_state_outside_the_life_cycle(
             await tx.execute(f"UPDATE {table} SET state = ? WHERE ref = ?", "lost", ref)
     row = await service.db.fetchone(f"SELECT state FROM {table} WHERE ref = ?", ref)
     assert row is not None and row["state"] != "lost"
+
+
+#: The tables each service's commands read or write by their key (besides its resources').
+_KEYED = {"inventory": ("items",), "shipping": (), "payment": ("accounts",)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+async def test_the_tables_commands_touch_by_key_are_stored_in_their_key_on_sqlite(
+    case: Case, tmp_path: Path
+) -> None:
+    path = tmp_path / "service.db"
+    await (await case.open(f"sqlite:///{path}")).close()
+    conn = sqlite3.connect(path)
+    try:
+        ddl = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+    finally:
+        conn.close()
+    keyed = {"idempotency", RESOURCES[case.name], *_KEYED[case.name]}
+    assert {name for name in keyed if ddl[name].endswith("WITHOUT ROWID")} == keyed
+    assert "ROWID" not in ddl["config"]  # the others keep their rowid
