@@ -60,10 +60,16 @@ class Effects(Protocol):
         ...
 
 
-#: A transition's effects as writes that read what they need of the resource row themselves, by
-#: its ref (``... WHERE user_id = (SELECT user_id FROM payments WHERE ref = ?)``): the same writes
-#: as the :class:`Effects` of that row, for a shortcut that does not read the row first.
-EffectsByRef = Callable[[str], Sequence[Write]]
+class EffectsByRef(Protocol):
+    """The writes of a transition's effects given the resource's ref, not its row: the same
+    writes as the :class:`Effects` of that row, for a shortcut that does not read the row
+    first. They read what they need of it themselves, by the ref: in a read of their own, or in
+    the statements (``... WHERE user_id = (SELECT user_id FROM payments WHERE ref = ?)``)."""
+
+    def __call__(self, reader: Reader, ref: str, /) -> Awaitable[Sequence[Write]]:
+        """The writes for the transition of the resource ``ref`` (none is fine)."""
+        ...
+
 
 #: The columns of a resource's row the life cycle reads itself: for :meth:`Lifecycle.load`, and
 #: for a compensation or confirmation (a tombstone's state alone tells it: cancelled).
@@ -219,7 +225,7 @@ class Lifecycle:
             changed = await tx.execute(self._confirm_order, now, ref, order_id)
         if not changed:
             return None
-        return () if effects is None else effects(ref)
+        return () if effects is None else await effects(tx, ref)
 
     async def compensate(
         self, reader: Reader, ref: str, order_id: str, now: float, undo: Effects

@@ -111,10 +111,10 @@ class Shortcut(Generic[R]):
     """A command's usual outcome, applied without reading first (see :class:`Action`).
 
     ``reply()`` is the usual reply. ``apply(tx, resource, request, now)`` makes the usual change
-    only where the usual outcome holds — one guarded write that reads back what it changed, e.g.
-    ``UPDATE ... WHERE ref = ? AND state = 'held' RETURNING ...`` — and gives the rest of the
-    usual plan's writes, or ``None`` when it changed nothing. Together they must come to exactly
-    what ``decide`` would: the same reply, the same rows.
+    only where the usual outcome holds — a guarded write, e.g. ``UPDATE ... WHERE ref = ? AND
+    state = 'held'`` — and gives the rest of the usual plan's writes, or ``None`` when it changed
+    nothing. Together they must come to exactly what ``decide`` would: the same reply, the same
+    rows.
     """
 
     reply: Callable[[], Reply]
@@ -139,8 +139,8 @@ class Action(Generic[R]):
     other's writes then go to the server together (:mod:`.waves`). Without one, a command's
     reads wait for every command before it in its batch, and every read after it waits for it.
 
-    ``shortcut`` (optional) applies the command's usual outcome in one guarded write instead of a
-    read and a write (:class:`Shortcut`; a confirmation: ``UPDATE ... RETURNING``). The kit
+    ``shortcut`` (optional) applies the command's usual outcome with a guarded write instead of a
+    read and a compare-and-swap (:class:`Shortcut`; a confirmation's state change). The kit
     takes it where it decides a command inside its batch, one statement after another: it
     records the usual reply (an INSERT that finds a repeat before anything is written), then
     runs the shortcut; where the usual outcome does not hold, it decides the command as usual

@@ -35,7 +35,7 @@ from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Self
 
 from ordersaga.db import Database, Row
-from ordersaga.errors import ConfigError
+from ordersaga.errors import ConfigError, ConflictError
 from ordersaga.participant import fields
 from ordersaga.participant.kit import Action, Footprint, Plan, Reader, RunnerOptions, Write
 from ordersaga.participant.lifecycle import Lifecycle
@@ -240,6 +240,7 @@ class InventoryService(KitService):
                 _parse_optional_order,
                 LIFECYCLE.confirmer(_sell),
                 footprint=_MOVING,
+                shortcut=LIFECYCLE.confirm_shortcut(_sell_by_ref),
             ),
         )
 
@@ -316,3 +317,14 @@ async def _restock(reader: Reader, reservation: Row) -> list[Write]:
 async def _sell(reader: Reader, reservation: Row) -> list[Write]:
     """Held stock becomes sold."""
     return [tuple_new(Write, (_SELL, (q, q, i), 1)) for i, q in _held_lines(reservation)]
+
+
+_LINES = "SELECT lines FROM reservations WHERE ref = ?"
+
+
+async def _sell_by_ref(reader: Reader, ref: str) -> list[Write]:
+    """:func:`_sell`'s writes, the reservation's lines read by its ref (commit's shortcut)."""
+    reservation = await reader.fetchone(_LINES, ref)
+    if reservation is None:  # the shortcut has just moved it, in this transaction
+        raise ConflictError(f"inventory: reservation {ref!r} vanished")
+    return await _sell(reader, reservation)

@@ -258,7 +258,7 @@ _CAPTURE_BY_REF = (
 )
 
 
-def _capture_by_ref(ref: str) -> tuple[Write, ...]:
+async def _capture_by_ref(reader: Reader, ref: str) -> tuple[Write, ...]:
     """:func:`_capture_authorization`'s writes, the payment read by the statement itself."""
     return (tuple_new(Write, (_CAPTURE_BY_REF, (ref, ref, ref), 1)),)
 

@@ -86,9 +86,8 @@ async def test_a_confirmation_by_its_shortcut_is_the_decided_one(
     short = await _open(case, db_url, shortcuts=True)
     decided = await _open(case, f"sqlite:///{tmp_path / 'decided.db'}", shortcuts=False)
     try:
-        # Inventory's commit moves the items its reservation lists: it has no shortcut.
         confirming, _ = short.runner._envelope._actions[case.confirm("s1").action]
-        assert (confirming.shortcut is not None) is (case.name != "inventory")
+        assert confirming.shortcut is not None
         for command in _commands(case):
             by_shortcut, by_decision = await short.handle(command), await decided.handle(command)
             assert by_shortcut == by_decision, command
