@@ -371,8 +371,8 @@ class CommandRunner:
                 encoded = status, _, text = encode(refusal)
                 await tx.execute(REWRITE, status, text, key)
                 return handed_back(refusal, encoded), True
-        for write in plan.writes:
-            await tx.write(*write)
+        for sql, params, expect in plan.writes:  # unpacked: a call with * takes the slow path
+            await tx.write(sql, params, expect)
         return handed_back(reply, encoded), True
 
     async def _shortcut(
@@ -397,8 +397,8 @@ class CommandRunner:
             if decided != encoded:
                 await tx.execute(REWRITE, decided[0], decided[2], key)
             return await write_plan(tx, plan, decided), True
-        for write in writes:
-            await tx.write(*write)
+        for sql, params, expect in writes:
+            await tx.write(sql, params, expect)
         return handed_back(reply, encoded), True
 
     async def _replayed(self, tx: Tx, cmd: Prepared) -> Reply:

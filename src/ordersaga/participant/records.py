@@ -125,8 +125,8 @@ async def write_plan(tx: Tx, plan: Plan, encoded: Encoded) -> Reply:
     its reply (exactly what a repeat will read back: see :func:`handed_back`)."""
     if plan.claim is not None:
         await tx.write(*plan.claim)
-    for write in plan.writes:
-        await tx.write(*write)
+    for sql, params, expect in plan.writes:  # unpacked: a call with * takes the slow path
+        await tx.write(sql, params, expect)
     return handed_back(plan.reply, encoded)
 
 
