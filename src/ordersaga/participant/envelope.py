@@ -19,6 +19,7 @@ from ordersaga.protocol.messages import (
     MAX_KEY_LENGTH,
     Command,
     Phase,
+    canonical_bytes,
     canonical_json,
     parse_key,
 )
@@ -59,7 +60,7 @@ class Envelope:
         self._service = service
         # Each action with what every fingerprint of it starts with (see prepare).
         self._actions = {
-            a.name: (a, f'{{"action":{canonical_json(a.name)},"payload":') for a in actions
+            a.name: (a, f'{{"action":{canonical_json(a.name)},"payload":'.encode()) for a in actions
         }
         self._max_payload_bytes = max_payload_bytes
 
@@ -78,37 +79,37 @@ class Envelope:
             # A plain dict is parsed as it is: it holds JSON data (it encoded), and ``parse``
             # checks each value's type and copies what it keeps.
             plain: Mapping[str, Any] = payload
-            text = self._canonical_payload(payload)
+            data = self._canonical_payload(payload)
         else:  # any other mapping is read back from JSON
-            text = self._canonical_payload(mapping(payload, "payload"))
-            plain = json.loads(text)
+            data = self._canonical_payload(mapping(payload, "payload"))
+            plain = json.loads(data)
         # The canonical JSON of {"action": ..., "payload": plain}, without encoding plain again.
         if action.fingerprinted is not None:
             view = action.fingerprinted(plain)
             if view is not plain:
-                text = canonical_json(dict(view))
+                data = canonical_bytes(dict(view))
         return tuple_new(
             Prepared,
             (
                 command.key,
                 resource,
-                _sha256(f"{head}{text}}}".encode()).hexdigest(),  # the fingerprint
+                _sha256(head + data + b"}").hexdigest(),  # the fingerprint
                 action,
                 action.parse(plain),
             ),
         )
 
-    def _canonical_payload(self, payload: Mapping[str, Any]) -> str:
-        """The payload's canonical JSON text (what HTTP would carry), refusing oversized ones."""
+    def _canonical_payload(self, payload: Mapping[str, Any]) -> bytes:
+        """The payload's canonical JSON in UTF-8 (what HTTP would carry), refusing oversized
+        ones."""
         try:
-            text = canonical_json(payload if type(payload) is dict else dict(payload))
-            if not text.isascii():
-                text.encode()  # a lone surrogate has no UTF-8 form: it could not be stored
+            data = canonical_bytes(payload if type(payload) is dict else dict(payload))
         except UnicodeEncodeError:
+            # A lone surrogate has no UTF-8 form: it could not be stored.
             raise BadPayload("payload holds a lone surrogate (not valid Unicode)") from None
         except (TypeError, ValueError, RecursionError):
             raise BadPayload("payload is not JSON data") from None
         limit = self._max_payload_bytes
-        if len(text) * 4 > limit and len(text.encode()) > limit:  # ≤ 4 UTF-8 bytes a character
+        if len(data) > limit:
             raise BadPayload(f"payload is larger than {limit} bytes")
-        return text
+        return data

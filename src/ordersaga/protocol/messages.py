@@ -55,6 +55,7 @@ __all__ = [
     "Probe",
     "Reply",
     "ReplyStatus",
+    "canonical_bytes",
     "canonical_json",
     "canonical_text",
     "fingerprint",
@@ -292,6 +293,13 @@ def canonical_text(value: JSON) -> tuple[str, bool]:
     beyond 64 bits and no lone surrogate: see :func:`_plain`)."""
     data = _canonical_bytes(value)
     return (_encode_canonical(value), False) if data is None else (data.decode(), True)
+
+
+def canonical_bytes(value: JSON) -> bytes:
+    """``canonical_json(value).encode()`` (or its exception), without the detour through a str
+    where orjson writes the text."""
+    data = _canonical_bytes(value)
+    return _encode_canonical(value).encode() if data is None else data
 
 
 def reply_json(status: str, body_json: str, reason: str | None) -> str:

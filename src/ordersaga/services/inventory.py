@@ -31,7 +31,7 @@ Items are updated in item-id order, so two transactions never wait on each other
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal
 from typing import Any, NamedTuple, Self
 
 from ordersaga.db import Database, Row
@@ -282,13 +282,18 @@ def _refusal(items: Mapping[str, Row], wanted: Mapping[str, int]) -> Reply | Non
     return None
 
 
+#: Exact for the weights: they have few digits, and quantities fit in a BIGINT. Its operations
+#: are called on it directly, rather than made the thread's context for a block: a reservation's
+#: weight is summed for every reservation, and entering a local context costs more than the sum.
+_EXACT = Context(prec=100)
+
+
 def _total_weight(items: Mapping[str, Row], wanted: Mapping[str, int]) -> str:
-    with localcontext() as ctx:
-        ctx.prec = 100  # exact: weights have few digits, quantities fit in a BIGINT
-        total = sum(
-            (Decimal(items[i]["weight_kg"]) * q for i, q in wanted.items()), start=Decimal(0)
-        )
-        return format(total, "f")
+    total = Decimal(0)
+    for item_id, quantity in wanted.items():
+        weight = _EXACT.multiply(Decimal(items[item_id]["weight_kg"]), quantity)
+        total = _EXACT.add(total, weight)
+    return format(total, "f")
 
 
 def _held_lines(reservation: Row) -> list[tuple[str, int]]:

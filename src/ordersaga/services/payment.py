@@ -346,9 +346,10 @@ class PaymentService(KitService):
     async def _authorize(self, reader: Reader, ref: str, req: AuthorizeRequest, now: float) -> Plan:
         if req.method not in self.methods:
             return self._decline(ref, req, now, f"payment method {req.method!r} is not accepted")
-        card = card_refusal(req.card_number, req.expiry, self._today())
-        if card is not None:
-            return self._decline(ref, req, now, card)
+        if req.card_number is not None or req.expiry is not None:  # else nothing to refuse
+            card = card_refusal(req.card_number, req.expiry, self._today())
+            if card is not None:
+                return self._decline(ref, req, now, card)
         account = await reader.fetchone(_ACCOUNT, req.user_id)
         new = account is None
         if account is None:
