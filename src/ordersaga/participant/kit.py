@@ -20,10 +20,11 @@ A service declares its actions; the kit does the rest. Running one command::
 
 Why this is safe:
 
-* Every write of a resource's state is a compare-and-swap on the version read in the read phase,
-  or an insert under a primary key, so a plan decided on a stale snapshot never commits: no lost
-  update, no oversell. (Counters moved by a transition — held stock sold, an authorization
-  captured — are relative updates made in the same transaction as the transition's CAS.)
+* Every write of a resource's state is a compare-and-swap on the version read in the read phase
+  (or, for a shortcut, on the state: below), or an insert under a primary key, so a plan decided
+  on a stale snapshot never commits: no lost update, no oversell. (Counters moved by a
+  transition — held stock sold, an authorization captured — are relative updates made in the
+  same transaction as the transition's CAS.)
 * The idempotency record commits in the same transaction as the business change, so "applied"
   and "recorded" cannot diverge, whatever crashes when. Refusals are recorded too: a repeat gets
   the same refusal even if the state has changed since.
@@ -56,19 +57,19 @@ then the pause, then the batch applies the plan: the classic optimistic path, wh
 make in-process writers race for real.
 
 Pipelining (PostgreSQL, :mod:`ordersaga.db.pipelined`). The first, plain run of a batch is a
-pipelined transaction there: a command's writes (its record, its claim, its compare-and-swaps)
-are queued without waiting for their results, and go to the server with the next command's first
-read, or with the end of the batch, where their row counts are checked — before the COMMIT is
-sent, so a stale write still commits nothing. The commands are decided side by side there, their
-reads sent in waves (:mod:`ordersaga.participant.waves`): a read goes with the others of its wave
-unless a command before it in the batch, not yet decided, may write a row it reads (by the rows the
-actions declare: :class:`Footprint`); each command still reads what it would read after the
-commands before it, and its writes are queued in batch order. A batch then costs a round trip per
-wave, one for the last writes' counts and one for the COMMIT. The record and the
-claim are plain INSERTs on this path: a repeat, or an action on a taken resource, fails its
-statement and with it the batch's transaction — which is then run again with a SAVEPOINT per
-command, unpipelined, where each command gets its precise outcome as described above (a replay,
-the refusal of an existing resource, its own error), even in a batch of one.
+pipelined transaction there: writes are queued and go with the next read, their row counts checked
+before the COMMIT; the commands are decided side by side, their reads sent in waves
+(:mod:`ordersaga.participant.waves`, which says why each command still reads what it would one
+command after the other). The record and the claim are plain INSERTs on this path: a repeat, or an
+action on a taken resource, fails the batch's transaction, which is then run again with a
+SAVEPOINT per command, unpipelined, where each command gets its precise outcome as above.
+
+Shortcuts. A confirmation whose action declares a :class:`~.plan.Shortcut` (a state change that
+needs nothing read first) is applied, one statement after another, by recording its usual reply
+and then a write guarded by the row's state (``WHERE ref = ? AND state = 'held'``) instead of a
+read and a compare-and-swap on the version: the same row changes under the same write lock, and
+where the guard finds the row in another state the command is decided as usual and its record
+corrected, in the same transaction. Pipelined batches decide as usual.
 
 :meth:`CommandRunner.apply` runs one already-decided command inside a transaction it is given and
 does not commit.
