@@ -108,6 +108,7 @@ from ordersaga.participant.plan import (
 from ordersaga.participant.records import (
     RECORD,
     REWRITE,
+    Encoded,
     encode,
     handed_back,
     replay,
@@ -343,28 +344,31 @@ class CommandRunner:
 
     async def _apply_job(self, tx: Tx, job: _Job, now: float) -> tuple[Reply, bool]:
         """One command's part of a batch: its reply, and whether it wrote anything."""
-        cmd, plan = job
-        if plan is not None:
-            return await self.apply(tx, cmd, plan), True
+        cmd, given = job
+        if given is not None:
+            return await self.apply(tx, cmd, given), True
         key, resource, fingerprint, action, request = cmd
-        if action.shortcut is not None:
-            return await self._shortcut(tx, cmd, action.shortcut, now)
-        plan = await action.decide(tx, resource, request, now)
-        if plan.claim is None and action.phase is _ACTION:
-            plan = await self._unless_existing(tx, cmd, plan)
-        reply = plan.reply
+        shortcut = action.shortcut
+        if shortcut is not None:  # the usual reply, recorded before its guarded change
+            reply = shortcut.reply()
+        else:
+            plan = await action.decide(tx, resource, request, now)
+            if plan.claim is None and action.phase is _ACTION:
+                plan = await self._unless_existing(tx, cmd, plan)
+            reply = plan.reply
         encoded = status, _, text = encode(reply)
-        unless_taken = self._unless_taken
         try:
             recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
         except ConflictError:
             recorded = 0  # SQLite: the failed INSERT undid only itself
         if not recorded:
             return await self._replayed(tx, cmd), False
+        if shortcut is not None:
+            return await self._shortcut(tx, cmd, shortcut, now, (reply, encoded)), True
         claim = plan.claim
         if claim is not None:
             try:
-                await tx.write(claim.sql + unless_taken, claim.params, 1)
+                await tx.write(claim.sql + self._unless_taken, claim.params, 1)
             except ConflictError:
                 # The resource exists already (its key is new: a tombstone, or another key's
                 # row). The INSERT wrote nothing: record the refusal instead.
@@ -377,30 +381,28 @@ class CommandRunner:
         return handed_back(reply, encoded), True
 
     async def _shortcut(
-        self, tx: Tx, cmd: Prepared, shortcut: Shortcut[Any], now: float
-    ) -> tuple[Reply, bool]:
-        """:meth:`_apply_job` by the action's shortcut (:class:`Shortcut`): the usual reply
-        recorded first (its INSERT tells a repeat before anything is written), then the guarded
-        change; where the usual outcome does not hold, decided as usual, the record corrected."""
-        key, resource, fingerprint, action, request = cmd
-        reply = shortcut.reply()
-        encoded = status, _, text = encode(reply)
-        try:
-            recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
-        except ConflictError:
-            recorded = 0  # SQLite: the failed INSERT undid only itself
-        if not recorded:
-            return await self._replayed(tx, cmd), False
+        self,
+        tx: Tx,
+        cmd: Prepared,
+        shortcut: Shortcut[Any],
+        now: float,
+        usual: tuple[Reply, Encoded],
+    ) -> Reply:
+        """The rest of :meth:`_apply_job` by the action's shortcut (:class:`Shortcut`), its usual
+        reply recorded (``usual``, with its encoding): the guarded change, or, where the usual
+        outcome does not hold, the command decided as usual and its record corrected."""
+        key, resource, _, action, request = cmd
+        reply, encoded = usual
         writes = await shortcut.apply(tx, resource, request, now)
         if writes is None:
             plan = await action.decide(tx, resource, request, now)
             decided = encode(plan.reply)
             if decided != encoded:
                 await tx.execute(REWRITE, decided[0], decided[2], key)
-            return await write_plan(tx, plan, decided), True
+            return await write_plan(tx, plan, decided)
         for sql, params, expect in writes:
             await tx.write(sql, params, expect)
-        return handed_back(reply, encoded), True
+        return handed_back(reply, encoded)
 
     async def _replayed(self, tx: Tx, cmd: Prepared) -> Reply:
         """The reply to a repeat: its key is recorded already (PostgreSQL's INSERT waited for a
