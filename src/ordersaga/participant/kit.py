@@ -85,6 +85,7 @@ from ordersaga.db import Database, Tx
 from ordersaga.db.groupcommit import GroupCommitter
 from ordersaga.errors import ConflictError
 from ordersaga.participant.age import expired
+from ordersaga.participant.applier import Applier, Job
 from ordersaga.participant.envelope import Envelope
 from ordersaga.participant.fields import BadPayload
 from ordersaga.participant.options import (
@@ -105,31 +106,20 @@ from ordersaga.participant.plan import (
     Shortcut,
     Write,
 )
-from ordersaga.participant.records import (
-    RECORD,
-    REWRITE,
-    Encoded,
-    encode,
-    handed_back,
-    replay,
-    stored,
-    write_plan,
-)
 from ordersaga.participant.records import is_canonical as _is_canonical  # noqa: F401 (tests)
 from ordersaga.participant.records import probe as probe_key
+from ordersaga.participant.records import (
+    replay,
+    stored,
+)
 from ordersaga.participant.waves import apply_in_waves
 from ordersaga.protocol.messages import (
     Command,
-    Phase,
     Probe,
     Reply,
     ReplyStatus,
 )
 from ordersaga.telemetry.histogram import Histogram
-
-#: Read once (see :mod:`ordersaga.saga.driver`: a member read through its enum class takes the
-#: metaclass's slow attribute path on Python 3.11, ~0.9k instructions): the very member.
-_ACTION = Phase.ACTION
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -160,11 +150,6 @@ class _NothingToCommit(Exception):
     """Raised inside a batch's transaction that applied nothing, to roll it back."""
 
 
-#: One command's write phase in a batch: the command, and its plan unless it is decided inside
-#: the batch (a plain pair: one per command).
-_Job = tuple[Prepared, Plan | None]
-
-
 async def _answered(reply: Reply) -> Reply:
     return reply
 
@@ -188,13 +173,8 @@ class CommandRunner:
         self._cancelled = cancelled
         self._options = options
         self.stats = KitStats()
-        # A command decided in its batch need not look its key or its resource up first: the
-        # record's INSERT finds a repeat, the claim's an existing resource (see _apply_job). On
-        # SQLite a failed statement undoes only itself; on PostgreSQL, where it would abort the
-        # transaction, both INSERTs do nothing on a taken key instead (except when pipelined).
-        self._unless_taken = "" if db.dialect == "sqlite" else " ON CONFLICT DO NOTHING"
-        self._record = RECORD + self._unless_taken
-        self._committer: GroupCommitter[_Job, Reply] = GroupCommitter(
+        self._applier = Applier(service, db.dialect, existing)
+        self._committer: GroupCommitter[Job, Reply] = GroupCommitter(
             self._apply_batch,
             _BatchCounters(),
             max_batch=options.max_batch,
@@ -270,7 +250,7 @@ class CommandRunner:
             f"{self._service}: {cmd.key}: still conflicting after {policy.max_attempts} attempts"
         )
 
-    async def _apply_batch(self, jobs: Sequence[_Job]) -> list[Reply | Exception]:
+    async def _apply_batch(self, jobs: Sequence[Job]) -> list[Reply | Exception]:
         """Run ``jobs`` in one transaction (see the module docstring); one outcome per job.
 
         Commands decided inside the batch almost never fail, so a batch first runs as one plain
@@ -289,7 +269,7 @@ class CommandRunner:
                     raise
         return await self._transact(jobs, isolated=True)
 
-    async def _transact(self, jobs: Sequence[_Job], *, isolated: bool) -> list[Reply | Exception]:
+    async def _transact(self, jobs: Sequence[Job], *, isolated: bool) -> list[Reply | Exception]:
         outcomes: list[Reply | Exception] = []
         applied = replayed = 0
         try:
@@ -297,7 +277,7 @@ class CommandRunner:
                 now = self._now()  # one time for the batch: its commands commit together
                 if tx.pipelined and all(plan is None for _, plan in jobs):
                     commands = [cmd for cmd, _ in jobs]
-                    await apply_in_waves(tx, commands, now, outcomes, self._unless_existing)
+                    await apply_in_waves(tx, commands, now, outcomes, self._applier.unless_existing)
                     applied = len(jobs)  # pipelined, every command writes (or all fail)
                 else:
                     applied, replayed = await self._apply_each(tx, jobs, now, isolated, outcomes)
@@ -314,7 +294,7 @@ class CommandRunner:
     async def _apply_each(
         self,
         tx: Tx,
-        jobs: Sequence[_Job],
+        jobs: Sequence[Job],
         now: float,
         isolated: bool,
         outcomes: list[Reply | Exception],
@@ -322,11 +302,12 @@ class CommandRunner:
         """Apply ``jobs`` one after the other (``isolated``: each in a savepoint of its own),
         appending each outcome; how many wrote, and how many were replayed."""
         applied = replayed = 0
+        apply_job = self._applier.apply_job
         for job in jobs:
             if isolated:
                 await tx.execute("SAVEPOINT command")
             try:
-                reply, wrote = await self._apply_job(tx, job, now)
+                reply, wrote = await apply_job(tx, job, now)
             except Exception as exc:
                 if not isolated:
                     raise
@@ -342,106 +323,10 @@ class CommandRunner:
                 await tx.execute("RELEASE SAVEPOINT command")
         return applied, replayed
 
-    async def _apply_job(self, tx: Tx, job: _Job, now: float) -> tuple[Reply, bool]:
-        """One command's part of a batch: its reply, and whether it wrote anything."""
-        cmd, given = job
-        if given is not None:
-            return await self.apply(tx, cmd, given), True
-        key, resource, fingerprint, action, request = cmd
-        shortcut = action.shortcut
-        if shortcut is not None:  # the usual reply, recorded before its guarded change
-            reply = shortcut.reply()
-        else:
-            plan = await action.decide(tx, resource, request, now)
-            if plan.claim is None and action.phase is _ACTION:
-                plan = await self._unless_existing(tx, cmd, plan)
-            reply = plan.reply
-        encoded = status, _, text = encode(reply)
-        try:
-            recorded = await tx.execute(self._record, key, fingerprint, status, text, now)
-        except ConflictError:
-            recorded = 0  # SQLite: the failed INSERT undid only itself
-        if not recorded:
-            return await self._replayed(tx, cmd), False
-        if shortcut is not None:
-            return await self._shortcut(tx, cmd, shortcut, now, (reply, encoded)), True
-        claim = plan.claim
-        if claim is not None:
-            try:
-                await tx.write(claim.sql + self._unless_taken, claim.params, 1)
-            except ConflictError:
-                # The resource exists already (its key is new: a tombstone, or another key's
-                # row). The INSERT wrote nothing: record the refusal instead.
-                refusal = await self._refusal_of_existing(tx, cmd)
-                encoded = status, _, text = encode(refusal)
-                await tx.execute(REWRITE, status, text, key)
-                return handed_back(refusal, encoded), True
-        for sql, params, expect in plan.writes:  # unpacked: a call with * takes the slow path
-            await tx.write(sql, params, expect)
-        return handed_back(reply, encoded), True
-
-    async def _shortcut(
-        self,
-        tx: Tx,
-        cmd: Prepared,
-        shortcut: Shortcut[Any],
-        now: float,
-        usual: tuple[Reply, Encoded],
-    ) -> Reply:
-        """The rest of :meth:`_apply_job` by the action's shortcut (:class:`Shortcut`), its usual
-        reply recorded (``usual``, with its encoding): the guarded change, or, where the usual
-        outcome does not hold, the command decided as usual and its record corrected."""
-        key, resource, _, action, request = cmd
-        reply, encoded = usual
-        writes = await shortcut.apply(tx, resource, request, now)
-        if writes is None:
-            plan = await action.decide(tx, resource, request, now)
-            decided = encode(plan.reply)
-            if decided != encoded:
-                await tx.execute(REWRITE, decided[0], decided[2], key)
-            return await write_plan(tx, plan, decided)
-        for sql, params, expect in writes:
-            await tx.write(sql, params, expect)
-        return handed_back(reply, encoded)
-
-    async def _replayed(self, tx: Tx, cmd: Prepared) -> Reply:
-        """The reply to a repeat: its key is recorded already (PostgreSQL's INSERT waited for a
-        concurrent transaction holding the key to end, and this statement sees its commit)."""
-        record = await stored(tx, cmd.key)
-        if record is None:
-            raise ConflictError(f"{self._service}: {cmd.key}: the key is taken")
-        return replay(cmd.key, cmd.fingerprint, record)
-
-    async def _unless_existing(self, reader: Reader, cmd: Prepared, plan: Plan) -> Plan:
-        """``plan``, or the refusal of an action whose resource exists: looked up for an action
-        that claims nothing (refused for its own reasons: a tombstone's refusal comes first), and
-        for a plan decided before its batch (:meth:`apply`)."""
-        if cmd.action.phase is not _ACTION:
-            return plan
-        existing = await self._refused_existing(reader, cmd)
-        return plan if existing is None else Plan(existing)
-
-    async def _refused_existing(self, reader: Reader, cmd: Prepared) -> Reply | None:
-        if self._existing is None:
-            return None
-        return await self._existing(reader, cmd.resource)
-
-    async def _refusal_of_existing(self, reader: Reader, cmd: Prepared) -> Reply:
-        refusal = await self._refused_existing(reader, cmd)
-        if refusal is None:  # no such row after all (or no way to tell): decide again
-            raise ConflictError(f"{self._service}: {cmd.resource}: the resource is taken")
-        return refusal
-
     async def apply(self, tx: Tx, cmd: Prepared, plan: Plan) -> Reply:
-        """Record ``cmd``'s reply and run its writes inside ``tx``, without committing.
-
-        Raises :class:`ConflictError` when the key is already recorded or a write finds a state
-        other than the one ``plan`` was decided on; the caller must roll ``tx`` back.
-        """
-        plan = await self._unless_existing(tx, cmd, plan)
-        encoded = status, _, text = encode(plan.reply)
-        await tx.write(RECORD, (cmd.key, cmd.fingerprint, status, text, self._now()), 1)
-        return await write_plan(tx, plan, encoded)
+        """Record ``cmd``'s reply and run its writes inside ``tx``, without committing
+        (:meth:`Applier.apply`)."""
+        return await self._applier.apply(tx, cmd, plan, self._now())
 
     async def probe(self, key: str) -> Probe:
         """What became of ``key``: applied, refused (also: cancelled by a tombstone), unknown."""
