@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from ordersaga.saga.store import PostgresSagaStore, open_store
 from tests import hypothesis_profiles
 
 HYPOTHESIS_PROFILE = hypothesis_profiles.load()
@@ -77,6 +78,15 @@ async def pg_database_factory() -> AsyncIterator[Callable[[], object]]:
 async def pg_url(pg_database_factory: Callable[[], object]) -> str:
     """A fresh, empty PostgreSQL database for this test."""
     return await pg_database_factory()  # type: ignore[misc,no-any-return]
+
+
+@pytest.fixture
+async def pg_store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
+    """A PostgreSQL saga log on this test's fresh database."""
+    store = await open_store(pg_url)
+    assert isinstance(store, PostgresSagaStore)
+    yield store
+    await store.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ordersaga.saga.store import PostgresSagaStore, SagaStore, open_store
+from ordersaga.saga.store import SagaStore, open_store
 from ordersaga.saga.testing import TickClock
 
 
@@ -68,12 +68,3 @@ async def sql_store(sql_backend: Backend) -> AsyncIterator[SagaStore]:
     opened = await sql_backend.open()
     yield opened
     await opened.close()
-
-
-@pytest.fixture
-async def pg_store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
-    """A PostgreSQL saga log on the test database (the PostgreSQL-only contract tests)."""
-    store = await open_store(pg_url)
-    assert isinstance(store, PostgresSagaStore)
-    yield store
-    await store.close()

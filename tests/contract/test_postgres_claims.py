@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -23,13 +22,6 @@ async def _open(pg_url: str) -> PostgresSagaStore:
     store = await open_store(pg_url)
     assert isinstance(store, PostgresSagaStore)
     return store
-
-
-@pytest.fixture
-async def pg_store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
-    store = await _open(pg_url)
-    yield store
-    await store.close()
 
 
 async def _sagas(store: PostgresSagaStore, n: int) -> list[str]:

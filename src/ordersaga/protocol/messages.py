@@ -312,8 +312,7 @@ def reply_json(status: str, body_json: str, reason: str | None) -> str:
 
 def fingerprint(value: JSON) -> str:
     """A digest of JSON data (its canonical form): equal data, equal fingerprint."""
-    data = _canonical_bytes(value)
-    return hashlib.sha256(_encode_canonical(value).encode() if data is None else data).hexdigest()
+    return hashlib.sha256(canonical_bytes(value)).hexdigest()
 
 
 def read_json(text: str, *, plain: bool = False) -> JSON:

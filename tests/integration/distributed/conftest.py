@@ -37,7 +37,7 @@ from ordersaga.orders.order_saga import ORDER_SAGA_NAME, order_saga
 from ordersaga.orders.parse import Parsed, parse_line
 from ordersaga.orders.vault import CardVault
 from ordersaga.protocol.messages import Command, Probe, Reply
-from ordersaga.saga.store import PostgresSagaStore, open_store
+from ordersaga.saga.store import PostgresSagaStore
 from ordersaga.services.factory import ServiceConfigs, Services, data_dir_urls, open_services
 from ordersaga.transport.base import Transport
 from tests.conftest import pg_server_url, with_database
@@ -316,11 +316,9 @@ class Gate(Transport):
 
 
 @pytest.fixture
-async def store(pg_url: str) -> AsyncIterator[PostgresSagaStore]:
-    opened = await open_store(pg_url)
-    assert isinstance(opened, PostgresSagaStore)
-    yield opened
-    await opened.close()
+def store(pg_store: PostgresSagaStore) -> PostgresSagaStore:
+    """The saga log these tests share (``pg_store``: a fresh database each)."""
+    return pg_store
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from tests.integration.services.helpers import (
     cancel,
     capture,
     commit,
+    dump,
     open_inventory,
     open_payment,
     open_shipping,
@@ -41,16 +42,6 @@ pytestmark = pytest.mark.pg
 
 #: The columns compared between the two databases (not the times, which differ).
 _TIMES = frozenset({"created_at", "updated_at"})
-
-
-async def _rows(service: KitService, tables: tuple[str, ...]) -> dict[str, list[Any]]:
-    found = {}
-    for table in tables:
-        rows = await service.db.fetchall(f"SELECT * FROM {table}")
-        found[table] = sorted(
-            tuple(sorted((k, v) for k, v in row.items() if k not in _TIMES)) for row in rows
-        )
-    return found
 
 
 def _inventory_command(rng: random.Random, sagas: int) -> Command:
@@ -113,7 +104,7 @@ async def test_random_batches_decide_as_one_after_the_other(
             commands = [make(rng, 10) for _ in range(rng.randint(1, 24))]
             assert await _batch(on_pg, commands) == await _batch(on_sqlite, commands)
         tables = _TABLES[name]
-        assert await _rows(on_pg, tables) == await _rows(on_sqlite, tables)
+        assert await dump(on_pg.db, tables, _TIMES) == await dump(on_sqlite.db, tables, _TIMES)
         if name == "inventory":
             await assert_stock_conserved(on_pg.db)
         if name == "payment":
